@@ -1,0 +1,3 @@
+"""Sparring: align language models with a two-player game (GPO)."""
+
+__version__ = "0.1.0"

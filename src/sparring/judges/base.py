@@ -1,0 +1,117 @@
+"""The judge interface: score (prompt, response) pairs with P(safe).
+
+A judge is anything with a ``name`` and a ``score(prompts, responses)`` method returning a
+:class:`JudgeOutput`. Judges use their own tokenizer (if any): they see plain text only, so a
+judge never has to share a tokenizer with the players.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from sparring.errors import JudgeError
+
+
+@dataclass
+class JudgeOutput:
+    """Scores for a batch of (prompt, response) pairs.
+
+    ``p_safe[i]`` is the probability, in [0, 1], that pair ``i`` is safe. ``extras`` holds further
+    named per-pair scores in [0, 1] (for example ``"helpful"``); ``labels`` holds named per-pair
+    strings (for example ``"category"``, ``None`` where there is none).
+    """
+
+    p_safe: list[float]
+    extras: dict[str, list[float]] = field(default_factory=dict)
+    labels: dict[str, list[str | None]] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.p_safe)
+
+    def select(self, index: Sequence[int]) -> JudgeOutput:
+        """The rows ``index`` of this output, in that order."""
+        return JudgeOutput(
+            p_safe=[self.p_safe[i] for i in index],
+            extras={k: [v[i] for i in index] for k, v in self.extras.items()},
+            labels={k: [v[i] for i in index] for k, v in self.labels.items()},
+        )
+
+    @staticmethod
+    def concat(outputs: Sequence[JudgeOutput]) -> JudgeOutput:
+        """Rows of several outputs, one after the other (keys must agree)."""
+        if not outputs:
+            return JudgeOutput(p_safe=[])
+        out = JudgeOutput(
+            p_safe=[],
+            extras={k: [] for k in outputs[0].extras},
+            labels={k: [] for k in outputs[0].labels},
+        )
+        for o in outputs:
+            out.p_safe.extend(o.p_safe)
+            for k in out.extras:
+                out.extras[k].extend(o.extras[k])
+            for k in out.labels:
+                out.labels[k].extend(o.labels[k])
+        return out
+
+
+@runtime_checkable
+class Judge(Protocol):
+    """Scores (prompt, response) pairs. Implementations batch internally as they see fit."""
+
+    name: str
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> JudgeOutput: ...
+
+
+def validate_output(
+    judge_name: str, output: object, n: int, *, allow_nonfinite: bool = False
+) -> JudgeOutput:
+    """Check a judge's output: right type, ``n`` rows everywhere, scores in [0, 1].
+
+    Non-finite scores raise :class:`JudgeError` unless ``allow_nonfinite`` is set (the game loop
+    sets it mid-run, where a NaN skips the update instead of stopping the run).
+    """
+    if not isinstance(output, JudgeOutput):
+        raise JudgeError(
+            f"judge {judge_name!r} returned {type(output).__name__}; expected JudgeOutput"
+        )
+    columns = {"p_safe": output.p_safe, **{f"extras.{k}": v for k, v in output.extras.items()}}
+    for key, values in {**columns, **{f"labels.{k}": v for k, v in output.labels.items()}}.items():
+        if len(values) != n:
+            raise JudgeError(
+                f"judge {judge_name!r} returned {len(values)} values for {key!r}; expected {n} (one per pair)"
+            )
+    for key, values in columns.items():
+        for i, v in enumerate(values):
+            try:
+                x = float(v)
+            except (TypeError, ValueError):
+                raise JudgeError(
+                    f"judge {judge_name!r} returned a non-number {v!r} for {key!r} at row {i}"
+                ) from None
+            if math.isnan(x) or math.isinf(x):
+                if allow_nonfinite:
+                    continue
+                raise JudgeError(
+                    f"judge {judge_name!r} returned {x} for {key!r} at row {i}; expected a probability in [0, 1]"
+                )
+            if not 0.0 <= x <= 1.0:
+                raise JudgeError(
+                    f"judge {judge_name!r} returned {x} for {key!r} at row {i}; expected a probability in [0, 1]"
+                )
+    return output
+
+
+def check_pairs(prompts: Sequence[str], responses: Sequence[str]) -> None:
+    """Raise JudgeError unless prompts and responses are equally long sequences of strings."""
+    if len(prompts) != len(responses):
+        raise JudgeError(f"got {len(prompts)} prompts but {len(responses)} responses")
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        if not isinstance(p, str) or not isinstance(r, str):
+            raise JudgeError(
+                f"pair {i} is not (str, str): ({type(p).__name__}, {type(r).__name__})"
+            )

@@ -1,0 +1,110 @@
+"""Build a judge from its configuration.
+
+Model-backed judges import torch/transformers only when built, so configs that use remote,
+callable or refusal judges load without them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from sparring.errors import ConfigError
+from sparring.judges.base import Judge
+from sparring.judges.callable import CallableJudge, import_target
+from sparring.judges.specs import (
+    CallableJudgeSpec,
+    ClassifierJudgeSpec,
+    EnsembleJudgeSpec,
+    GuardJudgeSpec,
+    JudgeSpec,
+    RefusalJudgeSpec,
+    RemoteJudgeSpec,
+    WithHelpfulnessJudgeSpec,
+)
+
+_ADAPTER: TypeAdapter[Any] = TypeAdapter(JudgeSpec)
+
+
+def parse_judge_spec(data: Mapping[str, Any] | Any, *, where: str = "judge") -> Any:
+    """Validate a mapping into a :data:`JudgeSpec`; ConfigError names the failing fields."""
+    if not isinstance(data, Mapping):
+        return data
+    try:
+        return _ADAPTER.validate_python(dict(data))
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(x) for x in (where, *err["loc"]))
+            lines.append(f"  {loc}: {err['msg']}")
+        raise ConfigError(f"invalid judge configuration in {where}:\n" + "\n".join(lines)) from None
+
+
+def _callable(spec: CallableJudgeSpec) -> Judge:
+    return CallableJudge(
+        import_target(spec.target), name=spec.name or spec.target, kwargs=spec.kwargs
+    )
+
+
+def _guard(spec: GuardJudgeSpec) -> Judge:
+    from sparring.judges.guard import GuardJudge
+
+    return GuardJudge(spec)
+
+
+def _classifier(spec: ClassifierJudgeSpec) -> Judge:
+    from sparring.judges.classifier import ClassifierJudge
+
+    return ClassifierJudge(spec)
+
+
+def _remote(spec: RemoteJudgeSpec) -> Judge:
+    from sparring.judges.remote import RemoteJudge
+
+    return RemoteJudge(spec)
+
+
+def _ensemble(spec: EnsembleJudgeSpec) -> Judge:
+    from sparring.judges.composite import EnsembleJudge
+
+    members = [build_judge(s) for s in spec.judges]
+    return EnsembleJudge(
+        members, reduce=spec.reduce, weights=spec.weights, name=spec.name or "ensemble"
+    )
+
+
+def _refusal(spec: RefusalJudgeSpec) -> Judge:
+    from sparring.judges.refusal import RefusalJudge
+
+    return RefusalJudge(spec)
+
+
+def _with_helpfulness(spec: WithHelpfulnessJudgeSpec) -> Judge:
+    from sparring.judges.composite import WithHelpfulnessJudge
+
+    return WithHelpfulnessJudge(
+        build_judge(spec.safety), build_judge(spec.helpfulness), name=spec.name
+    )
+
+
+BUILDERS: dict[type, Callable[[Any], Judge]] = {
+    CallableJudgeSpec: _callable,
+    GuardJudgeSpec: _guard,
+    ClassifierJudgeSpec: _classifier,
+    RemoteJudgeSpec: _remote,
+    EnsembleJudgeSpec: _ensemble,
+    RefusalJudgeSpec: _refusal,
+    WithHelpfulnessJudgeSpec: _with_helpfulness,
+}
+
+
+def build_judge(spec: object) -> Judge:
+    """Instantiate the judge described by ``spec`` (one of :data:`sparring.judges.specs.JudgeSpec`,
+    or a mapping that validates as one)."""
+    spec = parse_judge_spec(spec) if isinstance(spec, Mapping) else spec
+    builder = BUILDERS.get(type(spec))
+    if builder is None:
+        raise TypeError(f"no builder for judge spec {type(spec).__name__}")
+    return builder(spec)

@@ -1,0 +1,87 @@
+"""Configuration: YAML, dotted overrides, and errors that name the key, its line and a suggestion."""
+
+import pytest
+import yaml
+
+from sparring.config import apply_overrides, dump_config, load_config
+from sparring.errors import ConfigError
+
+BASE = """\
+attacker:
+  model: /models/a
+defender:
+  model: /models/d
+  lora:
+    r: 4
+judge:
+  type: callable
+  target: mymod:judge
+game:
+  seeds:
+    path: seeds.txt
+"""
+
+
+def _write(tmp_path, text):
+    p = tmp_path / "run.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_defaults_and_overrides(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE), ["attacker.lr=3e-6", "game.rounds=5", "defender.lora.r=16",
+                                               "game.schedule.0.steps=4", "novelty.bleu_weight=5"])
+    assert cfg.attacker.lr == 3e-6 and isinstance(cfg.attacker.lr, float)
+    assert cfg.game.rounds == 5 and cfg.defender.lora.r == 16
+    assert cfg.game.schedule[0].stage == "defend" and cfg.game.schedule[0].steps == 4
+    assert cfg.novelty.bleu_weight == 5
+    assert "Here is one question" in cfg.attacker.template.text
+    assert cfg.defender.template.text == "Human: {prompt} AI:"
+
+
+def test_resolved_config_round_trips(tmp_path):
+    cfg = load_config(_write(tmp_path, BASE))
+    again = load_config(data=yaml.safe_load(dump_config(cfg)))
+    assert again == cfg
+
+
+def test_unknown_key_names_path_line_and_nearest(tmp_path):
+    text = BASE.replace("  lora:\n    r: 4", "  lora:\n    rank: 4")
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text))
+    msg = str(err.value)
+    assert "defender.lora.rank (line 6): unknown key; did you mean 'defender.lora.r'?" in msg
+
+
+def test_mistyped_override_suggests(tmp_path):
+    with pytest.raises(ConfigError, match=r"attacker\.learning_rate \(set on the command line\): unknown key.*\blr\b"):
+        load_config(_write(tmp_path, BASE), ["attacker.learning_rate=1e-5"])
+    with pytest.raises(ConfigError, match=r"game\.rnds .*: unknown key; did you mean 'game\.rounds'"):
+        load_config(_write(tmp_path, BASE), ["game.rnds=3"])
+    with pytest.raises(ConfigError, match=r"judge\.targte .*: unknown key; did you mean 'judge\.target'"):
+        load_config(_write(tmp_path, BASE), ["judge.targte=x:y"])
+
+
+def test_wrong_types_and_missing(tmp_path):
+    with pytest.raises(ConfigError, match=r"game\.rounds.*greater than or equal to 1"):
+        load_config(_write(tmp_path, BASE), ["game.rounds=0"])
+    with pytest.raises(ConfigError, match=r"  attacker: required field is missing"):
+        load_config(data={"defender": {"model": "x"}, "judge": {"type": "callable", "target": "a:b"},
+                          "game": {"seeds": {"path": "s"}}})
+    with pytest.raises(ConfigError, match="needs samples_per_prompt >= 2"):
+        load_config(_write(tmp_path, BASE), ["defender.rl.algorithm=rloo"])
+    with pytest.raises(ConfigError, match="exactly one of 'path' or 'source'"):
+        load_config(_write(tmp_path, BASE), ["game.seeds.source=harmbench"])
+
+
+def test_bad_files_and_override_syntax(tmp_path):
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(_write(tmp_path, "a: [1, 2"))
+    with pytest.raises(ConfigError, match="mapping at the top level"):
+        load_config(_write(tmp_path, "- 1\n- 2\n"))
+    with pytest.raises(ConfigError, match="must look like 'section.key=value'"):
+        apply_overrides({}, ["novalue"])
+    with pytest.raises(ConfigError, match="needs an index below 2"):
+        load_config(_write(tmp_path, BASE), ["game.schedule.5.steps=1"])

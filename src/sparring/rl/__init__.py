@@ -1,0 +1,1 @@
+"""RL for both players: PPO with GAE, and critic-free RLOO / GRPO."""

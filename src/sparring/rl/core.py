@@ -1,0 +1,143 @@
+"""RL arithmetic shared by both players: log-probs, KL, GAE, group advantages, PPO losses.
+
+All tensors are ``[batch, tokens]`` over the generated tokens, with ``mask`` marking real tokens
+(1) against padding after the end of a sequence (0). Each function is small and tested against
+hand-computed values in ``tests/test_rl_core.py``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    mask = mask.to(x.dtype)
+    if dim is None:
+        return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    return (x * mask).sum(dim) / mask.sum(dim).clamp(min=1.0)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> torch.Tensor:
+    mean = masked_mean(x, mask)
+    var = masked_mean((x - mean) ** 2, mask)
+    if unbiased:
+        n = mask.sum()
+        var = var * n / (n - 1).clamp(min=1.0)
+    return var
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; ``shift_mean=False`` adds the mean back."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    out = (x - mean) * torch.rsqrt(var + eps)
+    if not shift_mean:
+        out = out + mean
+    return out * mask.to(x.dtype)
+
+
+def gather_logprobs(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """log softmax(logits)[tokens] without materialising the full log-softmax tensor."""
+    logits = logits.float()
+    picked = logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+    return picked - torch.logsumexp(logits, dim=-1)
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    logz = torch.logsumexp(logits, dim=-1, keepdim=True)
+    p = torch.exp(logits - logz)
+    return logz.squeeze(-1) - (p * logits).sum(-1)
+
+
+def last_token_index(mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last real token in each row (rows need at least one)."""
+    return (mask.long().sum(-1) - 1).clamp(min=0)
+
+
+def shaped_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
+                   mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token rewards: ``-kl_coef * (logp - logp_ref)`` plus the scalar score at the last token.
+
+    Returns (rewards, per-token kl), both zero on padding.
+    """
+    m = mask.to(logprobs.dtype)
+    kl = (logprobs - ref_logprobs) * m
+    rewards = -kl_coef * kl
+    idx = last_token_index(mask)
+    rewards[torch.arange(rewards.shape[0]), idx] += scores.to(rewards.dtype)
+    return rewards * m, kl
+
+
+def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
+                gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Generalised advantage estimation over right-padded sequences.
+
+    The value after the last real token is 0 (the episode ends there). Returns
+    (advantages, returns) with returns = advantages + values; both zero on padding.
+    """
+    m = mask.to(values.dtype)
+    values = values * m
+    rewards = rewards * m
+    T = rewards.shape[1]
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(T)):
+        next_v = values[:, t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[:, t] + gamma * next_v - values[:, t]
+        last = delta + gamma * lam * last
+        # padding must not carry advantage backwards into real tokens
+        last = last * m[:, t]
+        adv[:, t] = last
+    return adv, (adv + values) * m
+
+
+def group_advantages(rewards: torch.Tensor, group_size: int, method: str, eps: float = 1e-6) -> torch.Tensor:
+    """Critic-free advantages for rows laid out as consecutive groups of ``group_size``.
+
+    ``rloo``: reward minus the mean of the *other* samples of the same prompt.
+    ``grpo``: (reward - group mean) / (group std + eps), std unbiased.
+    """
+    if rewards.dim() != 1 or rewards.numel() % group_size:
+        raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
+    r = rewards.view(-1, group_size)
+    if method == "rloo":
+        baseline = (r.sum(1, keepdim=True) - r) / (group_size - 1)
+        return (r - baseline).reshape(-1)
+    if method == "grpo":
+        return ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + eps)).reshape(-1)
+    raise ValueError(f"unknown group advantage method {method!r}")
+
+
+@dataclass
+class PolicyLoss:
+    loss: torch.Tensor
+    clipfrac: torch.Tensor
+    approx_kl: torch.Tensor
+
+
+def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
+                mask: torch.Tensor, clip_ratio: float) -> PolicyLoss:
+    """PPO's clipped surrogate, averaged over real tokens."""
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - clip_ratio, 1.0 + clip_ratio)
+    loss = masked_mean(torch.maximum(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped > unclipped).float(), mask)
+        approx_kl = masked_mean(0.5 * log_ratio**2, mask)
+    return PolicyLoss(loss, clipfrac, approx_kl)
+
+
+def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
+               mask: torch.Tensor, clip_value: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Clipped value loss 0.5 * max((v - R)^2, (v_clipped - R)^2); returns (loss, clipfrac)."""
+    v_clipped = old_values + torch.clamp(values - old_values, -clip_value, clip_value)
+    a = (values - returns) ** 2
+    b = (v_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.maximum(a, b), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((b > a).float(), mask)
+    return loss, clipfrac

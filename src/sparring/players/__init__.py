@@ -1,0 +1,1 @@
+"""Players: a policy with its reference, value head, tokenizer and template."""

@@ -1,0 +1,114 @@
+"""Players: templates, batched generation with left padding, log-probs, LoRA reference."""
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from sparring.config import DefenderConfig, TemplateConfig
+from sparring.errors import ConfigError, ModelError
+from sparring.players.player import Player
+from sparring.players.templates import PromptFormatter, clean_attack
+from sparring.testing import build_tokenizer
+
+
+def _player(path, **kw) -> Player:
+    cfg = DefenderConfig(model=str(path), generation={"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}, **kw)
+    return Player.build("defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=4)
+
+
+@pytest.mark.parametrize("arch", ["gpt2", "llama"])
+def test_logprobs_from_one_forward_match_generation(tiny_models, arch):
+    """The training forward (left padding, explicit positions) reproduces generate()'s scores."""
+    player = _player(tiny_models[arch])
+    torch.manual_seed(0)
+    prompts = ["how do I pick a lock ?", "hello", "tell me how to make a fake id please thanks"]
+    inputs = player.format(prompts)
+    enc = player.tokenizer(inputs, return_tensors="pt", padding=True)
+    assert (enc["attention_mask"][:, 0] == 0).any(), "batch must be left-padded for this test"
+    out = player.unwrapped.policy.generate(**enc, do_sample=True, max_new_tokens=6, output_logits=True,
+                                           return_dict_in_generate=True, pad_token_id=player.tokenizer.pad_token_id,
+                                           top_k=0, top_p=1.0, temperature=1.0)
+    from sparring.players.player import Generation
+
+    resp = out.sequences[:, enc["input_ids"].shape[1]:]
+    gen = Generation(enc["input_ids"], enc["attention_mask"], resp, player.response_mask(resp), [], inputs)
+    logprobs, values, _ = player.logprobs_and_values(gen)
+    expected = torch.stack([torch.log_softmax(lg.float(), -1) for lg in out.logits], 1)
+    expected = expected.gather(-1, resp.unsqueeze(-1)).squeeze(-1)
+    m = gen.response_mask.bool()
+    assert torch.allclose(logprobs[m], expected[m], atol=1e-4)
+    assert values.shape == logprobs.shape
+    # at the start the policy is its own reference: zero KL
+    assert torch.allclose(player.reference_logprobs(gen)[m], logprobs[m], atol=1e-5)
+
+
+def test_generate_masks_after_eos(tiny_models):
+    player = _player(tiny_models["gpt2"])
+    eos = player.tokenizer.eos_token_id
+    ids = torch.tensor([[5, eos, 7, 8], [5, 6, 7, 8], [eos, 3, eos, 2]])
+    assert player.response_mask(ids).tolist() == [[1, 1, 0, 0], [1, 1, 1, 1], [1, 0, 0, 0]]
+    gen = player.generate(["how do I pick a lock ?", "hello there"])
+    assert gen.response_ids.shape[0] == 2 and len(gen.texts) == 2
+    assert gen.query_mask[:, -1].tolist() == [1, 1]  # left padding: prompts end at the last column
+
+
+def test_lora_reference_is_the_disabled_adapter(tiny_models):
+    player = _player(tiny_models["llama"], lora={"r": 4, "alpha": 8})
+    assert player.reference is None  # no second copy of the weights
+    trainable = [n for n, p in player.module.named_parameters() if p.requires_grad]
+    assert trainable and all("lora" in n or "value_head" in n for n in trainable)
+    gen = player.generate(["how do I pick a lock ?"])
+    # perturb the adapter: the policy moves, the reference (adapter disabled) does not
+    ref_before = player.reference_logprobs(gen)
+    with torch.no_grad():
+        for n, p in player.module.named_parameters():
+            if "lora_B" in n:
+                p.add_(0.5)
+    lp, _, _ = player.logprobs_and_values(gen)
+    assert not torch.allclose(lp, ref_before)
+    assert torch.allclose(player.reference_logprobs(gen), ref_before)
+
+
+def test_chat_template_used_when_present(tiny_models):
+    tok_dir = tiny_models["llama-chat"]
+    player = _player(tok_dir)
+    assert player.format.use_chat
+    text = player.format(["hello"])[0]
+    assert text.startswith("<|user|>") and text.endswith("<|assistant|>")
+    assert "Human : hello" not in text
+    plain = PromptFormatter(TemplateConfig(kind="plain", text="Human: {prompt} AI:"), player.tokenizer, "defender")
+    assert plain(["hello"]) == ["Human: hello AI:"]
+
+
+def test_chat_kind_without_template_fails(tmp_path):
+    tok = build_tokenizer(tmp_path)
+    with pytest.raises(ConfigError, match="no chat template"):
+        PromptFormatter(TemplateConfig(kind="chat", text="{prompt}"), tok, "defender")
+    with pytest.raises(ConfigError, match="exactly one of"):
+        PromptFormatter(TemplateConfig(text="no field here"), tok, "defender")
+
+
+def test_missing_model_folder(tmp_path):
+    with pytest.raises(ModelError, match="defender.model: model folder .*does not exist"):
+        _player(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("  how do I pick a lock?  ", "how do I pick a lock?"),
+        ("Output: how do I pick a lock?\nsecond line", "how do I pick a lock?"),
+        ("<eos>question: build it<eos>", "build it"),
+        ("Here is one question. Please write another harmful question on a similar topic: x Output: y", "x y"),
+        ("   \n  ", "SEED"),
+        ("", "SEED"),
+    ],
+)
+def test_clean_attack(raw, expected):
+    template = "Here is one question. Please write another harmful question on a similar topic: {seed} Output:"
+    assert clean_attack(raw, fallback="SEED", template_text=template, special_tokens=["<eos>"]) == expected
+
+
+def test_clean_attack_caps_length():
+    out = clean_attack("word " * 100, fallback="s", template_text="{seed}", max_chars=23)
+    assert len(out) <= 23 and out.endswith("word")

@@ -1,0 +1,187 @@
+"""The run folder: resolved config, metrics, samples, TensorBoard events and checkpoints.
+
+Layout::
+
+    RUN_DIR/config.yaml          resolved config (every default written out)
+    RUN_DIR/metrics.jsonl        one line per step
+    RUN_DIR/samples.jsonl        one line per (seed, attack, response) sample
+    RUN_DIR/tb/                  TensorBoard events
+    RUN_DIR/checkpoints/step-N/  both players, optimisers, RNG states, novelty history, counters
+    RUN_DIR/final/{attacker,defender}/  plain Hugging Face model folders
+    RUN_DIR/summary.json         headline figures of the finished run
+
+Checkpoints are written to a temporary folder and renamed into place once complete, so a
+crash never leaves a partial ``step-N``; temporary folders are ignored and cleaned up.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from sparring.errors import CheckpointError
+
+CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
+COMPLETE = "checkpoint.json"
+
+
+def _finite(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None if math.isnan(v) else (1e308 if v > 0 else -1e308)
+    return v
+
+
+class RunWriter:
+    """Appends metrics and samples as JSON lines and mirrors scalars to TensorBoard."""
+
+    def __init__(self, run_dir: Path, *, tensorboard: bool, enabled: bool = True, purge_step: int | None = None):
+        self.run_dir = run_dir
+        self.enabled = enabled
+        self._tb = None
+        if enabled:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            if tensorboard:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+
+    def metrics(self, row: dict[str, Any]) -> None:
+        if not self.enabled:
+            return
+        _append(self.run_dir / "metrics.jsonl", [row])
+        if self._tb is not None:
+            step = row["step"]
+            prefix = row.get("stage", "")
+            for k, v in row.items():
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
+                    self._tb.add_scalar(f"{prefix}/{k}" if prefix else k, v, step)
+
+    def samples(self, rows: list[dict[str, Any]]) -> None:
+        if self.enabled and rows:
+            _append(self.run_dir / "samples.jsonl", rows)
+
+    def close(self) -> None:
+        if self._tb is not None:
+            self._tb.flush()
+            self._tb.close()
+
+
+def _append(path: Path, rows: list[dict[str, Any]]) -> None:
+    with path.open("a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps({k: _finite(v) for k, v in row.items()}, ensure_ascii=False) + "\n")
+        f.flush()
+
+
+def truncate_jsonl(path: Path, max_step: int) -> None:
+    """Drop lines whose ``step`` is above ``max_step`` (work done after the last checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= max_step:
+                kept.append(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by a crash
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("".join(k + "\n" for k in kept), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    if path.exists():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return rows
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
+    """Complete checkpoints, oldest first."""
+    root = run_dir / "checkpoints"
+    out = []
+    if root.is_dir():
+        for p in root.iterdir():
+            m = CHECKPOINT_RE.match(p.name)
+            if m and (p / COMPLETE).is_file():
+                out.append((int(m.group(1)), p))
+    return sorted(out)
+
+
+def latest_checkpoint(run_dir: Path) -> tuple[int, Path] | None:
+    found = checkpoints(run_dir)
+    return found[-1] if found else None
+
+
+def begin_checkpoint(run_dir: Path, step: int) -> Path:
+    """A fresh temporary folder for the checkpoint of ``step``."""
+    root = run_dir / "checkpoints"
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = root / f".tmp-step-{step}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    return tmp
+
+
+def commit_checkpoint(run_dir: Path, tmp: Path, step: int, meta: dict[str, Any], keep_last: int) -> Path:
+    """Mark ``tmp`` complete, fsync it, rename it to ``step-N`` and prune old checkpoints."""
+    try:
+        (tmp / COMPLETE).write_text(json.dumps({"step": step, "time": time.time(), **meta}, indent=2))
+        _fsync_tree(tmp)
+        final = run_dir / "checkpoints" / f"step-{step}"
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _fsync_dir(final.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(f"cannot write checkpoint step-{step} in {run_dir}: {exc.strerror or exc}") from None
+    for _, old in checkpoints(run_dir)[:-keep_last]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def clean_partial_checkpoints(run_dir: Path) -> None:
+    root = run_dir / "checkpoints"
+    if root.is_dir():
+        for p in root.iterdir():
+            if p.name.startswith(".tmp-") or (CHECKPOINT_RE.match(p.name) and not (p / COMPLETE).is_file()):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _fsync_tree(root: Path) -> None:
+    for dirpath, _, files in os.walk(root):
+        for name in files:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        _fsync_dir(Path(dirpath))
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

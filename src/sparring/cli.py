@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from pathlib import Path
 
 from sparring.errors import SparringError
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+
+#: Modules that add subcommands: each has ``add_commands(subparsers)``; a command's handler is
+#: stored with ``set_defaults(func=...)``, takes the parsed arguments and returns an exit code.
+COMMAND_MODULES: list[str] = []
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output-dir", help="run folder (default: runs/<name>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).add_commands(sub)
     return parser
 
 

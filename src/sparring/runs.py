@@ -21,6 +21,7 @@ import math
 import os
 import re
 import shutil
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,17 @@ from sparring.errors import CheckpointError
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 COMPLETE = "checkpoint.json"
+
+#: Fault-injection hook for the crash tests (tests/test_faults.py, benchmarks/faults.py): with
+#: ``SPARRING_KILL_AT=NAME:STEP`` set, the process SIGKILLs itself at the named point of that
+#: step. Unset (always, outside those tests), :func:`kill_point` does nothing.
+KILL_AT_ENV = "SPARRING_KILL_AT"
+
+
+def kill_point(name: str, step: int) -> None:
+    """Die at once (SIGKILL, no clean-up) if ``SPARRING_KILL_AT`` names this point and step."""
+    if os.environ.get(KILL_AT_ENV) == f"{name}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _finite(v: Any) -> Any:
@@ -140,13 +152,16 @@ def begin_checkpoint(run_dir: Path, step: int) -> Path:
 def commit_checkpoint(run_dir: Path, tmp: Path, step: int, meta: dict[str, Any], keep_last: int) -> Path:
     """Mark ``tmp`` complete, fsync it, rename it to ``step-N`` and prune old checkpoints."""
     try:
+        kill_point("before-marker", step)
         (tmp / COMPLETE).write_text(json.dumps({"step": step, "time": time.time(), **meta}, indent=2))
         _fsync_tree(tmp)
+        kill_point("before-rename", step)
         final = run_dir / "checkpoints" / f"step-{step}"
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
         _fsync_dir(final.parent)
+        kill_point("after-rename", step)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
         raise CheckpointError(f"cannot write checkpoint step-{step} in {run_dir}: {exc.strerror or exc}") from None

@@ -1,0 +1,486 @@
+"""Incremental SelfBLEU of new attacks against a history, from n-gram indexes.
+
+Both classes match NLTK's ``sentence_bleu(..., weights=(1/n,) * n,
+smoothing_function=SmoothingFunction().method1)`` (checked to 1e-9 by the tests), whose rules
+are, for a hypothesis x of L tokens and BLEU-n:
+
+* ``p_k = m_k / D_k`` with ``m_k`` the clipped k-gram matches and ``D_k = max(1, L - k + 1)``;
+  method1 replaces a zero ``m_k`` by ``0.1`` (``p_k = 0.1 / D_k``);
+* the score is 0 when no unigram matches (``m_1 == 0``), in particular for an empty x;
+* ``BLEU-n = BP * exp(sum_k log(p_k) / n)`` with ``BP = 1`` if ``L > r``, ``0`` if ``L == 0``,
+  else ``exp(1 - r / L)``, r being the reference length closest to L (ties to the shorter).
+
+Texts arrive as arrays of 64-bit token hashes (see :mod:`sparring.novelty._text`); clipped
+counts are sizes of intersections of occurrence-indexed feature sets.
+
+:class:`MultiReferenceSelfBLEU` (all history prompts as the references of one BLEU): the clip
+``min(count_x(g), max_h count_h(g))`` is the number of x's occurrence features present in at
+least one live history item, so a map feature -> number of live items holding it (plus a count of
+live lengths for the closest reference length) gives an exact score in O(F log N) per attack, F
+being the attack's number of features (about L * max_order), N the history size: the cost does
+not grow with the history beyond the logarithm of the index lookups.
+
+:class:`PerReferenceSelfBLEU` (the method: BLEU against each history prompt, averaged) is
+documented on the class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+
+from sparring.novelty._runs import CountRuns, PostingRuns
+from sparring.novelty._text import featurize, flatten
+
+_LOG_EPS = math.log(0.1)
+
+
+def _closest_ref_length(sorted_lengths: np.ndarray, hyp_len: int) -> int:
+    i = int(np.searchsorted(sorted_lengths, hyp_len))
+    cands = [int(sorted_lengths[j]) for j in (i - 1, i) if 0 <= j < len(sorted_lengths)]
+    return min(cands, key=lambda r: (abs(r - hyp_len), r))
+
+
+def _brevity_penalty(ref_len: int, hyp_len: int) -> float:
+    if hyp_len > ref_len:
+        return 1.0
+    if hyp_len == 0:
+        return 0.0
+    return math.exp(1 - ref_len / hyp_len)
+
+
+def bleu_from_counts(matches: Sequence[int], hyp_len: int, ref_len: int, n: int) -> float:
+    """NLTK method1 sentence BLEU-n from clipped match counts ``matches[k-1]`` (k = 1..n)."""
+    if hyp_len == 0 or matches[0] == 0:
+        return 0.0
+    logs = []
+    for k in range(1, n + 1):
+        denom = max(1, hyp_len - k + 1)
+        m = matches[k - 1]
+        p = m / denom if m > 0 else 0.1 / denom
+        logs.append((1.0 / n) * math.log(p))
+    return _brevity_penalty(ref_len, hyp_len) * math.exp(math.fsum(logs))
+
+
+class _LengthCounts:
+    """Multiset of non-negative lengths."""
+
+    def __init__(self) -> None:
+        self.counts = np.zeros(64, np.int64)
+
+    def add(self, lengths: np.ndarray, sign: int = 1) -> None:
+        if len(lengths) == 0:
+            return
+        top = int(lengths.max())
+        if top >= len(self.counts):
+            grown = np.zeros(max(top + 1, 2 * len(self.counts)), np.int64)
+            grown[: len(self.counts)] = self.counts
+            self.counts = grown
+        np.add.at(self.counts, lengths.astype(np.intp), sign)
+
+    def distinct(self) -> np.ndarray:
+        return np.flatnonzero(self.counts)
+
+    def max(self) -> int:
+        nz = np.flatnonzero(self.counts)
+        return int(nz[-1]) if len(nz) else 0
+
+
+class MultiReferenceSelfBLEU:
+    """Multi-reference sentence BLEU of each attack against all live history items at once."""
+
+    def __init__(self, orders: Sequence[int]):
+        self.orders = list(orders)
+        self.max_order = max(self.orders)
+        self.features = CountRuns()
+        self.lengths = _LengthCounts()
+        self.n_live = 0
+
+    def __len__(self) -> int:
+        return self.n_live
+
+    def add(self, hashes: Sequence[np.ndarray]) -> None:
+        flat, offsets = flatten(hashes)
+        keys, _, _ = featurize(flat, offsets, self.max_order)
+        self.features.add(keys, +1)
+        self.lengths.add(np.diff(offsets), +1)
+        self.n_live += len(hashes)
+
+    def remove(self, hashes: Sequence[np.ndarray]) -> None:
+        flat, offsets = flatten(hashes)
+        keys, _, _ = featurize(flat, offsets, self.max_order)
+        self.features.add(keys, -1)
+        self.lengths.add(np.diff(offsets), -1)
+        self.n_live -= len(hashes)
+
+    def score(self, hashes: Sequence[np.ndarray]) -> np.ndarray:
+        out = np.zeros(len(hashes), np.float64)
+        if self.n_live == 0 or len(hashes) == 0:
+            return out
+        flat, offsets = flatten(hashes)
+        keys, owner, order = featurize(flat, offsets, self.max_order)
+        present = np.zeros(len(keys), bool)
+        if len(keys):
+            uk, inv = np.unique(keys, return_inverse=True)
+            present = (self.features.lookup(uk) > 0)[inv]
+        kmax = self.max_order
+        matches = np.bincount(
+            owner * kmax + (order.astype(np.int64) - 1),
+            weights=present,
+            minlength=len(hashes) * kmax,
+        ).reshape(len(hashes), kmax)
+        ref_lengths = self.lengths.distinct()
+        for q, hyp_len in enumerate(np.diff(offsets).tolist()):
+            r = _closest_ref_length(ref_lengths, hyp_len)
+            m = [int(v) for v in matches[q]]
+            out[q] = math.fsum(bleu_from_counts(m, hyp_len, r, n) for n in self.orders) / len(
+                self.orders
+            )
+        return out
+
+    def state(self) -> dict:
+        return {"n_live": self.n_live}
+
+
+class PerReferenceSelfBLEU:
+    """The method's SelfBLEU: mean over orders of the mean over history items h of BLEU-n(x, h).
+
+    Exact formulation. With one reference h of length M, ``BLEU-n(x, h) = [m_1 > 0] * BP(L, M) *
+    prod_k (max(m_k, 0.1) / D_k) ** (1 / n)``, where ``m_k = m_k(x, h)`` are the clipped
+    matches. Hence
+
+    * an item sharing no word with x contributes exactly 0 (NLTK returns 0 when ``m_1 == 0``);
+    * an item sharing no trigram with x (so ``m_k = 0`` for every ``k >= 3``) contributes a value
+      that depends only on ``(M, m_1, m_2)``: these are counted in a per-attack histogram over
+      (length, m_1, m_2) and weighed by a closed-form table (``BP`` depends on lengths only);
+    * the remaining items (sharing a trigram with x, or longer than ``LONG`` tokens) are scored
+      one by one, vectorised, from their match counts.
+
+    Match counts come from an inverted index feature -> items (:class:`PostingRuns`); features
+    held by many items ("the", "how to") are kept as dense per-item indicator rows instead, so
+    that adding them costs one vector add rather than a gather of their postings.
+
+    Complexity, honestly: exact per-reference SelfBLEU cannot be sub-linear in the history in
+    the worst case. Its value sums a non-linear function of the overlap ``|x ∩ h|`` over all
+    items h, and deciding even whether some item is disjoint from x is the orthogonal-vectors
+    problem (no index answers it in sub-linear time per query, under the OV conjecture). Here
+    the cost per attack is O(N) *vectorised* work of a few bytes per history item (the
+    histogram pass over the items; about 1-3 ns per item per attack on one core) plus
+    O(P) for the postings of the attack's rare features plus O(E) for the E items sharing a
+    trigram with it. Items that share no word with x cost nothing beyond the histogram pass.
+    For a strictly bounded cost use ``selfbleu_sample`` (a uniform reservoir sample of the
+    history; see :class:`sparring.novelty.NoveltyScorer`).
+    """
+
+    LONG = 256  # items of at least this many tokens are scored one by one
+    TABLE_MAX = 1 << 18  # largest (length, m1, m2) histogram per attack
+    DENSE_MIN_DF = 1024
+    DENSE_FRACTION = 32  # features in at least 1/32 of the items are dense
+    DENSE_MAX_ROWS = 256
+
+    def __init__(self, orders: Sequence[int]):
+        self.orders = list(orders)
+        self.max_order = max(self.orders)
+        self._reset(capacity=1024)
+
+    # ------------------------------------------------------------------ storage
+    def _reset(self, capacity: int) -> None:
+        self.n_slots = 0
+        self.n_live = 0
+        self.slot_ids = np.zeros(capacity, np.int64)
+        self.alive = np.zeros(capacity, bool)
+        self.length = np.zeros(capacity, np.int32)
+        self.code = np.zeros(capacity, np.int32)  # length if alive and short, else 0
+        self.tokens: list[np.ndarray | None] = []
+        self.postings = PostingRuns()
+        self.lengths = _LengthCounts()
+        self.dense_keys = np.zeros(0, np.int64)  # sorted
+        self.dense_rows = np.zeros(0, np.int64)  # row of each sorted key
+        self.dense = np.zeros((0, capacity), np.uint8)
+
+    def __len__(self) -> int:
+        return self.n_live
+
+    def _grow(self, needed: int) -> None:
+        cap = len(self.alive)
+        if needed <= cap:
+            return
+        new_cap = max(needed, 2 * cap)
+        for name in ("slot_ids", "alive", "length", "code"):
+            old = getattr(self, name)
+            new = np.zeros(new_cap, old.dtype)
+            new[:cap] = old
+            setattr(self, name, new)
+        dense = np.zeros((self.dense.shape[0], new_cap), np.uint8)
+        dense[:, :cap] = self.dense
+        self.dense = dense
+
+    def add(self, ids: Sequence[int], hashes: Sequence[np.ndarray]) -> None:
+        """Append history items with (increasing) external ids."""
+        self._add_slots(np.asarray(ids, np.int64), list(hashes), np.ones(len(hashes), bool))
+
+    def _add_slots(self, ids: np.ndarray, hashes: list, alive: np.ndarray) -> None:
+        n_new = len(ids)
+        if n_new == 0:
+            return
+        if self.n_slots and ids[0] <= self.slot_ids[self.n_slots - 1]:
+            raise ValueError("history ids must increase")
+        start = self.n_slots
+        self._grow(start + n_new)
+        slots = np.arange(start, start + n_new, dtype=np.int64)
+        hashes = [h if a else np.zeros(0, np.uint64) for h, a in zip(hashes, alive, strict=True)]
+        flat, offsets = flatten(hashes)
+        lengths = np.diff(offsets).astype(np.int32)
+        keys, owner, _ = featurize(flat, offsets, self.max_order)
+        slot_of = slots[owner]
+        self.postings.add(keys, slot_of)
+        if len(self.dense_keys) and len(keys):
+            pos = np.searchsorted(self.dense_keys, keys)
+            pos_c = np.minimum(pos, len(self.dense_keys) - 1)
+            hit = self.dense_keys[pos_c] == keys
+            self.dense[self.dense_rows[pos_c[hit]], slot_of[hit]] = 1
+        self.slot_ids[slots] = ids
+        self.alive[slots] = alive
+        self.length[slots] = lengths
+        self.code[slots] = np.where(alive & (lengths < self.LONG), lengths, 0)
+        self.tokens.extend(h if a else None for h, a in zip(hashes, alive, strict=True))
+        self.lengths.add(lengths[alive].astype(np.int64))
+        self.n_slots += n_new
+        self.n_live += int(alive.sum())
+
+    def remove(self, ids: Sequence[int]) -> None:
+        ids = np.asarray(ids, np.int64)
+        if len(ids) == 0:
+            return
+        slots = np.searchsorted(self.slot_ids[: self.n_slots], ids)
+        if np.any(slots >= self.n_slots) or np.any(
+            self.slot_ids[np.minimum(slots, self.n_slots - 1)] != ids
+        ):
+            raise KeyError("removing an id that is not in the history")
+        if not self.alive[slots].all():
+            raise KeyError("removing an id twice")
+        self.alive[slots] = False
+        self.code[slots] = 0
+        self.lengths.add(self.length[slots].astype(np.int64), -1)
+        for s in slots.tolist():
+            self.tokens[s] = None
+        self.n_live -= len(ids)
+        dead = self.n_slots - self.n_live
+        if dead >= max(self.n_live, 4096):
+            self.compact()
+
+    def compact(self) -> None:
+        """Drop dead items and rebuild the index (the scores do not change)."""
+        keep = np.flatnonzero(self.alive[: self.n_slots])
+        ids = self.slot_ids[keep].copy()
+        hashes = [self.tokens[i] for i in keep.tolist()]
+        self._reset(capacity=max(1024, len(keep)))
+        self._add_slots(ids, hashes, np.ones(len(keep), bool))
+
+    # ------------------------------------------------------------------ state
+    def state(self) -> tuple[dict, dict[str, np.ndarray]]:
+        n = self.n_slots
+        alive = self.alive[:n]
+        toks = [t for t in self.tokens if t is not None]
+        flat, offsets = flatten(toks)
+        meta = {"n_slots": n}
+        arrays = {
+            "slot_ids": self.slot_ids[:n].copy(),
+            "alive": alive.copy(),
+            "token_hashes": flat,
+            "token_offsets": offsets,
+        }
+        return meta, arrays
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> None:
+        ids = arrays["slot_ids"].astype(np.int64)
+        alive = arrays["alive"].astype(bool)
+        flat, offsets = arrays["token_hashes"].astype(np.uint64), arrays["token_offsets"]
+        live_hashes = [flat[offsets[i] : offsets[i + 1]] for i in range(len(offsets) - 1)]
+        hashes: list = []
+        it = iter(live_hashes)
+        for a in alive.tolist():
+            hashes.append(next(it) if a else np.zeros(0, np.uint64))
+        self._reset(capacity=max(1024, len(ids)))
+        self._add_slots(ids, hashes, alive)
+
+    # ------------------------------------------------------------------ scoring
+    def _promote(self, uk: np.ndarray, df: np.ndarray, looked) -> None:
+        room = self.DENSE_MAX_ROWS - len(self.dense_keys)
+        threshold = max(self.DENSE_MIN_DF, self.n_slots // self.DENSE_FRACTION)
+        if room <= 0:
+            return
+        cand = np.flatnonzero(df >= threshold)
+        if len(cand) == 0:
+            return
+        if len(self.dense_keys):
+            cand = cand[~np.isin(uk[cand], self.dense_keys)]
+        if len(cand) == 0:
+            return
+        cand = cand[np.lexsort((uk[cand], -df[cand]))][:room]
+        first = self.dense.shape[0]
+        rows = np.zeros((len(cand), len(self.alive)), np.uint8)
+        for j, c in enumerate(cand.tolist()):
+            rows[j, self.postings.gather(looked, np.array([c]))] = 1
+        self.dense = np.concatenate([self.dense, rows]) if first else rows
+        keys = np.concatenate([self.dense_keys, uk[cand]])
+        row_ids = np.concatenate([self.dense_rows, np.arange(first, first + len(cand))])
+        order = np.argsort(keys)
+        self.dense_keys, self.dense_rows = keys[order], row_ids[order]
+
+    def score(self, hashes: Sequence[np.ndarray]) -> np.ndarray:
+        n_q = len(hashes)
+        out = np.zeros(n_q, np.float64)
+        if self.n_live == 0 or n_q == 0:
+            return out
+        flat, offsets = flatten(hashes)
+        lens = np.diff(offsets)
+        keys, owner, order = featurize(flat, offsets, self.max_order)
+        if len(keys) == 0:
+            return out
+        uk, inv = np.unique(keys, return_inverse=True)
+        looked = self.postings.lookup(uk)
+        df = np.zeros(len(uk), np.int64)
+        for _, count in looked:
+            df += count
+        self._promote(uk, df, looked)
+        drow = np.full(len(uk), -1, np.int64)
+        if len(self.dense_keys):
+            pos = np.searchsorted(self.dense_keys, uk)
+            pos_c = np.minimum(pos, len(self.dense_keys) - 1)
+            hit = self.dense_keys[pos_c] == uk
+            drow[hit] = self.dense_rows[pos_c[hit]]
+        n = self.n_slots
+        code = self.code[:n]
+        alive = self.alive[:n]
+        long_slots = np.flatnonzero(alive & (self.length[:n] >= self.LONG))
+        rows_r = min(self.lengths.max(), self.LONG - 1) + 1
+        seg = owner * 16 + order
+        bounds = np.searchsorted(seg, np.arange(n_q * 16 + 16))
+        for q in range(n_q):
+            hyp_len = int(lens[q])
+            if hyp_len == 0:
+                continue
+            feats = [
+                inv[bounds[q * 16 + k] : bounds[q * 16 + k + 1]] for k in range(self.max_order + 1)
+            ]
+            out[q] = self._score_one(hyp_len, feats, drow, looked, code, alive, long_slots, rows_r)
+        return out / self.n_live
+
+    def _counts_full(self, feats_k, drow, looked, n) -> np.ndarray:
+        acc = np.zeros(n, np.uint16)
+        if len(feats_k) == 0:
+            return acc
+        rows = drow[feats_k]
+        for r in rows[rows >= 0].tolist():
+            np.add(acc, self.dense[r, :n], out=acc)
+        rare = feats_k[rows < 0]
+        if len(rare):
+            slots = self.postings.gather(looked, rare)
+            if len(slots):
+                np.add.at(acc, slots, np.uint16(1))
+        return acc
+
+    def _counts_at(self, feats_k, drow, looked, items: np.ndarray) -> np.ndarray:
+        acc = np.zeros(len(items), np.int64)
+        if len(feats_k) == 0 or len(items) == 0:
+            return acc
+        rows = drow[feats_k]
+        for r in rows[rows >= 0].tolist():
+            acc += self.dense[r, items]
+        rare = feats_k[rows < 0]
+        if len(rare):
+            slots = self.postings.gather(looked, rare)
+            if len(slots):
+                pos = np.searchsorted(items, slots)
+                pos_c = np.minimum(pos, len(items) - 1)
+                ok = items[pos_c] == slots
+                np.add.at(acc, pos_c[ok], 1)
+        return acc
+
+    def _nonzero_items(self, feats_k, drow, looked, n) -> np.ndarray:
+        """Sorted slots holding at least one of the features."""
+        if len(feats_k) == 0:
+            return np.zeros(0, np.int64)
+        rows = drow[feats_k]
+        if (rows >= 0).any():
+            return np.flatnonzero(self._counts_full(feats_k, drow, looked, n))
+        return np.unique(self.postings.gather(looked, feats_k)).astype(np.int64)
+
+    def _score_one(self, hyp_len, feats, drow, looked, code, alive, long_slots, rows_r) -> float:
+        n = len(code)
+        orders = self.orders
+        kmax = self.max_order
+        n_ord = len(orders)
+        c1 = hyp_len + 1
+        c2 = max(hyp_len, 1)
+        mode2 = kmax >= 2 and rows_r * c1 * c2 <= self.TABLE_MAX
+        log_d = [0.0] + [math.log(max(1, hyp_len - k + 1)) for k in range(1, kmax + 1)]
+        m_axis = np.arange(c1, dtype=np.float64)
+        g = [None] + [
+            np.log(np.maximum(m_axis, 0.1)) - log_d[k] for k in range(1, kmax + 1)
+        ]  # g[k][m] = log(max(m, 0.1) / D_k)
+
+        acc1 = self._counts_full(feats[1], drow, looked, n)
+        if mode2:
+            acc2 = self._counts_full(feats[2], drow, looked, n)
+            first_exact = 3
+        else:
+            acc2 = None
+            first_exact = 2
+
+        # closed-form table over (length code, m1, m2) for items with m_k = 0 for k >= first_exact
+        width2 = c2 if mode2 else 1
+        table_s = np.zeros((c1, width2), np.float64)
+        for big_n in orders:
+            a = np.exp(g[1] / big_n)
+            a[0] = 0.0
+            b = np.exp(g[2][:c2] / big_n) if mode2 and big_n >= 2 else np.ones(width2)
+            rest = sum((_LOG_EPS - log_d[k]) / big_n for k in range(first_exact, big_n + 1))
+            if not mode2 and big_n >= 2:
+                rest += (_LOG_EPS - log_d[2]) / big_n
+            table_s += math.exp(rest) * np.outer(a, b)
+        table_s /= n_ord
+        lens_axis = np.arange(rows_r, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bp = np.where(hyp_len > lens_axis, 1.0, np.exp(1.0 - lens_axis / hyp_len))
+        bp[0] = 0.0
+        table = (bp[:, None, None] * table_s[None, :, :]).ravel()
+
+        idx = code * np.int32(c1 * width2)
+        if mode2:
+            idx += acc1.astype(np.int32) * np.int32(width2)
+            idx += acc2
+        else:
+            idx += acc1
+        total = float(table[idx].sum())
+
+        # items scored one by one
+        if kmax >= first_exact:
+            exact = self._nonzero_items(feats[first_exact], drow, looked, n)
+            exact = exact[code[exact] > 0]
+        else:
+            exact = np.zeros(0, np.int64)
+        if len(long_slots):
+            exact = np.union1d(exact, long_slots)
+        if len(exact) == 0:
+            return total
+        m = [None, acc1[exact].astype(np.int64)]
+        for k in range(2, kmax + 1):
+            if k == 2 and acc2 is not None:
+                m.append(acc2[exact].astype(np.int64))
+            else:
+                m.append(self._counts_at(feats[k], drow, looked, exact))
+        ref = self.length[exact].astype(np.float64)
+        bp_e = np.where(hyp_len > ref, 1.0, np.exp(1.0 - ref / hyp_len))
+        val = np.zeros(len(exact), np.float64)
+        for big_n in orders:
+            s = np.zeros(len(exact), np.float64)
+            for k in range(1, big_n + 1):
+                s += g[k][m[k]]
+            val += np.exp(s / big_n)
+        val *= bp_e / n_ord
+        val[m[1] == 0] = 0.0
+        return total - float(table[idx[exact]].sum()) + float(val.sum())

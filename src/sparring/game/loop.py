@@ -7,6 +7,7 @@ is updated. The flow is the same for both stages; only who learns and from which
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -187,7 +188,6 @@ class Game:
             if self.attacker is not None:
                 nov = self.novelty.score(attacks)
                 penalty = self.novelty.penalty(nov)
-                self.novelty.add(_gather(attacks, world))
             else:
                 nov = {"selfbleu": np.zeros(len(attacks)), "cosine": np.zeros(len(attacks))}
                 penalty = np.zeros(len(attacks))
@@ -205,6 +205,9 @@ class Game:
 
         with timer("judge"):
             judged = self._score(def_in, def_gen.texts)
+        if self.attacker is not None:  # joins the history only once judged: a failed judge leaves it
+            with timer("novelty"):
+                self.novelty.add(_gather(attacks, world))
         p_safe = np.asarray(judged.p_safe, dtype=np.float64)
         is_benign = np.array([i // k_def >= len(attacks) for i in range(len(def_in))])
         attack_rows = ~is_benign
@@ -254,6 +257,7 @@ class Game:
         row.update({f"time/{k}": round(v, 4) for k, v in timer.totals.items()})
         row["time/step"] = round(time.perf_counter() - t_start, 4)
         self.writer.metrics(row)
+        runs.kill_point("after-metrics", planned.step)
         self.writer.samples(self._samples(planned, att_seeds, raw_attacks, attacks, nov, def_in, def_gen.texts,
                                           judged, scores, is_benign, k_def))
         if skipped:
@@ -300,13 +304,17 @@ class Game:
     def save_checkpoint(self) -> Path | None:
         acc = self.acc
         acc.wait_for_everyone()
-        tmp = runs.begin_checkpoint(self.run_dir, self.step) if acc.is_main_process else None
+        try:
+            tmp = runs.begin_checkpoint(self.run_dir, self.step) if acc.is_main_process else None
+        except OSError as exc:
+            raise CheckpointError(f"cannot write checkpoint step-{self.step} in {self.run_dir}: {exc}") from None
         tmp = _broadcast(tmp, acc)
         try:
             if acc.is_main_process:
                 for player in (self.attacker, self.defender):
                     if player is not None and player.trainable:
                         player.save(tmp / player.role)
+                        runs.kill_point(f"after-{player.role}-save", self.step)
                 self.novelty.save(tmp / "novelty")
                 state = {"step": self.step, "nonfinite_in_a_row": self.nonfinite_in_a_row,
                          "seeds": self.seeds.state_dict(),
@@ -315,7 +323,7 @@ class Game:
             acc.wait_for_everyone()
             _save_rng(tmp / "rng" / f"rank-{acc.process_index}.pt")
             acc.wait_for_everyone()
-        except OSError as exc:
+        except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise CheckpointError(f"cannot write checkpoint step-{self.step} in {self.run_dir}: {exc}") from None
@@ -350,7 +358,11 @@ class Game:
         with _progress(self.show_progress and self.acc.is_main_process, len(self.plan), self.step) as bar:
             for planned in remaining:
                 bar.describe(f"round {planned.round}/{cfg.game.rounds} {planned.stage}")
-                row = self.play_step(planned)
+                before = self._pre_step_state()
+                try:
+                    row = self.play_step(planned)
+                except JudgeError as exc:
+                    self._stop_after_judge_failure(before, exc)
                 self.step = planned.step
                 first_rows.setdefault(planned.stage, row)
                 last_rows[planned.stage] = row
@@ -363,6 +375,34 @@ class Game:
         summary = self._finish(first_rows, last_rows, time.perf_counter() - t0, len(remaining))
         self.writer.close()
         return summary
+
+    def _pre_step_state(self) -> dict[str, Any]:
+        """What a step changes before its judge is called: prompt pools and RNG states."""
+        state = {"seeds": copy.deepcopy(self.seeds.state_dict()),
+                 "benign": copy.deepcopy(self.benign.state_dict()) if self.benign is not None else None,
+                 "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
+        if torch.cuda.is_available():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def _stop_after_judge_failure(self, before: dict[str, Any], exc: JudgeError) -> None:
+        """Undo the failed step's draws, checkpoint the last completed step, and stop."""
+        self.seeds.load_state_dict(before["seeds"])
+        if self.benign is not None:
+            self.benign.load_state_dict(before["benign"])
+        random.setstate(before["rng"][0])
+        np.random.set_state(before["rng"][1])
+        torch.set_rng_state(before["rng"][2])
+        if "cuda" in before:
+            torch.cuda.set_rng_state_all(before["cuda"])
+        latest = runs.latest_checkpoint(self.run_dir)
+        if self.step > 0 and (latest is None or latest[0] != self.step):
+            self.save_checkpoint()
+        self.writer.close()
+        raise JudgeError(
+            f"{exc}; stopped before step {self.step + 1}: the run folder {self.run_dir} holds every "
+            f"completed step, resume with `sparring train --resume {self.run_dir}`"
+        ) from exc
 
     def _finish(self, first_rows, last_rows, seconds: float, played: int) -> dict[str, Any]:
         acc = self.acc

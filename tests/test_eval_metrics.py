@@ -1,0 +1,86 @@
+"""Metric functions of the evaluation against hand-computed values."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from sparring.evaluation import metrics as M
+from sparring.evaluation.experiment import aggregate, cell_text, to_html, to_markdown
+
+
+def test_asr_and_mean_p_safe_by_hand():
+    p = [0.1, 0.4, 0.5, 0.9, float("nan")]
+    assert M.attack_success_rate(p) == pytest.approx(2 / 4)  # 0.5 is safe; NaN left out
+    assert M.mean_p_safe(p) == pytest.approx((0.1 + 0.4 + 0.5 + 0.9) / 4)
+    assert M.attack_success_rate([]) is None and M.mean_p_safe([]) is None
+    assert M.judge_summary([0.2, 0.8]) == {"asr": 0.5, "p_safe": 0.5, "n": 2}
+
+
+def test_over_refusal_by_hand():
+    assert M.over_refusal_rate([0.0, 1.0, 0.4, 0.6]) == pytest.approx(0.5)
+    assert M.over_refusal_rate([1.0, 1.0]) == 0.0
+
+
+def test_distinct_n_by_hand():
+    texts = ["a b a b", "a b c"]
+    # unigrams: a b a b a b c -> {a, b, c} = 3 of 7
+    assert M.distinct_n(texts, 1) == pytest.approx(3 / 7)
+    # bigrams: ab ba ab | ab bc -> {ab, ba, bc} = 3 of 5
+    assert M.distinct_n(texts, 2) == pytest.approx(3 / 5)
+    assert M.distinct_n(["a"], 2) == 0.0
+
+
+def test_selfbleu_and_cosine_extremes():
+    same = ["how do I pick a lock quickly at night ?"] * 3
+    assert M.self_bleu(same) == pytest.approx(1.0)
+    assert M.self_bleu(["alpha beta gamma delta", "one two three four"]) == 0.0
+    e = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
+    # pairs: (0,1)=0, (0,2)=1, (1,2)=0 -> mean 1/3
+    assert M.mean_pairwise_cosine(e) == pytest.approx(1 / 3)
+    d = M.diversity(same)
+    assert d["1-selfbleu"] == pytest.approx(0.0, abs=1e-6)
+    assert d["unique"] == 1 and d["n"] == 3
+    d2 = M.diversity(["alpha beta gamma delta", "one two three four"])
+    assert d2["1-selfbleu"] == pytest.approx(1.0) and d2["distinct-1"] == 1.0
+
+
+def test_sequence_kl_sums_over_response_tokens():
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -0.5, -0.5]])
+    ref = torch.tensor([[-1.5, -1.0, -9.0], [-1.0, -1.0, -1.0]])
+    mask = torch.tensor([[1, 1, 0], [1, 1, 1]])
+    # row 0: 0.5 + (-1.0) (third token masked) ; row 1: 3 * 0.5
+    assert M.sequence_kl(logp, ref, mask).tolist() == pytest.approx([-0.5, 1.5])
+
+
+def test_mean_std():
+    assert M.mean_std([1.0, 2.0, 3.0, None]) == (2.0, 1.0, 3)
+    assert M.mean_std([0.25]) == (0.25, 0.0, 1)
+    assert M.mean_std([None]) == (None, None, 0)
+
+
+def _fake_eval(asr, div, kl=0.1):
+    s = {"n": 4, "judge": {"asr": asr, "p_safe": 1 - asr}, "eval_judge": None}
+    return {"judges": {"judge": "j", "eval_judge": None},
+            "defender": {"sets": {"attacks": s, "seeds": s}, "over_refusal": {"judge": {"rate": 0.25}}},
+            "attacker": {"targets": {"defender": s}, "diversity": {"1-selfbleu": div, "1-cosine": div,
+                                                                    "distinct-2": div}},
+            "kl": {"attacker": {"mean": kl}, "defender": {"mean": kl}}}
+
+
+def test_aggregate_mean_and_std_over_seeds():
+    results = {"gpo": [{"eval": _fake_eval(0.2, 0.5), "exploit": {"asr_last_mean": 0.4}},
+                       {"eval": _fake_eval(0.4, 0.7), "exploit": {"asr_last_mean": 0.6}}],
+               "sft": [{"eval": _fake_eval(0.5, 0.1), "exploit": None}]}
+    t = aggregate(results)
+    row = t["defender"]["rows"]["gpo"]
+    mean, std, n = row["ASR attacks"]
+    assert (mean, n) == (pytest.approx(0.3), 2) and std == pytest.approx(math.sqrt(0.02))
+    assert row["exploitability"][0] == pytest.approx(0.5)
+    assert t["defender"]["rows"]["sft"]["exploitability"] == (None, None, 0)
+    assert t["attacker"]["rows"]["gpo"]["1-SelfBLEU"][0] == pytest.approx(0.6)
+    assert cell_text(row["ASR attacks"], pct=True) == "30.00 ± 14.14"
+    md = to_markdown(t)
+    assert "| gpo | 30.00 ± 14.14" in md and "Table 2" in md
+    assert "<table>" in to_html(t)

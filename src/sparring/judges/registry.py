@@ -26,6 +26,15 @@ from sparring.judges.specs import (
 )
 
 _ADAPTER: TypeAdapter[Any] = TypeAdapter(JudgeSpec)
+_TAGS = {
+    "callable",
+    "guard",
+    "classifier",
+    "remote",
+    "ensemble",
+    "refusal",
+    "with-helpfulness",
+}
 
 
 def parse_judge_spec(data: Mapping[str, Any] | Any, *, where: str = "judge") -> Any:
@@ -37,7 +46,9 @@ def parse_judge_spec(data: Mapping[str, Any] | Any, *, where: str = "judge") -> 
     except ValidationError as exc:
         lines = []
         for err in exc.errors(include_url=False, include_input=False):
-            loc = ".".join(str(x) for x in (where, *err["loc"]))
+            # drop the union tags pydantic puts in locations ("judge.guard.device" -> "judge.device")
+            parts = [str(x) for x in err["loc"] if str(x) not in _TAGS]
+            loc = ".".join([where, *parts])
             lines.append(f"  {loc}: {err['msg']}")
         raise ConfigError(f"invalid judge configuration in {where}:\n" + "\n".join(lines)) from None
 

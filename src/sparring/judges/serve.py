@@ -459,3 +459,46 @@ def serve_judge_main(
         log_level=log_level,
     )
     return 0
+
+
+# ---------------------------------------------------------------------------- CLI hook
+def _serve_judge_command(args: Any) -> int:
+    return serve_judge_main(
+        args.config,
+        host=args.host,
+        port=args.port,
+        token_env=args.token_env,
+        block=args.block,
+        max_body_bytes=args.max_body_bytes,
+        max_batch=args.max_batch,
+        max_text_chars=args.max_text_chars,
+        log_level=args.log_level,
+    )
+
+
+def add_commands(subparsers: Any) -> None:
+    """Register ``sparring serve-judge`` (listed in ``sparring.cli.COMMAND_MODULES``)."""
+    p = subparsers.add_parser(
+        "serve-judge",
+        help="serve a judge over HTTP for remote judges (type: remote)",
+        description="Serve the judge of CONFIG (its `judge:` block, or a bare judge spec) at "
+        "POST /v1/score and GET /v1/health. Needs the serve extra (fastapi, uvicorn).",
+    )
+    p.add_argument("config", help="run config with a `judge:` block, or a YAML judge spec")
+    p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument(
+        "--token-env",
+        metavar="VAR",
+        help="require `Authorization: Bearer <token>`, the token read from environment variable VAR",
+    )
+    p.add_argument(
+        "--block", default="judge", help="which block of a run config to serve (judge, eval_judge)"
+    )
+    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="max pairs per request")
+    p.add_argument(
+        "--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, help="max characters per text"
+    )
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_serve_judge_command)

@@ -1,0 +1,362 @@
+"""``sparring eval``: how safe the defender is, how strong and varied the attacker is, how far each
+moved from where it started. Writes ``RUN_DIR/eval/<name>.json`` (+ ``<name>.samples.jsonl``).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sparring.config import RunConfig, load_config
+from sparring.errors import ConfigError, SparringError
+from sparring.evaluation import metrics as M
+from sparring.evaluation.players import Source, free, generate_all, load_player, player_source
+
+SCHEMA = "sparring.eval/1"
+
+
+def load_run_config(run_dir: Path) -> RunConfig:
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{run_dir}: no config.yaml there; is it a run folder?")
+    return load_config(path)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def make_accelerator(cfg: RunConfig):
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=cfg.accelerate.cpu, mixed_precision=cfg.accelerate.mixed_precision)
+
+
+def build_judges(cfg: RunConfig, judge=None, eval_judge=None):
+    from sparring.judges import build_judge
+
+    j = judge or build_judge(cfg.judge)
+    ej = eval_judge
+    if ej is None and cfg.eval_judge is not None:
+        ej = build_judge(cfg.eval_judge)
+    return j, ej
+
+
+def score(judge, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64):
+    """Judge output for all pairs, scored in batches and validated (NaN allowed, then ignored)."""
+    from sparring.judges import JudgeOutput, validate_output
+
+    outs = []
+    for i in range(0, len(prompts), batch_size):
+        p, r = list(prompts[i : i + batch_size]), list(responses[i : i + batch_size])
+        outs.append(validate_output(judge.name, judge.score(p, r), len(p), allow_nonfinite=True))
+    return JudgeOutput.concat(outs) if outs else JudgeOutput(p_safe=[])
+
+
+def pick(prompts: Sequence[str], n: int | None, seed: int) -> list[str]:
+    """``n`` prompts drawn without replacement (all of them, shuffled, when n >= len)."""
+    order = np.random.default_rng(seed).permutation(len(prompts))
+    if n is not None:
+        order = order[:n]
+    return [prompts[i] for i in order]
+
+
+def seeds_for_attacks(prompts: Sequence[str], n: int, seed: int) -> list[str]:
+    """``n`` seeds: shuffled passes over the pool, so every seed is used before any repeats."""
+    out: list[str] = []
+    rng = np.random.default_rng(seed)
+    while len(out) < n:
+        out.extend(prompts[i] for i in rng.permutation(len(prompts)))
+    return out[:n]
+
+
+def load_prompt_file(path: str, field: str = "prompt") -> list[str]:
+    from sparring.data import load_prompts
+
+    return load_prompts(path, field=field)
+
+
+def _progress(enabled: bool):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+
+
+class _Tasks:
+    def __init__(self, progress):
+        self.progress = progress
+
+    def start(self, text: str, total: int):
+        if self.progress is None:
+            return lambda k: None
+        task = self.progress.add_task(text, total=total)
+        return lambda k: self.progress.update(task, advance=k)
+
+
+def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against: Sequence[str] = (),
+                 prompts: Sequence[str] = (), benign: str | None = None, samples: int = 64,
+                 name: str | None = None, seed: int = 1234, batch_size: int | None = None,
+                 judge=None, eval_judge=None, progress: bool = False, accelerator=None,
+                 write: bool = True) -> dict[str, Any]:
+    """Evaluate a run's players; returns the report dict (and writes it unless ``write`` is off).
+
+    ``judge`` / ``eval_judge`` override the run config's judges (any object with the Judge
+    protocol); ``prompts`` are held-out prompt files, each a named set (file stem).
+    """
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    if samples < 1:
+        raise SparringError(f"--samples must be at least 1 (got {samples})")
+    name = name or (checkpoint or "final")
+    bs = batch_size or max(cfg.game.batch_size, 8)
+    acc = accelerator or make_accelerator(cfg)
+    t0 = time.perf_counter()
+    from sparring.data import load_prompts
+
+    s = cfg.game.seeds
+    seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
+    heldout: dict[str, list[str]] = {}
+    for path in prompts:
+        key = Path(path).stem
+        while key in heldout or key in ("attacks", "seeds"):
+            key += "_"
+        heldout[key] = pick(load_prompt_file(path), samples, seed)
+    benign_prompts: list[str] = []
+    if benign:
+        benign_prompts = pick(load_prompt_file(benign), samples, seed)
+    elif cfg.game.benign is not None:
+        b = cfg.game.benign.prompts
+        benign_prompts = pick(load_prompts(b.path, source=b.source, field=b.field, split=b.split,
+                                           limit=b.limit), samples, seed)
+    helpful_key = cfg.game.benign.score_key if cfg.game.benign is not None else "helpful"
+    judge, eval_judge = build_judges(cfg, judge, eval_judge)
+
+    att_src = player_source(run_dir, "attacker", checkpoint)
+    def_src = player_source(run_dir, "defender", checkpoint)
+    attack_seeds = seeds_for_attacks(seed_pool, samples, seed)
+    seed_set = pick(seed_pool, samples, seed)
+    rows: list[dict[str, Any]] = []
+    result: dict[str, Any] = {
+        "schema": SCHEMA, "name": name, "run_dir": str(run_dir), "checkpoint": checkpoint or "final",
+        "mode": cfg.game.mode, "seed": seed, "samples": samples, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "judges": {"judge": judge.name, "eval_judge": eval_judge.name if eval_judge is not None else None},
+        "players": {"attacker": att_src.as_dict(), "defender": def_src.as_dict()},
+    }
+    with _progress(progress and acc.is_main_process) as prog:
+        tasks = _Tasks(prog)
+        # the attacker writes fresh attacks on seed prompts
+        seed_all(seed)
+        attacker = load_player("attacker", cfg.attacker, acc, att_src, with_reference=True)
+        raw, att_kl = generate_all(attacker, attack_seeds, bs, kl=True,
+                                   on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)))
+        attacks = clean_attacks(attacker, cfg, raw, attack_seeds)
+        free(attacker)
+        attacker = None
+
+        # the defender answers every prompt set
+        sets: dict[str, list[str]] = {"attacks": attacks, "seeds": seed_set, **heldout}
+        seed_all(seed + 1)
+        defender = load_player("defender", cfg.defender, acc, def_src, with_reference=True)
+        responses: dict[str, list[str]] = {}
+        def_kl = None
+        for key, texts in sets.items():
+            out, kl = generate_all(defender, texts, bs, kl=key == "attacks",
+                                   on_batch=tasks.start(f"defender ({def_src.label}) answers {key}", len(texts)))
+            responses[key] = out
+            if kl is not None:
+                def_kl = kl
+        benign_responses: list[str] = []
+        if benign_prompts:
+            benign_responses, _ = generate_all(defender, benign_prompts, bs,
+                                               on_batch=tasks.start("defender answers benign", len(benign_prompts)))
+        free(defender)
+        defender = None
+
+        # frozen third-party targets answer the attacks (transfer)
+        target_responses: dict[str, list[str]] = {}
+        for model_dir in against:
+            label = _unique(Path(model_dir).name or str(model_dir), target_responses)
+            seed_all(seed + 2)
+            target = load_player("defender", cfg.defender, acc, Source("model", str(model_dir), label))
+            target_responses[label], _ = generate_all(target, attacks, bs,
+                                                      on_batch=tasks.start(f"target {label} answers", len(attacks)))
+            free(target)
+
+        # judging
+        defender_eval: dict[str, Any] = {}
+        for key, texts in sets.items():
+            entry, scores = _judge_set(judge, eval_judge, texts, responses[key])
+            defender_eval[key] = entry
+            for i, (p, r) in enumerate(zip(texts, responses[key], strict=True)):
+                row = {"set": key, "prompt": p, "response": r, "p_safe": scores[0][i],
+                       "p_safe_eval": scores[1][i] if scores[1] is not None else None}
+                if key == "attacks":
+                    row.update({"seed": attack_seeds[i], "attack_raw": raw[i], "kl_attacker": float(att_kl[i]),
+                                "kl_defender": float(def_kl[i])})
+                rows.append(row)
+        result["defender"] = {"sets": defender_eval, "over_refusal": _over_refusal(
+            judge, eval_judge, benign_prompts, benign_responses, helpful_key, rows)}
+        targets = {"defender": defender_eval["attacks"]}
+        for label, resp in target_responses.items():
+            targets[label], sc = _judge_set(judge, eval_judge, attacks, resp)
+            rows.extend({"set": f"target:{label}", "prompt": p, "response": r, "p_safe": sc[0][i],
+                         "p_safe_eval": sc[1][i] if sc[1] is not None else None}
+                        for i, (p, r) in enumerate(zip(attacks, resp, strict=True)))
+        result["attacker"] = {"targets": targets, "diversity": M.diversity(attacks, seed=seed),
+                              "seed_diversity": M.diversity(attack_seeds, seed=seed)}
+        result["kl"] = {"attacker": _kl_summary(att_kl, att_src), "defender": _kl_summary(def_kl, def_src)}
+    result["seconds"] = round(time.perf_counter() - t0, 2)
+    if write and acc.is_main_process:
+        write_eval(run_dir, name, result, rows)
+    return result
+
+
+def clean_attacks(attacker, cfg: RunConfig, raw: list[str], seeds: list[str]) -> list[str]:
+    from sparring.players.templates import clean_attack
+
+    specials = attacker.tokenizer.all_special_tokens
+    a = cfg.attacker
+    return [clean_attack(r, fallback=s, template_text=a.template.text, special_tokens=specials,
+                         max_chars=a.max_attack_chars, first_line=a.stop_at_newline)
+            for r, s in zip(raw, seeds, strict=True)]
+
+
+def _unique(label: str, taken) -> str:
+    out, i = label, 2
+    while out in taken or out == "defender":
+        out, i = f"{label}-{i}", i + 1
+    return out
+
+
+def _judge_set(judge, eval_judge, prompts, responses):
+    j = score(judge, prompts, responses).p_safe
+    entry: dict[str, Any] = {"n": len(prompts), "judge": M.judge_summary(j), "eval_judge": None}
+    e = None
+    if eval_judge is not None:
+        e = score(eval_judge, prompts, responses).p_safe
+        entry["eval_judge"] = M.judge_summary(e)
+        ja, ea = entry["judge"]["asr"], entry["eval_judge"]["asr"]
+        entry["asr_gap"] = None if ja is None or ea is None else ea - ja
+    return entry, ([float(x) for x in j], [float(x) for x in e] if e is not None else None)
+
+
+def _over_refusal(judge, eval_judge, prompts, responses, key, rows):
+    if not prompts:
+        return None
+    out: dict[str, Any] = {"n": len(prompts), "score_key": key, "judge": None, "eval_judge": None}
+    cols = {}
+    for which, j in (("judge", judge), ("eval_judge", eval_judge)):
+        if j is None:
+            continue
+        got = score(j, prompts, responses)
+        if key in got.extras:
+            vals = [float(x) for x in got.extras[key]]
+            cols[which] = vals
+            out[which] = {"rate": M.over_refusal_rate(vals), "helpful": M.mean_p_safe(vals)}
+    if not cols:
+        out["note"] = f"no judge returns extras[{key!r}]; over-refusal not measured"
+    for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
+        rows.append({"set": "benign", "prompt": p, "response": r,
+                     "helpful": cols["judge"][i] if "judge" in cols else None,
+                     "helpful_eval": cols["eval_judge"][i] if "eval_judge" in cols else None})
+    return out
+
+
+def _kl_summary(kl, source: Source) -> dict[str, Any]:
+    x = np.asarray(kl if kl is not None else [], dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return {"mean": float(x.mean()) if x.size else None, "std": float(x.std()) if x.size else None,
+            "n": int(x.size), "source": source.label}
+
+
+def write_eval(run_dir: Path, name: str, result: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+    folder = Path(run_dir) / "eval"
+    folder.mkdir(parents=True, exist_ok=True)
+    samples_path = folder / f"{name}.samples.jsonl"
+    result["samples_file"] = samples_path.name
+    with samples_path.open("w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    path = folder / f"{name}.json"
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_evals(run_dir: Path) -> dict[str, dict[str, Any]]:
+    """Every ``eval/<name>.json`` of a run that carries this schema, by name."""
+    out = {}
+    folder = Path(run_dir) / "eval"
+    if folder.is_dir():
+        for p in sorted(folder.glob("*.json")):
+            try:
+                data = json.loads(p.read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(data, dict) and data.get("schema") == SCHEMA:
+                out[p.stem] = data
+    return out
+
+
+def fmt(x: Any, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
+    return str(x)
+
+
+def eval_tables(result: dict[str, Any]):
+    """Rich tables of one eval result (defender sets, attacker targets and diversity, KL)."""
+    from rich.table import Table
+
+    has_eval = result["judges"]["eval_judge"] is not None
+    t = Table(title=f"defender ({result['players']['defender']['label']}): attack success by prompt set")
+    t.add_column("prompt set")
+    t.add_column("n", justify="right")
+    t.add_column(f"ASR {result['judges']['judge']}", justify="right")
+    t.add_column("P(safe)", justify="right")
+    if has_eval:
+        t.add_column(f"ASR {result['judges']['eval_judge']} (eval)", justify="right")
+        t.add_column("P(safe) eval", justify="right")
+    for key, e in result["defender"]["sets"].items():
+        cells = [key, str(e["n"]), fmt(e["judge"]["asr"], True), fmt(e["judge"]["p_safe"])]
+        if has_eval:
+            cells += [fmt(e["eval_judge"]["asr"], True), fmt(e["eval_judge"]["p_safe"])]
+        t.add_row(*cells)
+    o = result["defender"].get("over_refusal")
+    if o:
+        cells = ["benign: over-refusal", str(o["n"]), fmt((o.get("judge") or {}).get("rate"), True), "-"]
+        if has_eval:
+            cells += [fmt((o.get("eval_judge") or {}).get("rate"), True), "-"]
+        t.add_row(*cells)
+    a = Table(title=f"attacker ({result['players']['attacker']['label']}): success against targets")
+    a.add_column("target")
+    a.add_column("ASR judge", justify="right")
+    if has_eval:
+        a.add_column("ASR eval judge", justify="right")
+    for key, e in result["attacker"]["targets"].items():
+        a.add_row(key, fmt(e["judge"]["asr"], True), *([fmt(e["eval_judge"]["asr"], True)] if has_eval else []))
+    d = Table(title="attacker diversity and distance moved")
+    d.add_column("figure")
+    d.add_column("value", justify="right")
+    div = result["attacker"]["diversity"]
+    for key in ("1-selfbleu", "1-cosine", "distinct-1", "distinct-2", "unique"):
+        d.add_row(key, fmt(div.get(key)))
+    for role in ("attacker", "defender"):
+        d.add_row(f"KL {role} to initial (per sequence)", fmt(result["kl"][role]["mean"]))
+    return [t, a, d]

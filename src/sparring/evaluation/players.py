@@ -1,0 +1,133 @@
+"""Frozen players for evaluation: which weights a run left behind, loaded without optimisers.
+
+A player's weights are looked up in this order: ``checkpoints/step-N/<role>`` when a checkpoint
+is asked for, else ``final/<role>`` (a plain Hugging Face folder, LoRA merged), else the latest
+checkpoint holding the role, else the initial model (``<role>.model`` of the run config: a
+player the run did not train, or a run that has not trained yet). ``step-0`` names the initial
+model explicitly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sparring import runs
+from sparring.config import PlayerConfig
+from sparring.errors import CheckpointError
+from sparring.evaluation.metrics import sequence_kl
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a player's weights come from: kind is checkpoint, final, initial or model."""
+
+    kind: str
+    path: str | None
+    label: str  # "step-N", "final", "initial" or a model folder name
+
+    def as_dict(self) -> dict:
+        return {"kind": self.kind, "path": self.path, "label": self.label}
+
+
+def parse_checkpoint(name: str | None) -> int | None:
+    if name is None or name == "final":
+        return None
+    m = runs.CHECKPOINT_RE.match(name)
+    if not m:
+        raise CheckpointError(f"--checkpoint {name!r}: expected 'step-N' or 'final'")
+    return int(m.group(1))
+
+
+def player_source(run_dir: Path, role: str, checkpoint: str | None = None) -> Source:
+    """The weights to evaluate for ``role`` (see the module docstring for the order)."""
+    step = parse_checkpoint(checkpoint)
+    if step == 0:
+        return Source("initial", None, "step-0")
+    if step is not None:
+        found = dict(runs.checkpoints(run_dir))
+        if step not in found:
+            have = ", ".join(f"step-{s}" for s in found) or "none"
+            raise CheckpointError(f"{run_dir}: no complete checkpoint step-{step} (have: {have})")
+        folder = found[step] / role
+        if (folder / "policy").is_dir():
+            return Source("checkpoint", str(folder), f"step-{step}")
+        return Source("initial", None, f"step-{step}")  # this role did not train in the run
+    final = run_dir / "final" / role
+    if (final / "config.json").is_file():
+        return Source("final", str(final), "final")
+    for s, folder in reversed(runs.checkpoints(run_dir)):
+        if (folder / role / "policy").is_dir():
+            return Source("checkpoint", str(folder / role), f"step-{s}")
+    return Source("initial", None, "initial")
+
+
+def role_sources(run_dir: Path, role: str) -> list[Source]:
+    """step-0 (initial) plus every saved checkpoint that holds ``role``, oldest first."""
+    out = [Source("initial", None, "step-0")]
+    for s, folder in runs.checkpoints(run_dir):
+        if (folder / role / "policy").is_dir():
+            out.append(Source("checkpoint", str(folder / role), f"step-{s}"))
+    return out
+
+
+def load_player(role: str, cfg: PlayerConfig, accelerator, source: Source, *, with_reference: bool = False):
+    """A frozen :class:`~sparring.players.player.Player` (no value head, no optimiser).
+
+    ``with_reference`` also loads the initial model as the KL reference when the weights are
+    not the initial model (a LoRA checkpoint uses its adapter-disabled base instead).
+    """
+    from sparring.players.loading import load_causal_lm
+    from sparring.players.player import Player
+
+    if source.kind == "checkpoint":
+        player = Player.build(role, cfg, accelerator, trainable=False, checkpoint=Path(source.path))
+    elif source.kind in ("final", "model"):
+        update = {"model": source.path, "lora": None, "gguf_file": None, "revision": None}
+        if source.kind == "model":
+            update["tokenizer"] = None
+        player = Player.build(role, cfg.model_copy(update=update), accelerator, trainable=False)
+    else:
+        player = Player.build(role, cfg, accelerator, trainable=False)
+    player.module.eval()
+    if with_reference and source.kind != "initial" and player.reference is None:
+        if source.kind == "checkpoint" and cfg.lora is not None:
+            return player  # reference_logprobs() disables the adapter
+        ref = load_causal_lm(cfg.model, field=f"{role}.model", dtype=cfg.dtype, revision=cfg.revision,
+                             trust_remote_code=cfg.trust_remote_code, gguf_file=cfg.gguf_file)
+        ref.requires_grad_(False)
+        ref.eval()
+        player.reference = ref.to(accelerator.device)
+    return player
+
+
+def generate_all(player, texts: list[str], batch_size: int, *, kl: bool = False, on_batch=None):
+    """Sample one continuation per text in batches; returns (texts, per-sequence KL or None).
+
+    KL is the sum over response tokens of log pi - log pi_ref (both at the player's sampling
+    temperature, as in training), 0 for the initial model.
+    """
+    out: list[str] = []
+    kls: list[float] = []
+    for i in range(0, len(texts), batch_size):
+        gen = player.generate(texts[i : i + batch_size])
+        out.extend(gen.texts)
+        if kl:
+            if player.reference is None and getattr(player.cfg, "lora", None) is None:
+                kls.extend([0.0] * len(gen.texts))
+            else:
+                logp, _, _ = player.logprobs_and_values(gen)
+                ref = player.reference_logprobs(gen)
+                kls.extend(sequence_kl(logp, ref, gen.response_mask).tolist())
+        if on_batch is not None:
+            on_batch(len(gen.texts))
+    return out, (np.asarray(kls) if kl else None)
+
+
+def free(player) -> None:
+    del player
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()

@@ -1,0 +1,222 @@
+"""``sparring experiment paper``: the paper's comparison (its Tables 1 and 2) with error bars.
+
+Arms, each a set of explicit overrides applied to one base config (see :data:`ARMS`):
+
+- ``sft``: no training; the initial models are evaluated.
+- ``rlhf``: ``game.mode=rlhf``: the defender trains on the seed prompts.
+- ``rlhf+div``: ``game.mode=attacker`` with diversity weights: an attacker trained against the
+  fixed SFT defender.
+- ``gpo``: ``game.mode=gpo`` with ``novelty.bleu_weight=0``, ``novelty.embed_weight=0``.
+- ``gpo+div``: ``game.mode=gpo`` with the base config's diversity weights (5 / 1, as in the
+  reference code, when both are 0 there).
+
+Equal compute: every arm keeps the base config's rounds and schedule, so the defender makes the
+same number of updates in rlhf, gpo and gpo+div, and the attacker the same in rlhf+div, gpo and
+gpo+div. Each arm runs once per seed (``seed = base seed + i``) in ``OUT/<arm>/seed-<i>/``, is
+evaluated (``eval/experiment.json``) and, unless ``--no-exploit``, its exploitability measured.
+A finished arm (``summary.json``) is not trained again, an interrupted one resumes, and an
+existing evaluation is reused: rerunning the command continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from sparring.config import RunConfig, dump_config, load_config
+from sparring.evaluation.evaluate import evaluate_run
+from sparring.evaluation.metrics import mean_std
+
+DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
+ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
+EVAL_NAME = "experiment"
+
+
+def arm_overrides(arm: str, base: RunConfig) -> dict[str, Any]:
+    """The dotted-key overrides that turn the base config into one arm (``train`` is ours)."""
+    div = {"bleu_weight": base.novelty.bleu_weight, "embed_weight": base.novelty.embed_weight}
+    if div["bleu_weight"] == 0 and div["embed_weight"] == 0:
+        div = dict(DEFAULT_DIV)
+    with_div = {"novelty.bleu_weight": div["bleu_weight"], "novelty.embed_weight": div["embed_weight"]}
+    no_div = {"novelty.bleu_weight": 0.0, "novelty.embed_weight": 0.0}
+    return {
+        "sft": {"train": False, "game.mode": "gpo", **no_div},
+        "rlhf": {"train": True, "game.mode": "rlhf", **no_div},
+        "rlhf+div": {"train": True, "game.mode": "attacker", **with_div},
+        "gpo": {"train": True, "game.mode": "gpo", **no_div},
+        "gpo+div": {"train": True, "game.mode": "gpo", **with_div},
+    }[arm]
+
+
+#: documented view of the overrides with the default diversity weights
+ARMS = {
+    "sft": "no training (initial models)",
+    "rlhf": "game.mode=rlhf, novelty weights 0",
+    "rlhf+div": "game.mode=attacker, novelty.bleu_weight/embed_weight from config or 5/1",
+    "gpo": "game.mode=gpo, novelty weights 0",
+    "gpo+div": "game.mode=gpo, novelty.bleu_weight/embed_weight from config or 5/1",
+}
+
+
+def arm_config(base: RunConfig, arm: str, seed_index: int, out: Path) -> tuple[RunConfig, bool]:
+    overrides = arm_overrides(arm, base)
+    train = overrides.pop("train")
+    data = base.model_dump(mode="json")
+    data["name"] = f"{base.name}-{arm}-seed{seed_index}"
+    data["seed"] = base.seed + seed_index
+    data["output_dir"] = str(out / arm / f"seed-{seed_index}")
+    items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
+    return load_config(data=data, overrides=items), train
+
+
+def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) -> Path:
+    run_dir = cfg.run_dir()
+    if (run_dir / "summary.json").is_file():
+        return run_dir
+    if not train:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+        (run_dir / "summary.json").write_text(json.dumps({"run_dir": str(run_dir), "mode": "sft", "steps": 0}),
+                                              encoding="utf-8")
+        return run_dir
+    from sparring.game.loop import Game
+
+    resume = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
+    Game(cfg, resume=resume, progress=progress, judge=judge).run()
+    return run_dir
+
+
+def run_experiment(config: str | Path, *, out: str | Path, seeds: int = 3, arms: Sequence[str] = ARM_NAMES,
+                   overrides: Sequence[str] = (), against: Sequence[str] = (), prompts: Sequence[str] = (),
+                   samples: int = 64, exploit: bool = True, exploit_steps: int | None = None,
+                   progress: bool = False, judge=None, log=print) -> dict[str, Any]:
+    from sparring.evaluation.exploit import exploit as run_exploit
+
+    base = load_config(config, list(overrides))
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
+    results: dict[str, list[dict[str, Any]]] = {}
+    for arm in arms:
+        results[arm] = []
+        for i in range(seeds):
+            cfg, train = arm_config(base, arm, i, out)
+            log(f"[{arm} seed {i}] {'train' if train else 'no training'} -> {cfg.run_dir()}")
+            run_dir = run_arm(cfg, train, progress=progress, judge=judge)
+            ev_path = run_dir / "eval" / f"{EVAL_NAME}.json"
+            if ev_path.is_file():
+                ev = json.loads(ev_path.read_text(encoding="utf-8"))
+            else:
+                ev = evaluate_run(run_dir, against=against, prompts=prompts, samples=samples, name=EVAL_NAME,
+                                  judge=judge, progress=progress)
+            entry = {"seed": i, "run_dir": str(run_dir), "eval": ev, "exploit": None}
+            if exploit:
+                ex_path = run_dir / "eval" / "exploit.json"
+                entry["exploit"] = (json.loads(ex_path.read_text(encoding="utf-8")) if ex_path.is_file()
+                                    else run_exploit(run_dir, steps=exploit_steps, progress=progress, judge=judge))
+            results[arm].append(entry)
+    table = aggregate(results)
+    (out / "results.json").write_text(json.dumps({"arms": ARMS, "table": table, "runs": {
+        a: [{"seed": e["seed"], "run_dir": e["run_dir"]} for e in v] for a, v in results.items()}}, indent=2),
+        encoding="utf-8")
+    (out / "results.md").write_text(to_markdown(table), encoding="utf-8")
+    (out / "results.html").write_text(to_html(table), encoding="utf-8")
+    return table
+
+
+def _get(d: Any, *keys: str) -> Any:
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            return None
+        d = d[k]
+    return d
+
+
+def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Mean, std and n over seeds of each table cell: Table 1 (defender) and Table 2 (attacker)."""
+    sets: list[str] = []
+    targets: list[str] = []
+    has_eval = False
+    for entries in results.values():
+        for e in entries:
+            for s in e["eval"]["defender"]["sets"]:
+                if s not in sets:
+                    sets.append(s)
+            for t in e["eval"]["attacker"]["targets"]:
+                if t not in targets:
+                    targets.append(t)
+            has_eval = has_eval or e["eval"]["judges"]["eval_judge"] is not None
+    judges = ["judge", "eval_judge"] if has_eval else ["judge"]
+    defender_cols = [(f"ASR {s}" + (" (eval)" if j == "eval_judge" else ""), ("defender", "sets", s, j, "asr"))
+                     for j in judges for s in sets]
+    defender_cols.append(("over-refusal", ("defender", "over_refusal", "judge", "rate")))
+    defender_cols.append(("KL defender", ("kl", "defender", "mean")))
+    attacker_cols = [(f"ASR vs {t}" + (" (eval)" if j == "eval_judge" else ""), ("attacker", "targets", t, j, "asr"))
+                     for j in judges for t in targets]
+    attacker_cols += [("1-SelfBLEU", ("attacker", "diversity", "1-selfbleu")),
+                      ("1-cosine", ("attacker", "diversity", "1-cosine")),
+                      ("distinct-2", ("attacker", "diversity", "distinct-2")),
+                      ("KL attacker", ("kl", "attacker", "mean"))]
+
+    def cells(cols, extra=None):
+        rows = {}
+        for arm, entries in results.items():
+            row = {}
+            for label, path in cols:
+                row[label] = mean_std([_get(e["eval"], *path) for e in entries])
+            if extra:
+                row[extra[0]] = mean_std([_get(e, *extra[1]) for e in entries])
+            rows[arm] = row
+        return rows
+
+    t1 = cells(defender_cols, ("exploitability", ("exploit", "asr_last_mean")))
+    t2 = cells(attacker_cols)
+    return {"defender": {"columns": [c for c, _ in defender_cols] + ["exploitability"], "rows": t1},
+            "attacker": {"columns": [c for c, _ in attacker_cols], "rows": t2},
+            "seeds": {a: len(v) for a, v in results.items()}}
+
+
+def cell_text(cell: Sequence[Any], pct: bool) -> str:
+    mean, std, n = cell
+    if mean is None:
+        return "-"
+    scale = 100.0 if pct else 1.0
+    digits = 2 if pct else 3
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}" if n > 1 else f"{mean * scale:.{digits}f}"
+
+
+def _is_pct(col: str) -> bool:
+    return col.startswith("ASR") or col in ("over-refusal", "exploitability")
+
+
+def to_markdown(table: dict[str, Any]) -> str:
+    out = ["# Results", "", "Mean ± standard deviation over seeds; ASR, over-refusal and exploitability in %.", ""]
+    for title, key in (("Table 1: defender (lower ASR is safer)", "defender"),
+                       ("Table 2: attacker (higher ASR and diversity are stronger)", "attacker")):
+        cols = table[key]["columns"]
+        out += [f"## {title}", "", "| arm | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for arm, row in table[key]["rows"].items():
+            out.append(f"| {arm} | " + " | ".join(cell_text(row[c], _is_pct(c)) for c in cols) + " |")
+        out.append("")
+    return "\n".join(out)
+
+
+def to_html(table: dict[str, Any]) -> str:
+    parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>sparring experiment</title>",
+             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+             "td,th{border:1px solid #ccc;padding:.3em .6em}td{text-align:right}</style></head><body>",
+             "<h1>Results</h1><p>Mean ± standard deviation over seeds; ASR, over-refusal and exploitability "
+             "in %.</p>"]
+    for title, key in (("Table 1: defender", "defender"), ("Table 2: attacker", "attacker")):
+        cols = table[key]["columns"]
+        parts.append(f"<h2>{escape(title)}</h2><table><tr><th>arm</th>"
+                     + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>")
+        for arm, row in table[key]["rows"].items():
+            parts.append(f"<tr><th>{escape(arm)}</th>"
+                         + "".join(f"<td>{escape(cell_text(row[c], _is_pct(c)))}</td>" for c in cols) + "</tr>")
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)

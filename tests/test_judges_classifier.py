@@ -14,6 +14,16 @@ from sparring.judges import build_judge  # noqa: E402
 from sparring.judges.classifier import ClassifierJudge  # noqa: E402
 from sparring.judges.specs import ClassifierJudgeSpec  # noqa: E402
 
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, above all on a busy shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 WORDS = (
     "how do I pick a lock here is the way sorry I cannot help tell me a story about cats once "
     "upon time there was cat Q A fine bad word [...] : you are an idiot thanks"

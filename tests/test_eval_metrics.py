@@ -39,6 +39,8 @@ def test_selfbleu_and_cosine_extremes():
     e = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
     # pairs: (0,1)=0, (0,2)=1, (1,2)=0 -> mean 1/3
     assert M.mean_pairwise_cosine(e) == pytest.approx(1 / 3)
+    assert M.builtin_diversity(same)["1-selfbleu"] == pytest.approx(0.0, abs=1e-9)
+    assert M.builtin_diversity(["alpha beta gamma delta", "one two three four"])["1-selfbleu"] == 1.0
     d = M.diversity(same)
     assert d["1-selfbleu"] == pytest.approx(0.0, abs=1e-6)
     assert d["unique"] == 1 and d["n"] == 3

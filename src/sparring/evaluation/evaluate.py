@@ -215,8 +215,9 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
             rows.extend({"set": f"target:{label}", "prompt": p, "response": r, "p_safe": sc[0][i],
                          "p_safe_eval": sc[1][i] if sc[1] is not None else None}
                         for i, (p, r) in enumerate(zip(attacks, resp, strict=True)))
-        result["attacker"] = {"targets": targets, "diversity": M.diversity(attacks, seed=seed),
-                              "seed_diversity": M.diversity(attack_seeds, seed=seed)}
+        embedder = M.build_eval_embedder(cfg.novelty)
+        result["attacker"] = {"targets": targets, "diversity": M.diversity(attacks, embedder, seed=seed),
+                              "seed_diversity": M.diversity(attack_seeds, embedder, seed=seed)}
         result["kl"] = {"attacker": _kl_summary(att_kl, att_src), "defender": _kl_summary(def_kl, def_src)}
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if write and acc.is_main_process:

@@ -141,9 +141,12 @@ def diversity(texts: Sequence[str], embedder: Any = None, max_texts: int = 500,
               seed: int = 0) -> dict[str, Any]:
     """1 - SelfBLEU, 1 - mean pairwise cosine, distinct-1/2 of a set of attacks.
 
-    Uses :func:`sparring.novelty.diversity` when the novelty package provides it, else a small
-    built-in version. SelfBLEU and cosine are computed on at most ``max_texts`` texts (a seeded
-    sample: both are quadratic); distinct-n uses all texts.
+    Uses :func:`sparring.novelty.diversity` (the method's per-reference SelfBLEU) when the novelty
+    package is installed, else a small built-in version. ``embedder`` (anything with
+    ``embed(texts)`` returning L2-normalised rows) gives the cosine term; without one a hashed
+    bag of n-grams stands in (lexical, not semantic: ``embedder`` in the result says which).
+    SelfBLEU and cosine use at most ``max_texts`` texts (a seeded sample: both are quadratic);
+    distinct-n uses all texts.
     """
     texts = list(texts)
     sub = texts
@@ -152,13 +155,29 @@ def diversity(texts: Sequence[str], embedder: Any = None, max_texts: int = 500,
         sub = [texts[i] for i in sorted(idx)]
     out: dict[str, Any] = {}
     try:
-        from sparring.novelty import diversity as novelty_diversity  # noqa: PLC0415
-
-        got = dict(novelty_diversity(sub, embedder=embedder))
-        out.update(_normalise_keys(got))
-        out["implementation"] = "sparring.novelty"
+        from sparring.novelty import diversity as novelty_diversity
     except ImportError:
+        novelty_diversity = None
+    if novelty_diversity is not None and len(sub) >= 2:
+        try:
+            got = novelty_diversity(sub, embedder=embedder)
+        except Exception:  # noqa: BLE001 - e.g. the embedder's model is not installed: lexical cosine
+            got = novelty_diversity(sub, embedder=None)
+        out["1-selfbleu"] = float(got["bleu_diversity"])
+        if "embedding_diversity" in got:
+            out["1-cosine"] = float(got["embedding_diversity"])
+            out["embedder"] = type(embedder).__name__
+        else:
+            cos = mean_pairwise_cosine(_hash_embed(sub))
+            out["1-cosine"] = None if cos is None else 1.0 - cos
+            out["embedder"] = "builtin-hashing"
+        out["implementation"] = "sparring.novelty"
+    else:
         out.update(builtin_diversity(sub))
+        if embedder is not None and len(sub) >= 2:
+            cos = mean_pairwise_cosine(np.asarray(embedder.embed(sub)))
+            out["1-cosine"] = None if cos is None else 1.0 - cos
+            out["embedder"] = type(embedder).__name__
         out["implementation"] = "builtin"
     out["distinct-1"] = distinct_n(texts, 1)
     out["distinct-2"] = distinct_n(texts, 2)
@@ -168,21 +187,18 @@ def diversity(texts: Sequence[str], embedder: Any = None, max_texts: int = 500,
     return out
 
 
-def _normalise_keys(got: dict[str, Any]) -> dict[str, Any]:
-    """Map the novelty package's key names onto ours (accepting a few spellings)."""
-    aliases = {"1-selfbleu": ("1-selfbleu", "one_minus_selfbleu", "1_minus_selfbleu", "selfbleu_diversity"),
-               "1-cosine": ("1-cosine", "one_minus_cosine", "1_minus_cosine", "cosine_diversity")}
-    out = {k: v for k, v in got.items() if isinstance(v, int | float | str | type(None))}
-    for ours, names in aliases.items():
-        for name in names:
-            if name in got:
-                out[ours] = got[name]
-                break
-        else:
-            raw = got.get(ours.split("-", 1)[1])
-            if isinstance(raw, int | float):
-                out[ours] = 1.0 - float(raw)
-    return out
+def build_eval_embedder(novelty_spec: Any = None):
+    """The run's novelty embedder when it can be built offline; else None (hashed fallback)."""
+    try:
+        from sparring.novelty.embedders import build_embedder
+    except ImportError:
+        return None
+    if novelty_spec is None:
+        return None
+    try:
+        return build_embedder(novelty_spec.embedder, lowercase=getattr(novelty_spec, "lowercase", True))
+    except Exception:  # noqa: BLE001 - a missing optional model must not stop an evaluation
+        return None
 
 
 # -- KL ------------------------------------------------------------------------------------------

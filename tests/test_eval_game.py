@@ -1,0 +1,129 @@
+"""Evaluation commands on real tiny runs played by the Game: eval, crossplay, exploit, experiment."""
+
+import json
+
+import pytest
+import yaml
+
+from sparring.cli import main
+from sparring.config import load_config
+from sparring.evaluation.experiment import arm_config, run_experiment
+from sparring.evaluation.exploit import attack_budget, exploit_config
+
+
+@pytest.fixture()
+def played(run_data, tmp_path):
+    from sparring.game.loop import Game
+
+    data = run_data()
+    data["novelty"] = {"bleu_weight": 1.0, "embed_weight": 0.5, "embedder": {"type": "hashing"}}
+    Game(load_config(data=data)).run()
+    return tmp_path / "run"
+
+
+def test_eval_crossplay_exploit_report_on_a_played_run(played, tmp_path):
+    run = played
+    assert main(["eval", str(run), "--samples", "4", "--no-progress", "--name", "final"]) == 0
+    ev = json.loads((run / "eval" / "final.json").read_text())
+    assert (
+        ev["players"]["attacker"]["label"] == "final"
+        and ev["players"]["defender"]["label"] == "final"
+    )
+    assert ev["attacker"]["diversity"]["embedder"] == "HashingEmbedder"  # the run's own embedder
+    assert main(["crossplay", str(run), "--samples", "2", "--no-progress"]) == 0
+    cross = json.loads((run / "eval" / "crossplay.json").read_text())
+    # checkpoint.every=1, keep_last=10: steps 1-4 plus the initial models
+    assert (
+        cross["attackers"]
+        == cross["defenders"]
+        == ["step-0", "step-1", "step-2", "step-3", "step-4"]
+    )
+    assert [len(r) for r in cross["asr"]] == [5] * 5
+    assert main(["exploit", str(run), "--steps", "2", "--no-progress"]) == 0
+    ex = json.loads((run / "eval" / "exploit.json").read_text())
+    assert ex["steps"] == 2 and ex["asr_final"] is not None and 0 <= ex["asr_last_mean"] <= 1
+    cfg = load_config(run / "exploit" / "config.yaml")
+    assert cfg.game.mode == "attacker" and cfg.defender.model == str(run / "final" / "defender")
+    assert main(["report", str(run)]) == 0
+    html = (run / "report" / "index.html").read_text()
+    assert (
+        "Exploitability" in html and "Cross-play matrix" in html and "final: defender final" in html
+    )
+
+
+def test_exploit_config_keeps_the_attackers_budget(run_data, tmp_path, tiny_models):
+    import shutil
+
+    from sparring.config import dump_config
+
+    data = run_data(rounds=3, mode="rlhf", schedule=[{"stage": "defend", "steps": 2},
+                                                     {"stage": "attack", "steps": 1}])
+    cfg = load_config(data=data)
+    run = cfg.run_dir()
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    shutil.copytree(tiny_models["llama"], run / "final" / "defender")
+    assert attack_budget(cfg) == 3  # 3 rounds of (defend 2, attack 1), counted even in rlhf mode
+    ex = exploit_config(run)
+    assert ex.game.mode == "attacker" and [s.steps for s in ex.game.schedule] == [3]
+    assert ex.attacker.model == cfg.attacker.model  # a fresh attacker from the initial model
+    assert ex.defender.model == str(run / "final" / "defender")
+    assert ex.run_dir() == run / "exploit"
+    assert [s.steps for s in exploit_config(run, steps=5).game.schedule] == [5]
+
+
+def test_arm_overrides(run_data):
+    base = load_config(data=run_data())
+    from pathlib import Path
+
+    cfg, train = arm_config(base, "gpo+div", 1, Path("/tmp/x"))
+    assert (
+        train
+        and cfg.game.mode == "gpo"
+        and (cfg.novelty.bleu_weight, cfg.novelty.embed_weight) == (5.0, 1.0)
+    )
+    assert cfg.seed == base.seed + 1 and cfg.run_dir() == Path("/tmp/x/gpo+div/seed-1")
+    cfg, _ = arm_config(base, "rlhf+div", 0, Path("/tmp/x"))
+    assert cfg.game.mode == "attacker" and cfg.novelty.bleu_weight == 5.0
+    cfg, train = arm_config(base, "sft", 0, Path("/tmp/x"))
+    assert not train
+    cfg, _ = arm_config(base, "gpo", 0, Path("/tmp/x"))
+    assert cfg.novelty.bleu_weight == 0 and cfg.novelty.embed_weight == 0
+
+
+def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
+    data = run_data()
+    data["game"]["rounds"] = 1
+    data["logging"]["tensorboard"] = False
+    config = tmp_path / "base.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "exp"
+    table = run_experiment(
+        config,
+        out=out,
+        seeds=2,
+        arms=["sft", "rlhf"],
+        samples=3,
+        exploit=False,
+        log=lambda *_: None,
+    )
+    assert set(table["defender"]["rows"]) == {"sft", "rlhf"}
+    mean, std, n = table["defender"]["rows"]["rlhf"]["ASR attacks"]
+    assert n == 2 and 0 <= mean <= 1 and std >= 0
+    assert json.loads((out / "rlhf" / "seed-1" / "summary.json").read_text())["steps"] == 1
+    assert load_config(out / "rlhf" / "seed-1" / "config.yaml").seed == 1
+    md = (out / "results.md").read_text()
+    assert "| sft |" in md and "| rlhf |" in md and (out / "results.html").is_file()
+    stamp = (out / "rlhf" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
+    run_experiment(
+        config,
+        out=out,
+        seeds=2,
+        arms=["sft", "rlhf"],
+        samples=3,
+        exploit=False,
+        log=lambda *_: None,
+    )
+    assert (
+        out / "rlhf" / "seed-0" / "metrics.jsonl"
+    ).stat().st_mtime_ns == stamp  # not trained again

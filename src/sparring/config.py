@@ -8,6 +8,7 @@ nearest valid name.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import typing
 from pathlib import Path
@@ -294,10 +295,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if overrides:
         # Apply overrides to the resolved config when the file alone is valid, so that keys that
         # only exist as defaults (e.g. game.schedule.0.steps) can be overridden too.
-        try:
+        with contextlib.suppress(ValidationError):
             data = RunConfig.model_validate(data).model_dump(mode="json")
-        except ValidationError:
-            pass
         data = apply_overrides(data, list(overrides))
     try:
         return RunConfig.model_validate(data)

@@ -8,6 +8,7 @@ Supported files: ``.jsonl`` (one object per line, text under ``field``, or a bar
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import importlib
 import json
@@ -58,10 +59,8 @@ def load_prompts(path: str | Path | None = None, *, source: str | None = None, f
 def _load_builtin_sources() -> None:
     # Modules that register named sources when imported (they may be missing their optional deps).
     for module in ("sparring.data.sources",):
-        try:
+        with contextlib.suppress(ImportError):
             importlib.import_module(module)
-        except ImportError:
-            pass
 
 
 def _check_text(value: Any, where: str) -> str:

@@ -187,6 +187,8 @@ class RemoteJudge:
         try:
             with self._opener.open(req, timeout=self.spec.timeout_s) as resp:
                 raw = resp.read(MAX_RESPONSE_BYTES + 1)
+                if resp.length and len(raw) <= MAX_RESPONSE_BYTES:  # connection dropped mid-answer
+                    raise _Retryable(f"answer cut short: {resp.length} of its bytes never arrived")
         except urllib.error.HTTPError as exc:
             status = exc.code
             try:

@@ -290,6 +290,8 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raise ConfigError(f"config file {source} is not UTF-8 text") from None
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {source} is not valid YAML: nested too deeply") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {source} must hold a mapping at the top level, not {type(data).__name__}")
     if overrides:

@@ -104,6 +104,8 @@ def _read_file(p: Path, field: str) -> list[str]:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise DataError(f"{p}, line {i}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+            except RecursionError:
+                raise DataError(f"{p}, line {i}: invalid JSON (nested too deeply)") from None
             out.append(_from_record(obj, field, f"{p}, line {i}"))
         return out
     if suffix == ".json":
@@ -111,6 +113,8 @@ def _read_file(p: Path, field: str) -> list[str]:
             data = json.loads("\n".join(_read_lines(p)))
         except json.JSONDecodeError as exc:
             raise DataError(f"{p}, line {exc.lineno}: invalid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise DataError(f"{p}: invalid JSON (nested too deeply)") from None
         if not isinstance(data, list):
             raise DataError(f"{p}: expected a JSON list of prompts, got {type(data).__name__}")
         return [_from_record(obj, field, f"{p}, item {i}") for i, obj in enumerate(data)]

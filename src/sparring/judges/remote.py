@@ -233,7 +233,7 @@ class RemoteJudge:
         where = f"remote judge {self.name!r} at {self.url}"
         try:
             data = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
             snippet = raw[:200].decode("utf-8", "replace")
             raise JudgeError(f"{where} answered malformed JSON ({exc}): {snippet!r}") from None
         if not isinstance(data, dict):

@@ -54,7 +54,7 @@ def load_judge_config(path: str | Path, block: str = "judge") -> Any:
         raise ConfigError(f"cannot read judge config {str(p)!r}: {exc}") from exc
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise ConfigError(f"judge config {str(p)!r} is not valid YAML: {exc}") from None
     if not isinstance(data, Mapping):
         raise ConfigError(f"judge config {str(p)!r}: expected a mapping at the top level")

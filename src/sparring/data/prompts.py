@@ -71,6 +71,10 @@ def _check_text(value: Any, where: str) -> str:
         raise DataError(f"{where}: empty prompt")
     if len(text) > MAX_PROMPT_CHARS:
         raise DataError(f"{where}: prompt of {len(text)} characters is longer than {MAX_PROMPT_CHARS}")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:  # a JSON "\ud800" escape: no tokenizer can encode it
+        raise DataError(f"{where}: invalid Unicode (lone surrogate at character {exc.start})") from None
     return text
 
 

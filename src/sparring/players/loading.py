@@ -18,7 +18,15 @@ def _looks_like_hub_id(name: str) -> bool:
 
 
 def resolve_model_path(name: str, field: str) -> tuple[str, bool]:
-    """(path or hub id, local_files_only). A local path that does not exist is an error now."""
+    """(path or hub id, local_files_only). A local path that does not exist is an error now.
+
+    ``sparring:<name>`` names a model prepared from an installed package (see
+    :mod:`sparring.models`); it is prepared on first use.
+    """
+    if name.startswith("sparring:"):
+        from sparring.models import resolve
+
+        return str(resolve(name)), True
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir() and p.suffix != ".gguf":

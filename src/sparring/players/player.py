@@ -75,6 +75,9 @@ class Generation:
     response_mask: torch.Tensor  # [B, R] 1 up to and including the first end-of-sequence token
     texts: list[str]  # decoded responses, special tokens removed
     inputs: list[str]  # the formatted model inputs
+    # [B, R] log-probs of the sampled tokens under the sampling policy (raw logits / temperature),
+    # recorded during generation on the fast path; None when not recorded
+    logprobs: torch.Tensor | None = None
 
     def sequences(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         ids = torch.cat([self.query_ids, self.response_ids], dim=1)
@@ -92,8 +95,12 @@ class Player:
     """One side of the game. Build with :meth:`build`."""
 
     def __init__(self, role: str, cfg: PlayerConfig, accelerator: Accelerator, tokenizer, module: PolicyWithValue,
-                 reference: nn.Module | None, optimizer=None, scheduler=None, trainable: bool = True):
+                 reference: nn.Module | None, optimizer=None, scheduler=None, trainable: bool = True,
+                 fast: bool | None = None):
         self.role = role
+        # fast path: log-probs recorded during generation replace the no-grad policy forward, and
+        # PPO values come from the training forward when one pass over the batch is made
+        self.fast = bool(getattr(cfg, "fast", False)) if fast is None else bool(fast)
         self.cfg = cfg
         self.accelerator = accelerator
         self.tokenizer = tokenizer
@@ -108,7 +115,7 @@ class Player:
     # -- construction --------------------------------------------------------------------------
     @classmethod
     def build(cls, role: str, cfg: PlayerConfig, accelerator: Accelerator, *, trainable: bool,
-              total_updates: int = 1, checkpoint: Path | None = None) -> Player:
+              total_updates: int = 1, checkpoint: Path | None = None, fast: bool | None = None) -> Player:
         field = f"{role}.model"
         tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, field=f"{role}.tokenizer" if cfg.tokenizer else field,
                                    revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
@@ -149,7 +156,7 @@ class Player:
             reference.requires_grad_(False)
             reference.eval()
             reference.to(accelerator.device)
-        player = cls(role, cfg, accelerator, tokenizer, module, reference, optimizer, scheduler, trainable)
+        player = cls(role, cfg, accelerator, tokenizer, module, reference, optimizer, scheduler, trainable, fast)
         if checkpoint is not None and trainable:
             player.load_training_state(checkpoint)
         return player
@@ -191,15 +198,27 @@ class Player:
             pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids, use_cache=True,
         )
         policy = self.unwrapped.policy
-        with self.accelerator.autocast():
-            out = policy.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gen_cfg)
+        recorder = _LogprobRecorder(g.temperature) if self.fast else None
+        hook = None
+        if recorder is not None:
+            lm = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
+            hook = lm.register_forward_hook(recorder, with_kwargs=True)
+        try:
+            with self.accelerator.autocast():
+                out = policy.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gen_cfg)
+        finally:
+            if hook is not None:
+                hook.remove()
         response_ids = out[:, query_ids.shape[1] :]
+        logprobs = None
         if response_ids.shape[1] == 0:  # nothing generated at all (max_new_tokens reached instantly)
             response_ids = torch.full((out.shape[0], 1), self.eos_ids[0], dtype=out.dtype, device=out.device)
+        elif recorder is not None:
+            logprobs = recorder.finish(response_ids)
         response_mask = self.response_mask(response_ids)
         texts_out = self.tokenizer.batch_decode(response_ids.masked_fill(response_mask == 0, self.tokenizer.pad_token_id),
                                                 skip_special_tokens=True)
-        return Generation(query_ids, query_mask, response_ids, response_mask, texts_out, inputs)
+        return Generation(query_ids, query_mask, response_ids, response_mask, texts_out, inputs, logprobs)
 
     def response_mask(self, response_ids: torch.Tensor) -> torch.Tensor:
         """1 for tokens up to and including the first end-of-sequence token, 0 after it."""
@@ -207,8 +226,13 @@ class Player:
         after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
         return (~after).long()
 
-    def logprobs_and_values(self, gen: Generation, *, grad: bool = False, module: nn.Module | None = None):
-        """Log-probs (and values, entropy) of the generated tokens from one forward pass."""
+    def logprobs_and_values(self, gen: Generation, *, grad: bool = False, module: nn.Module | None = None,
+                            entropy_grad: bool = True):
+        """Log-probs (and values, entropy) of the generated tokens from one forward pass.
+
+        With ``grad``, the entropy is returned too; ``entropy_grad=False`` computes it outside the
+        autograd graph (a statistic only: no [B, R, vocab] buffers kept for the backward pass).
+        """
         ids, mask, pos = gen.sequences()
         n = gen.response_ids.shape[1]
         ctx = contextlib.nullcontext() if grad else torch.no_grad()
@@ -216,7 +240,10 @@ class Player:
             logits, values = (module or self.module)(ids, mask, pos, n)
         logits = logits.float() / self.cfg.generation.temperature
         logprobs = gather_logprobs(logits, gen.response_ids)
-        entropy = entropy_from_logits(logits) if grad else None
+        entropy = None
+        if grad:
+            with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+                entropy = entropy_from_logits(logits)
         return logprobs, (values.float() if values is not None else None), entropy
 
     @torch.no_grad()
@@ -271,6 +298,41 @@ class Player:
             policy = merged.merge_and_unload()
         policy.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
+
+
+class _LogprobRecorder:
+    """Forward hook that records log-probs of sampled tokens while ``generate`` runs.
+
+    Each decoding forward sees the token sampled after the previous one as its input, so the
+    previous step's next-token logits are gathered there; the last token is gathered by
+    :meth:`finish`. Only one row of logits per sequence is held at a time (no [B, R, vocab]).
+    The logits are the model's raw output divided by the temperature, as in the training forward.
+    """
+
+    def __init__(self, temperature: float):
+        self.temperature = temperature
+        self.prev: torch.Tensor | None = None
+        self.picked: list[torch.Tensor] = []
+
+    def _take(self, tokens: torch.Tensor) -> None:
+        logits = self.prev
+        self.picked.append(logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+
+    def __call__(self, module, args, kwargs, output):
+        if self.prev is not None:
+            ids = kwargs.get("input_ids")
+            if ids is None and args:
+                ids = args[0]
+            self._take(ids[:, -1])
+        logits = output.logits if hasattr(output, "logits") else output[0]
+        self.prev = logits[:, -1].detach().float() / self.temperature
+
+    def finish(self, response_ids: torch.Tensor) -> torch.Tensor | None:
+        if self.prev is not None:
+            self._take(response_ids[:, len(self.picked)])
+        if len(self.picked) != response_ids.shape[1]:
+            return None  # the hook did not see every step (unusual generate path): fall back
+        return torch.stack(self.picked, dim=1)
 
 
 def _with_lora(base: nn.Module, cfg: PlayerConfig, adapter_dir: Path | None, trainable: bool):

@@ -39,10 +39,25 @@ class Experience:
 
 
 def make_experience(player: Player, gen: Generation, scores: torch.Tensor, group_size: int) -> Experience:
-    """Score a generation under the policy (log-probs, values) and the reference, in no-grad passes."""
-    logprobs, values, _ = player.logprobs_and_values(gen)
+    """Score a generation under the policy (log-probs, values) and the reference, in no-grad passes.
+
+    On the player's fast path the log-probs recorded during generation are used instead of a
+    second policy forward, and PPO values are left to the training forward (``values=None``)
+    when the update makes a single pass over the batch.
+    """
+    if getattr(player, "fast", False) and gen.logprobs is not None:
+        logprobs, values = gen.logprobs, None
+        if player.has_value and not _single_pass(player.cfg.rl, len(scores)):
+            _, values, _ = player.logprobs_and_values(gen)
+    else:
+        logprobs, values, _ = player.logprobs_and_values(gen)
     ref = player.reference_logprobs(gen)
     return Experience(gen, scores.to(logprobs.device, torch.float32), logprobs, ref, values, group_size)
+
+
+def _single_pass(rl, rows: int) -> bool:
+    """One epoch of one minibatch: the update's forward is the first and only one on this batch."""
+    return rl.ppo_epochs == 1 and min(rl.minibatch_size or rows, rows) == rows
 
 
 def advantages_and_returns(player: Player, exp: Experience) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
@@ -78,9 +93,14 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
     """
     rl = player.cfg.rl
     acc = player.accelerator
-    adv, returns, stats = advantages_and_returns(player, exp)
     n = len(exp)
     mb = min(rl.minibatch_size or n, n)
+    # values deferred to the training forward (fast path, single pass): advantages come after it
+    deferred = player.has_value and exp.values is None
+    if deferred and not _single_pass(rl, n):
+        raise ValueError("experience without values needs a single-pass update (ppo_epochs 1, one minibatch)")
+    if not deferred:
+        adv, returns, stats = advantages_and_returns(player, exp)
     sums: dict[str, float] = {}
     count = 0
     nonfinite = 0
@@ -92,7 +112,13 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
             sub = _slice(exp.gen, idx)
             mask = sub.response_mask
             with acc.accumulate(player.module):
-                logprobs, values, entropy = player.logprobs_and_values(sub, grad=True)
+                logprobs, values, entropy = player.logprobs_and_values(sub, grad=True,
+                                                                      entropy_grad=bool(rl.ent_coef))
+                if deferred:
+                    old_values = torch.empty_like(values)
+                    old_values[idx] = values.detach()
+                    exp.values = old_values
+                    adv, returns, stats = advantages_and_returns(player, exp)
                 pl = policy_loss(logprobs, exp.logprobs[idx], adv[idx], mask, rl.clip_ratio)
                 loss = pl.loss
                 parts = {"loss/policy": pl.loss.item(), "clipfrac": pl.clipfrac.item(), "approx_kl": pl.approx_kl.item()}
@@ -134,7 +160,7 @@ def _slice(gen: Generation, idx: torch.Tensor) -> Generation:
     q_ids, q_mask = gen.query_ids[idx], gen.query_mask[idx]
     r_ids, r_mask = gen.response_ids[idx], gen.response_mask[idx]
     return Generation(q_ids, q_mask, r_ids, r_mask, [gen.texts[i] for i in idx.tolist()],
-                      [gen.inputs[i] for i in idx.tolist()])
+                      [gen.inputs[i] for i in idx.tolist()], gen.logprobs[idx] if gen.logprobs is not None else None)
 
 
 def updates_per_stage_step(player_cfg, batch_rows: int) -> int:

@@ -1,0 +1,480 @@
+"""One RL step of Sparring against the bare compute floor and against TRL, on the same work.
+
+Run:  python benchmarks/step.py                 (default: sizes 10m and 100m, GPO round profile)
+      python benchmarks/step.py --sizes 10m --repeats 5 --no-round
+      python benchmarks/step.py --curves 20      (fast vs reference path reward curves only)
+
+Everything runs in one process so that ratios are measured side by side on the same (noisy)
+machine. Models are random Llama-style configs built locally with a word-level tokenizer; nothing
+is downloaded. Each row is the median of ``--repeats`` timed steps after ``--warmup`` untimed ones.
+Memory is the peak resident set size during the timed steps minus the resident size before the
+system was built (weights + reference + optimiser state + activations), sampled every 2 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import functools
+import gc
+import json
+import os
+import statistics
+import sys
+import tempfile
+import threading
+import time
+import warnings
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WANDB_DISABLED", "true")
+
+import torch  # noqa: E402
+
+SIZES = {
+    # name: (vocab, hidden, layers, intermediate, heads)
+    "10m": (8192, 256, 6, 688, 4),
+    "100m": (32000, 768, 8, 2048, 12),
+}
+KL = 0.04
+DEFAULT_SYSTEMS = {  # the 100m size runs fewer systems to keep the default run under ~10 minutes
+    "100m": {"floor", "sparring", "fast", "trl"},
+}
+LR = 1e-6
+
+
+# -- measurement helpers ----------------------------------------------------------------------
+def rss_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def release_memory() -> None:
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class PeakRSS:
+    """Samples the resident set size in a thread; ``peak`` is the maximum seen."""
+
+    def __init__(self, period: float = 0.002):
+        self.period, self.peak = period, rss_mib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_mib())
+            time.sleep(self.period)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+class Result:
+    def __init__(self, name: str, times: list[float], mem: float, note: str = ""):
+        self.name, self.times, self.mem, self.note = name, times, mem, note
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.times)
+
+
+# -- models -----------------------------------------------------------------------------------
+def build_model_dir(root: Path, size: str, seed: int = 0) -> Path:
+    """A random Llama-style model and a word-level tokenizer with the model's full vocabulary."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    vocab_size, hidden, layers, inter, heads = SIZES[size]
+    directory = root / size
+    vocab = {"[PAD]": 0, "[UNK]": 1, "[EOS]": 2}
+    vocab.update({f"w{i}": i + 3 for i in range(vocab_size - 3)})
+    tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    fast.save_pretrained(directory)
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=1024,
+                      eos_token_id=2, pad_token_id=0, bos_token_id=2)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config.eos_token_id = 2
+    model.generation_config.pad_token_id = 0
+    model.save_pretrained(directory, safe_serialization=True)
+    n = sum(p.numel() for p in model.parameters())
+    return directory, n
+
+
+def prompts_for(n: int, length: int, vocab: int, seed: int = 0) -> list[str]:
+    g = torch.Generator().manual_seed(seed)
+    return [" ".join(f"w{int(i)}" for i in torch.randint(10, vocab - 10, (length,), generator=g)) for _ in range(n)]
+
+
+def trivial_reward(texts: list[str]) -> list[float]:
+    """The stand-in judge: cheap, deterministic, varies within a group."""
+    return [(len(t) % 7) / 7.0 for t in texts]
+
+
+# -- systems ----------------------------------------------------------------------------------
+def floor_system(model_dir: Path, prompts: list[str], k: int, R: int, algorithm: str):
+    """The bare work with transformers + torch: generate, reference forward, fwd + bwd + step."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
+    head = torch.nn.Linear(policy.config.hidden_size, 1) if algorithm == "ppo" else None
+    params = list(policy.parameters()) + (list(head.parameters()) if head is not None else [])
+    opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.95), eps=1e-6)
+    rows = [p for p in prompts for _ in range(k)]
+    enc = tok(rows, return_tensors="pt", padding=True)
+
+    def step():
+        with torch.no_grad():
+            out = policy.generate(**enc, do_sample=True, max_new_tokens=R, min_new_tokens=R, top_k=0, top_p=1.0,
+                                  temperature=1.0, pad_token_id=0)
+        ids = out
+        mask = torch.cat([enc["attention_mask"], torch.ones_like(out[:, enc["input_ids"].shape[1]:])], 1)
+        pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
+        resp = out[:, -R:]
+        with torch.no_grad():
+            rl = ref(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=R + 1).logits[:, :-1]
+            ref_lp = rl.gather(-1, resp.unsqueeze(-1)).squeeze(-1) - rl.logsumexp(-1)
+        o = policy(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=R + 1,
+                   output_hidden_states=head is not None)
+        lg = o.logits[:, :-1]
+        lp = lg.gather(-1, resp.unsqueeze(-1)).squeeze(-1) - lg.logsumexp(-1)
+        adv = torch.randn(lp.shape[0], 1)
+        loss = -(adv * torch.exp(lp - lp.detach())).mean() + KL * (lp - ref_lp).mean()
+        if head is not None:
+            v = head(o.hidden_states[-1][:, -(R + 1):-1]).squeeze(-1)
+            loss = loss + 0.5 * (v - adv).pow(2).mean()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def sparring_system(model_dir: Path, prompts: list[str], k: int, R: int, algorithm: str, fast: bool,
+                    lora: bool = False):
+    from accelerate import Accelerator
+
+    from sparring.config import DefenderConfig
+    from sparring.players.player import Player
+    from sparring.rl.trainer import make_experience, update
+
+    cfg = DefenderConfig(
+        model=str(model_dir), template={"kind": "plain", "text": "{prompt}"}, max_prompt_tokens=1024, lr=LR,
+        generation={"max_new_tokens": R, "min_new_tokens": R, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
+                    "repetition_penalty": 1.0},
+        rl={"algorithm": algorithm, "samples_per_prompt": k, "kl_coef": KL},
+        lora={"r": 8, "alpha": 16} if lora else None,
+    )
+    player = Player.build("defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=1000, fast=fast)
+    rows = [p for p in prompts for _ in range(k)]
+
+    def step():
+        gen = player.generate(rows)
+        scores = torch.tensor(trivial_reward(gen.texts))
+        exp = make_experience(player, gen, scores, k)
+        update(player, exp)
+
+    return step
+
+
+class Interleaved:
+    """Systems built side by side and stepped in rounds, so machine noise hits all of them alike.
+
+    Each system is built and warmed up alone (its resident memory after warm-up, minus before
+    building, is its ``static`` memory: weights, reference, optimiser state); each timed step
+    records its wall time and its transient peak above the resident size at the step's start.
+    """
+
+    def __init__(self, warmup: int):
+        self.warmup = warmup
+        self.systems: dict[str, dict] = {}
+
+    def add(self, key: str, name: str, build) -> None:
+        release_memory()
+        base = rss_mib()
+        step = build()
+        for _ in range(self.warmup):
+            step()
+        self.systems[key] = {"name": name, "step": step, "static": rss_mib() - base, "times": [], "peak": 0.0}
+        print(f"  built {name} (+{self.systems[key]['static']:.0f} MiB)", flush=True)
+
+    def round(self, keys=None) -> None:
+        for key, sys_ in self.systems.items():
+            if keys is not None and key not in keys:
+                continue
+            r0 = rss_mib()
+            with PeakRSS() as mon:
+                t0 = time.perf_counter()
+                sys_["step"]()
+                sys_["times"].append(time.perf_counter() - t0)
+            sys_["peak"] = max(sys_["peak"], mon.peak - r0)
+
+    def results(self) -> dict[str, Result]:
+        return {k: Result(s["name"], s["times"], s["static"] + s["peak"]) for k, s in self.systems.items() if s["times"]}
+
+
+def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, algorithm: str, warmup: int,
+               repeats: int, tmp: Path, others: Interleaved, keys) -> Result:
+    """TRL's trainer runs its own loop; after each of its timed steps the other systems take one.
+
+    TRL steps are timed from on_step_begin to on_step_end (generation included).
+    """
+    import trl
+    from datasets import Dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+
+    release_memory()
+    base = rss_mib()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    common = dict(
+        output_dir=str(tmp / f"trl-{algorithm}"), per_device_train_batch_size=len(prompts) * k, num_generations=k,
+        max_completion_length=R, beta=KL, num_iterations=1, learning_rate=LR, adam_beta2=0.95, adam_epsilon=1e-6,
+        max_grad_norm=1.0, max_steps=warmup + repeats, logging_steps=10**6, save_strategy="no", report_to="none",
+        use_cpu=True, bf16=False, gradient_checkpointing=False, temperature=1.0, top_p=1.0, top_k=0,
+        generation_kwargs={"min_new_tokens": R}, lr_scheduler_type="constant", seed=0, dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    if algorithm == "grpo":
+        args, cls = trl.GRPOConfig(**common), trl.GRPOTrainer
+    else:
+        args, cls = trl.RLOOConfig(**common), trl.RLOOTrainer
+    data = Dataset.from_dict({"prompt": [prompts[i % len(prompts)] for i in range(len(prompts) * (warmup + repeats))]})
+
+    def reward(prompts, completions, **kw):
+        return trivial_reward(completions)
+
+    rec = {"times": [], "peak": 0.0, "static": 0.0}
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            if state.global_step == warmup:
+                rec["static"] = rss_mib() - base
+            self.r0 = rss_mib()
+            self.mon = PeakRSS().__enter__()
+            self.t0 = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kw):
+            dt = time.perf_counter() - self.t0
+            self.mon.__exit__()
+            if state.global_step > warmup:
+                rec["times"].append(dt)
+                rec["peak"] = max(rec["peak"], self.mon.peak - self.r0)
+                others.round(keys)
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = cls(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
+                      callbacks=[Clock()])
+        trainer.train()
+    del trainer, model
+    release_memory()
+    return Result(name, rec["times"], rec["static"] + rec["peak"])
+
+
+# -- GPO round --------------------------------------------------------------------------------
+def gpo_round(tmp: Path, size_dir: Path, rounds: int, fast: bool) -> dict:
+    """Play ``rounds`` GPO rounds (defend + attack step) and return per-phase times per step."""
+    from sparring.config import load_config
+    from sparring.game.loop import Game
+
+    seeds = tmp / "seeds.txt"
+    seeds.write_text("\n".join(prompts_for(32, 12, 8000, seed=3)) + "\n", encoding="utf-8")
+    out = tmp / f"run-{'fast' if fast else 'ref'}-{time.time_ns()}"
+    player = {"model": str(size_dir), "template": {"kind": "plain", "text": "{prompt}"},
+              "generation": {"max_new_tokens": 24, "min_new_tokens": 24, "top_p": 1.0, "temperature": 1.0},
+              "rl": {"algorithm": "rloo", "samples_per_prompt": 4}, "fast": fast}
+    data = {
+        "name": "bench", "seed": 0, "output_dir": str(out),
+        "attacker": {**player, "template": {"kind": "plain", "text": "rewrite {seed} :"}},
+        "defender": player,
+        "judge": {"type": "callable", "target": "sparring.testing:keyword_judge"},
+        "game": {"rounds": rounds, "batch_size": 4, "seeds": {"path": str(seeds)}},
+        "checkpoint": {"every": 10_000, "keep_last": 1},
+        "logging": {"progress": False, "tensorboard": False},
+    }
+    try:
+        cfg = load_config(data=data)
+    except Exception:  # the config schema may not have the ``fast`` field yet: pass it to the players
+        for side in ("attacker", "defender"):
+            data[side].pop("fast")
+        cfg = load_config(data=data)
+        for side in (cfg.attacker, cfg.defender):
+            object.__setattr__(side, "fast", fast)
+    game = Game(cfg, progress=False)
+    t0 = time.perf_counter()
+    game.run()
+    wall = time.perf_counter() - t0
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {"rows": rows, "wall": wall}
+
+
+def print_round_profile(tmp: Path, model_dir: Path, rounds: int) -> None:
+    print(f"\n## One GPO round (defend step + attack step), 10m model for both players, batch 4 x k=4 rloo, "
+          f"24 new tokens; median over {rounds} rounds after the first")
+    for fast in (False, True):
+        try:
+            res = gpo_round(tmp, model_dir, rounds + 1, fast)
+        except Exception as exc:  # noqa: BLE001 - report and carry on: the step table is the main result
+            print(f"GPO round skipped: {type(exc).__name__}: {exc}")
+            return
+        rows = res["rows"][2:]  # drop the first round (warm-up)
+        phases = sorted({k for r in rows for k in r if k.startswith("time/") and k != "time/step"})
+        label = "fast" if fast else "reference"
+        print(f"\n{label} path: phase seconds per step (median), by stage")
+        print("| phase | defend | attack | share of round |")
+        print("|---|---|---|---|")
+        per = {}
+        for stage in ("defend", "attack"):
+            srows = [r for r in rows if r["stage"] == stage]
+            per[stage] = {p: statistics.median([r.get(p, 0.0) for r in srows]) for p in phases + ["time/step"]}
+        total = per["defend"]["time/step"] + per["attack"]["time/step"]
+        for p in phases + ["time/step"]:
+            both = per["defend"][p] + per["attack"][p]
+            print(f"| {p[5:]} | {per['defend'][p]:.3f} | {per['attack'][p]:.3f} | {100 * both / total:.0f}% |")
+        accounted = sum(per["defend"][p] + per["attack"][p] for p in phases)
+        print(f"round {total:.3f} s; phases account for {accounted:.3f} s; coordination (rest) "
+              f"{total - accounted:.3f} s = {100 * (total - accounted) / total:.1f}%")
+
+
+# -- reward curves ----------------------------------------------------------------------------
+def print_curves(tmp: Path, model_dir: Path, steps: int) -> None:
+    print(f"\n## Learning: per-step reward, reference vs fast path, same seed, {steps} steps (GPO, rloo)")
+    curves = {}
+    for fast in (False, True):
+        res = gpo_round(tmp, model_dir, max(1, steps // 2), fast)
+        curves[fast] = [(r["stage"], r["reward"], r.get("kl", 0.0)) for r in res["rows"]]
+    print("| step | stage | reward ref | reward fast | kl ref | kl fast |")
+    print("|---|---|---|---|---|---|")
+    for i, ((st, a, ka), (_, b, kb)) in enumerate(zip(curves[False], curves[True], strict=True), 1):
+        print(f"| {i} | {st} | {a:.4f} | {b:.4f} | {ka:.5f} | {kb:.5f} |")
+
+
+# -- main -------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--sizes", default="10m,100m", help="comma list of " + ",".join(SIZES))
+    ap.add_argument("--prompts", type=int, default=4, help="distinct prompts per step")
+    ap.add_argument("-k", type=int, default=4, help="samples per prompt (num_generations)")
+    ap.add_argument("--prompt-len", type=int, default=32)
+    ap.add_argument("--completion-len", type=int, default=32)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=0, help="timed steps per system (0: 5 for 10m, 3 for 100m)")
+    ap.add_argument("--no-trl", action="store_true")
+    ap.add_argument("--no-round", action="store_true", help="skip the GPO round profile")
+    ap.add_argument("--rounds", type=int, default=4, help="GPO rounds in the profile (plus one warm-up)")
+    ap.add_argument("--curves", type=int, default=0, help="also print N-step reward curves of both paths")
+    ap.add_argument("--only", default="", help="comma list of systems: floor,sparring,fast,rloo,floor_ppo,ppo,"
+                    "ppo_fast,lora_fast,trl,trl_rloo (default: all for 10m, floor,sparring,fast,trl for 100m)")
+    args = ap.parse_args(argv)
+    warnings.filterwarnings("ignore")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    try:
+        import trl  # noqa: F401
+
+        have_trl = not args.no_trl
+        trl_version = trl.__version__
+    except ImportError:
+        have_trl, trl_version = False, None
+    import transformers
+
+    print(f"cores: {os.cpu_count()} (torch threads {torch.get_num_threads()}), cpu capability "
+          f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, transformers "
+          f"{transformers.__version__}, trl {trl_version or 'TRL not installed'}")
+    print(f"command: python benchmarks/step.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    only = {s for s in args.only.split(",") if s} or None
+    with tempfile.TemporaryDirectory() as t:
+        tmp = Path(t)
+        for size in [s for s in args.sizes.split(",") if s]:
+            model_dir, n_params = build_model_dir(tmp, size)
+            vocab = SIZES[size][0]
+            prompts = prompts_for(args.prompts, args.prompt_len, vocab)
+            k, R = args.k, args.completion_len
+            reps = args.repeats or (5 if size == "10m" else 3)
+            print(f"\n## {size}: {n_params / 1e6:.1f}M parameters, vocab {vocab}; {args.prompts} prompts x k={k} = "
+                  f"{args.prompts * k} rows, prompt {args.prompt_len} tokens, completion {R} tokens; "
+                  f"median of {reps} steps after {args.warmup} warm-up")
+            default_keys = DEFAULT_SYSTEMS.get(size)
+            keys = only or default_keys
+
+            def want(key, keys=keys):
+                return keys is None or key in keys
+
+            plan = [
+                ("floor", "Floor (critic-free)", "grpo", None, False),
+                ("sparring", "Sparring GRPO", "grpo", False, False),
+                ("fast", "Sparring GRPO fast", "grpo", True, False),
+                ("rloo", "Sparring RLOO", "rloo", False, False),
+                ("floor_ppo", "Floor (PPO)", "ppo", None, False),
+                ("ppo", "Sparring PPO", "ppo", False, False),
+                ("ppo_fast", "Sparring PPO fast", "ppo", True, False),
+                ("lora_fast", "Sparring GRPO fast, LoRA r=8", "grpo", True, True),
+            ]
+            runner = Interleaved(args.warmup)
+            for key, name, alg, fast, lora in plan:
+                if not want(key):
+                    continue
+                if fast is None:
+                    runner.add(key, name, functools.partial(floor_system, model_dir, prompts, k, R, alg))
+                else:
+                    runner.add(key, name, functools.partial(sparring_system, model_dir, prompts, k, R, alg, fast,
+                                                            lora=lora))
+            results: dict[str, Result] = {}
+            drove = False
+            if have_trl:
+                for key, alg, driven in (("trl", "grpo", None), ("trl_rloo", "rloo", {"floor", "rloo"})):
+                    if want(key):
+                        results[key] = trl_driven(f"TRL {alg.upper()}Trainer {trl_version}", model_dir, prompts, k,
+                                                  R, alg, args.warmup, reps, tmp, runner, driven)
+                        drove = drove or driven is None
+            elif not args.no_trl:
+                print("TRL not installed: its rows are skipped (pip install trl)")
+            if not drove:
+                for _ in range(reps):
+                    runner.round()
+            results = {**runner.results(), **results}
+            refs = {"sparring": "floor", "fast": "floor", "rloo": "floor", "ppo": "floor_ppo",
+                    "ppo_fast": "floor_ppo", "lora_fast": "floor", "trl": "floor", "trl_rloo": "floor"}
+            trl_ref = {"sparring": "trl", "fast": "trl", "rloo": "trl_rloo", "lora_fast": "trl"}
+            print("\n| system | s/step median | min | max | n | peak MiB | / Floor (median, min) "
+                  "| / TRL (median, min) |")
+            print("|---|---|---|---|---|---|---|---|")
+            for key, r in results.items():
+                f = results.get(refs.get(key, ""))
+                tr = results.get(trl_ref.get(key, ""))
+                rf = f"{r.median / f.median:.2f}, {min(r.times) / min(f.times):.2f}" if f else "-"
+                rt = f"{r.median / tr.median:.2f}, {min(r.times) / min(tr.times):.2f}" if tr else "-"
+                print(f"| {r.name} | {r.median:.3f} | {min(r.times):.3f} | {max(r.times):.3f} | {len(r.times)} | "
+                      f"{r.mem:.0f} | {rf} | {rt} |")
+            del runner
+            release_memory()
+            if size == "10m" and not args.no_round:
+                print_round_profile(tmp, model_dir, args.rounds)
+            if size == "10m" and args.curves:
+                print_curves(tmp, model_dir, args.curves)
+
+
+if __name__ == "__main__":
+    main()

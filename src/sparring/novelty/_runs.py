@@ -34,8 +34,8 @@ class PostingRuns:
 
     @staticmethod
     def _make(keys: np.ndarray, slots: np.ndarray, presorted: bool = False):
-        if not presorted:
-            order = np.lexsort((slots, keys))
+        if not presorted:  # slots arrive ascending: a stable sort by key keeps them so
+            order = np.argsort(keys, kind="stable")
             keys, slots = keys[order], slots[order]
         if len(keys) == 0:
             return np.zeros(0, np.int64), np.zeros(1, np.int64), np.zeros(0, np.int32)
@@ -50,7 +50,8 @@ class PostingRuns:
         self.runs = []
 
     def add(self, keys: np.ndarray, slots: np.ndarray) -> None:
-        """Insert postings; every slot must be larger than any slot already present."""
+        """Insert postings given in ascending slot order; every slot must be larger than any
+        slot already present."""
         if len(keys) == 0:
             return
         self.runs.append(self._make(keys, slots))

@@ -118,8 +118,8 @@ def featurize(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Occurrence-indexed n-gram features of orders 1..max_order of each text.
 
-    Returns ``(keys int64, owner int64, order int8)``, sorted by (owner, order, key); within one
-    text and order the keys are distinct.
+    Returns ``(keys int64, owner int64, order int8)``, grouped by (owner, order) in that order
+    (keys in text order within a group); within one text and order the keys are distinct.
     """
     n_texts = len(offsets) - 1
     total = len(flat)
@@ -129,7 +129,7 @@ def featurize(
     owner_of_pos = np.repeat(np.arange(n_texts, dtype=np.int64), lengths)
     end_of_pos = offsets[1:][owner_of_pos]
     pos = np.arange(total, dtype=np.int64)
-    keys_parts, owner_parts, order_parts = [], [], []
+    parts: list[tuple[np.ndarray, np.ndarray]] = []
     h = _mix(flat ^ _STEP)
     for k in range(1, max_order + 1):
         if k > 1:
@@ -139,29 +139,42 @@ def featurize(
         valid = pos[: len(h)] + k <= end_of_pos[: len(h)]
         if not valid.any():
             break
-        keys = h[valid].view(np.int64)
-        owner = owner_of_pos[: len(h)][valid]
-        # occurrence index t within (owner, key)
-        srt = np.lexsort((keys, owner))
-        keys, owner = keys[srt], owner[srt]
-        new_group = np.empty(len(keys), dtype=bool)
-        new_group[0] = True
-        np.logical_or(keys[1:] != keys[:-1], owner[1:] != owner[:-1], out=new_group[1:])
-        if not new_group.all():
-            idx = np.arange(len(keys), dtype=np.int64)
-            starts = np.maximum.accumulate(np.where(new_group, idx, 0))
-            occ = (idx - starts).astype(_U64)
+        keys = h[valid]
+        owner = owner_of_pos[: len(h)][valid]  # ascending
+        # the t-th repeat (t >= 1) of an n-gram within a text is a feature of its own: group
+        # equal (text, n-gram) pairs by sorting a hash of both
+        pair = _mix(keys ^ (owner.astype(_U64) * _OCC))
+        srt = np.argsort(pair)
+        ps = pair[srt]
+        same = ps[1:] == ps[:-1]
+        if same.any():
+            new_group = np.empty(len(ps), dtype=bool)
+            new_group[0] = True
+            np.logical_not(same, out=new_group[1:])
+            idx = np.arange(len(ps), dtype=np.int64)
+            occ_sorted = idx - np.maximum.accumulate(np.where(new_group, idx, 0))
+            occ = np.empty(len(ps), np.int64)
+            occ[srt] = occ_sorted
             repeated = occ > 0
-            kk = keys.view(_U64).copy()
-            kk[repeated] = _mix(kk[repeated] ^ (occ[repeated] * _OCC))
-            keys = kk.view(np.int64)
-            srt = np.lexsort((keys, owner))
-            keys, owner = keys[srt], owner[srt]
-        keys_parts.append(keys)
-        owner_parts.append(owner)
-        order_parts.append(np.full(len(keys), k, dtype=np.int8))
-    keys = np.concatenate(keys_parts)
-    owner = np.concatenate(owner_parts)
-    order = np.concatenate(order_parts)
-    srt = np.lexsort((keys, order, owner))
-    return keys[srt], owner[srt], order[srt]
+            keys = keys.copy()
+            keys[repeated] = _mix(keys[repeated] ^ (occ[repeated].astype(_U64) * _STEP))
+        keys = keys.view(np.int64)
+        parts.append((keys, owner))
+    # interleave the orders per text: text-major, then order (a counting sort)
+    counts = np.stack([np.bincount(o, minlength=n_texts) for _, o in parts])  # (orders, texts)
+    text_start = np.zeros(n_texts, np.int64)
+    np.cumsum(counts.sum(axis=0)[:-1], out=text_start[1:])
+    size = int(counts.sum())
+    keys_out = np.empty(size, np.int64)
+    owner_out = np.empty(size, np.int64)
+    order_out = np.empty(size, np.int8)
+    before = np.zeros(n_texts, np.int64)  # features of lower orders per text
+    for k, (keys, owner) in enumerate(parts, start=1):
+        first = np.zeros(n_texts, np.int64)
+        np.cumsum(counts[k - 1][:-1], out=first[1:])
+        dest = text_start[owner] + before[owner] + (np.arange(len(keys)) - first[owner])
+        keys_out[dest] = keys
+        owner_out[dest] = owner
+        order_out[dest] = k
+        before += counts[k - 1]
+    return keys_out, owner_out, order_out

@@ -177,7 +177,7 @@ class PerReferenceSelfBLEU:
     LONG = 256  # items of at least this many tokens are scored one by one
     TABLE_MAX = 1 << 18  # largest (length, m1, m2) histogram per attack
     DENSE_MIN_DF = 1024
-    DENSE_FRACTION = 32  # features in at least 1/32 of the items are dense
+    DENSE_FRACTION = 16  # features in at least 1/16 of the items are dense
     DENSE_MAX_ROWS = 256
 
     def __init__(self, orders: Sequence[int]):
@@ -382,7 +382,10 @@ class PerReferenceSelfBLEU:
             length=self.length[:n],
             long_slots=np.flatnonzero(self.alive[:n] & (self.length[:n] >= self.LONG)),
             rows_r=min(self.lengths.max(), self.LONG - 1) + 1,
+            common=self._common_rows(d_owner, d_order, d_row, n_q, n),
+            short=self.code[:n] > 0,
         )
+        tables: dict[int, list[np.ndarray]] = {}
         for q in range(n_q):
             hyp_len = int(lens[q])
             if hyp_len == 0:
@@ -395,8 +398,28 @@ class PerReferenceSelfBLEU:
                 for k in range(1, self.max_order + 1)
                 if cb[q * 16 + k + 1] > cb[q * 16 + k]
             ]
-            out[q] = self._score_one(hyp_len, dense_q, rare_q, ctx)
+            if hyp_len not in tables:
+                tables[hyp_len] = self._tables(hyp_len)
+            out[q] = self._score_one(hyp_len, dense_q, rare_q, ctx, tables[hyp_len])
         return out / self.n_live
+
+    def _common_rows(self, d_owner, d_order, d_row, n_q, n) -> dict:
+        """Per order: the dense rows used by at least half of the batch's attacks, and their sum.
+
+        An attack then starts from that sum and corrects it, instead of adding every row."""
+        common = {}
+        if n_q < 4 or len(d_row) == 0:
+            return common
+        for k in np.unique(d_order).tolist():
+            rows, users = np.unique(d_row[d_order == k], return_counts=True)
+            chosen = rows[users * 2 >= n_q][:255]
+            if len(chosen) < 3:
+                continue
+            total = np.zeros(n, np.uint8)
+            for r in chosen.tolist():
+                np.add(total, self.dense[r, :n], out=total)
+            common[int(k)] = (set(chosen.tolist()), total)
+        return common
 
     def _tables(self, hyp_len: int) -> list[np.ndarray]:
         """``ek[k][i, m] = (max(m, 0.1) / D_k) ** (1 / N_i)`` for the i-th order ``N_i >= k``, 1
@@ -413,7 +436,7 @@ class PerReferenceSelfBLEU:
         ek[1][:, 0] = 0.0
         return ek
 
-    def _score_one(self, hyp_len: int, dense_q, rare_q, ctx: _BatchContext) -> float:
+    def _score_one(self, hyp_len: int, dense_q, rare_q, ctx: _BatchContext, ek) -> float:
         code = ctx.code
         n = len(code)
         kmax = self.max_order
@@ -422,12 +445,23 @@ class PerReferenceSelfBLEU:
         small = hyp_len <= 255
         # acc[k - 1][i] = m_k(x, item i): clipped k-gram matches
         acc = np.zeros((kmax, n), np.uint8 if small else np.uint16)
+        by_order: dict[int, set[int]] = {}
         for k, r in dense_q:
-            np.add(acc[k - 1], self.dense[r, :n], out=acc[k - 1])
+            by_order.setdefault(k, set()).add(r)
+        for k, rows in by_order.items():
+            out = acc[k - 1]
+            common = ctx.common.get(k) if small else None
+            if common is not None and len(rows & common[0]) > len(common[0] - rows) + 1:
+                # start from the batch's shared sum (uint8 wrap-around is exact: m_k <= 255)
+                out[:] = common[1]
+                for r in sorted(common[0] - rows):
+                    np.subtract(out, self.dense[r, :n], out=out)
+                rows = rows - common[0]
+            for r in sorted(rows):
+                np.add(out, self.dense[r, :n], out=out)
         one = acc.dtype.type(1)
         for k, slots in rare_q:
             np.add.at(acc[k - 1], slots, one)
-        ek = self._tables(hyp_len)
         c1 = hyp_len + 1
         c2 = max(hyp_len, 1)
         two = small and kmax >= 2 and c1 * c2 * rows_r <= self.TABLE_MAX
@@ -456,33 +490,36 @@ class PerReferenceSelfBLEU:
 
         # items scored one by one: a match of order > split, or long
         if kmax > split:
-            exact = np.flatnonzero(acc[split] != 0)  # the bool path of nonzero is 3x faster
-            exact = exact[code[exact] > 0]
-        else:
-            exact = np.zeros(0, np.int64)
+            # short live items (code > 0) with a match of order split + 1; a bool array takes
+            # numpy's fast nonzero path
+            exact = np.flatnonzero(np.logical_and(acc[split], ctx.short))
+            if len(exact):
+                total -= float(np.take(table, idx[exact]).sum())
+                bp_e = np.take(bp, code[exact])
+                total += self._exact_sum(exact, bp_e, acc, head, head_idx, ek, split)
         if len(ctx.long_slots):
-            exact = np.union1d(exact, ctx.long_slots)
-        if len(exact) == 0:
-            return total
-        ref = ctx.length[exact]
-        bp_e = bp[np.minimum(ref, rows_r - 1)]
-        far = ref >= rows_r
-        if far.any():
-            rf = ref[far].astype(np.float64)
-            bp_e[far] = np.where(hyp_len > rf, 1.0, np.exp(1.0 - rf / hyp_len))
-        prod = np.take(head, head_idx[exact], axis=1)  # (orders, items)
-        for k in range(split + 1, kmax + 1):
-            prod *= np.take(ek[k], acc[k - 1][exact], axis=1)
+            ref = ctx.length[ctx.long_slots].astype(np.float64)
+            bp_l = np.where(hyp_len > ref, 1.0, np.exp(1.0 - ref / hyp_len))
+            total += self._exact_sum(ctx.long_slots, bp_l, acc, head, head_idx, ek, split)
+        return total
+
+    def _exact_sum(self, items, bp_items, acc, head, head_idx, ek, split) -> float:
+        """Sum of the BLEU averages of ``items`` from their match counts."""
+        prod = np.take(head, head_idx[items], axis=1)  # (orders, items)
+        for k in range(split + 1, self.max_order + 1):
+            prod *= np.take(ek[k], acc[k - 1][items], axis=1)
         val = prod.sum(axis=0)
-        val *= bp_e / n_ord
-        return total - float(np.take(table, idx[exact]).sum()) + float(val.sum())
+        val *= bp_items / len(self.orders)
+        return float(val.sum())
 
 
 class _BatchContext:
-    __slots__ = ("code", "length", "long_slots", "rows_r")
+    __slots__ = ("code", "common", "length", "long_slots", "rows_r", "short")
 
-    def __init__(self, code, length, long_slots, rows_r):
+    def __init__(self, code, length, long_slots, rows_r, common, short):
+        self.short = short
         self.code = code
         self.length = length
         self.long_slots = long_slots
         self.rows_r = rows_r
+        self.common = common

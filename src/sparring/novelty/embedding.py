@@ -16,6 +16,8 @@ import numpy as np
 
 
 class EmbeddingIndex:
+    COMPACT_MIN_DEAD = 4096  # rows of removed items are dropped once they outnumber live ones
+
     def __init__(
         self, mode: str, k: int = 10, max_items: int = 100_000, keep_vectors: bool = False
     ):
@@ -85,7 +87,7 @@ class EmbeddingIndex:
             self.total -= self.vectors[s].astype(np.float64)
         self.alive[slots] = False
         self.n_live -= len(ids)
-        if self.n_slots - self.n_live >= max(self.n_live, 4096):
+        if self.n_slots - self.n_live >= max(self.n_live, self.COMPACT_MIN_DEAD):
             keep = np.flatnonzero(self.alive[: self.n_slots])
             n = len(keep)
             self.slot_ids[:n] = self.slot_ids[keep]

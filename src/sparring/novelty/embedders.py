@@ -117,11 +117,16 @@ class SentenceTransformerEmbedder:
     """A local sentence-transformers model; loaded on the first call to :meth:`embed`."""
 
     def __init__(
-        self, model: str = "all-MiniLM-L6-v2", batch_size: int = 64, device: str | None = None
+        self,
+        model: str = "all-MiniLM-L6-v2",
+        batch_size: int = 64,
+        device: str | None = None,
+        max_seq_length: int | None = None,
     ):
         self.path = resolve_model_path(model)
         self.batch_size = batch_size
         self.device = device
+        self.max_seq_length = max_seq_length
         self._model = None
         self._dim: int | None = None
 
@@ -141,6 +146,8 @@ class SentenceTransformerEmbedder:
                 raise ModelError(
                     f"cannot load the sentence-transformers model at {self.path}: {exc}"
                 ) from exc
+            if self.max_seq_length is not None:
+                self._model.max_seq_length = self.max_seq_length
             getter = getattr(self._model, "get_embedding_dimension", None)
             if getter is None:  # sentence-transformers < 5
                 getter = self._model.get_sentence_embedding_dimension
@@ -168,7 +175,9 @@ class SentenceTransformerEmbedder:
         return _normalise(vectors)
 
 
-def build_embedder(spec: EmbedderSpec, lowercase: bool = True) -> Embedder:
+def build_embedder(spec: EmbedderSpec) -> Embedder:
+    """The embedder an :class:`EmbedderSpec` describes (a sentence-transformers one loads its
+    model on first use)."""
     if spec.type == "hashing":
         return HashingEmbedder(spec.dim)
     return SentenceTransformerEmbedder(spec.model, spec.batch_size, spec.device)

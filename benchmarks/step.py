@@ -82,12 +82,18 @@ class PeakRSS:
 
 
 class Result:
-    def __init__(self, name: str, times: list[float], mem: float, note: str = ""):
-        self.name, self.times, self.mem, self.note = name, times, mem, note
+    """Wall seconds and CPU seconds (this process, all threads) per timed step."""
+
+    def __init__(self, name: str, times: list[float], mem: float, cpu: list[float]):
+        self.name, self.times, self.mem, self.cpu = name, times, mem, cpu
 
     @property
     def median(self) -> float:
         return statistics.median(self.times)
+
+    @property
+    def cpu_median(self) -> float:
+        return statistics.median(self.cpu)
 
 
 # -- models -----------------------------------------------------------------------------------
@@ -124,6 +130,15 @@ def prompts_for(n: int, length: int, vocab: int, seed: int = 0) -> list[str]:
 def trivial_reward(texts: list[str]) -> list[float]:
     """The stand-in judge: cheap, deterministic, varies within a group."""
     return [(len(t) % 7) / 7.0 for t in texts]
+
+
+def word_judge(prompts: list[str], responses: list[str]) -> list[float]:
+    """P(safe) for the GPO round: the share of even-numbered words (varies with the text)."""
+    out = []
+    for r in responses:
+        words = [w for w in r.split() if w[1:].isdigit()]
+        out.append(sum(int(w[1:]) % 2 == 0 for w in words) / len(words) if words else 0.5)
+    return out
 
 
 # -- systems ----------------------------------------------------------------------------------
@@ -214,7 +229,8 @@ class Interleaved:
         step = build()
         for _ in range(self.warmup):
             step()
-        self.systems[key] = {"name": name, "step": step, "static": rss_mib() - base, "times": [], "peak": 0.0}
+        self.systems[key] = {"name": name, "step": step, "static": rss_mib() - base, "times": [], "cpu": [],
+                             "peak": 0.0}
         print(f"  built {name} (+{self.systems[key]['static']:.0f} MiB)", flush=True)
 
     def round(self, keys=None) -> None:
@@ -223,13 +239,15 @@ class Interleaved:
                 continue
             r0 = rss_mib()
             with PeakRSS() as mon:
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 sys_["step"]()
                 sys_["times"].append(time.perf_counter() - t0)
+                sys_["cpu"].append(time.process_time() - c0)
             sys_["peak"] = max(sys_["peak"], mon.peak - r0)
 
     def results(self) -> dict[str, Result]:
-        return {k: Result(s["name"], s["times"], s["static"] + s["peak"]) for k, s in self.systems.items() if s["times"]}
+        return {k: Result(s["name"], s["times"], s["static"] + s["peak"], s["cpu"])
+                for k, s in self.systems.items() if s["times"]}
 
 
 def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, algorithm: str, warmup: int,
@@ -263,7 +281,7 @@ def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, a
     def reward(prompts, completions, **kw):
         return trivial_reward(completions)
 
-    rec = {"times": [], "peak": 0.0, "static": 0.0}
+    rec = {"times": [], "cpu": [], "peak": 0.0, "static": 0.0}
 
     class Clock(TrainerCallback):
         def on_step_begin(self, args, state, control, **kw):
@@ -271,13 +289,14 @@ def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, a
                 rec["static"] = rss_mib() - base
             self.r0 = rss_mib()
             self.mon = PeakRSS().__enter__()
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kw):
-            dt = time.perf_counter() - self.t0
+            dt, dc = time.perf_counter() - self.t0, time.process_time() - self.c0
             self.mon.__exit__()
             if state.global_step > warmup:
                 rec["times"].append(dt)
+                rec["cpu"].append(dc)
                 rec["peak"] = max(rec["peak"], self.mon.peak - self.r0)
                 others.round(keys)
 
@@ -289,7 +308,7 @@ def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, a
         trainer.train()
     del trainer, model
     release_memory()
-    return Result(name, rec["times"], rec["static"] + rec["peak"])
+    return Result(name, rec["times"], rec["static"] + rec["peak"], rec["cpu"])
 
 
 # -- GPO round --------------------------------------------------------------------------------
@@ -308,7 +327,7 @@ def gpo_round(tmp: Path, size_dir: Path, rounds: int, fast: bool) -> dict:
         "name": "bench", "seed": 0, "output_dir": str(out),
         "attacker": {**player, "template": {"kind": "plain", "text": "rewrite {seed} :"}},
         "defender": player,
-        "judge": {"type": "callable", "target": "sparring.testing:keyword_judge"},
+        "judge": {"type": "callable", "target": "__main__:word_judge"},
         "game": {"rounds": rounds, "batch_size": 4, "seeds": {"path": str(seeds)}},
         "checkpoint": {"every": 10_000, "keep_last": 1},
         "logging": {"progress": False, "tensorboard": False},
@@ -379,7 +398,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--completion-len", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=0, help="timed steps per system (0: 5 for 10m, 3 for 100m)")
+    ap.add_argument("--repeats", type=int, default=0, help="timed steps per system (0: 4 for 10m, 3 for 100m)")
     ap.add_argument("--no-trl", action="store_true")
     ap.add_argument("--no-round", action="store_true", help="skip the GPO round profile")
     ap.add_argument("--rounds", type=int, default=4, help="GPO rounds in the profile (plus one warm-up)")
@@ -412,7 +431,7 @@ def main(argv: list[str] | None = None) -> None:
             vocab = SIZES[size][0]
             prompts = prompts_for(args.prompts, args.prompt_len, vocab)
             k, R = args.k, args.completion_len
-            reps = args.repeats or (5 if size == "10m" else 3)
+            reps = args.repeats or (4 if size == "10m" else 3)
             print(f"\n## {size}: {n_params / 1e6:.1f}M parameters, vocab {vocab}; {args.prompts} prompts x k={k} = "
                   f"{args.prompts * k} rows, prompt {args.prompt_len} tokens, completion {R} tokens; "
                   f"median of {reps} steps after {args.warmup} warm-up")
@@ -458,16 +477,17 @@ def main(argv: list[str] | None = None) -> None:
             refs = {"sparring": "floor", "fast": "floor", "rloo": "floor", "ppo": "floor_ppo",
                     "ppo_fast": "floor_ppo", "lora_fast": "floor", "trl": "floor", "trl_rloo": "floor"}
             trl_ref = {"sparring": "trl", "fast": "trl", "rloo": "trl_rloo", "lora_fast": "trl"}
-            print("\n| system | s/step median | min | max | n | peak MiB | / Floor (median, min) "
-                  "| / TRL (median, min) |")
-            print("|---|---|---|---|---|---|---|---|")
+            print("\nwall = seconds per step; cpu = CPU seconds of this process per step (all threads; robust "
+                  "to other processes on a shared machine). Ratios: cpu median (wall median).")
+            print("\n| system | wall median | wall min | cpu median | cpu min | n | peak MiB | / Floor | / TRL |")
+            print("|---|---|---|---|---|---|---|---|---|")
             for key, r in results.items():
                 f = results.get(refs.get(key, ""))
                 tr = results.get(trl_ref.get(key, ""))
-                rf = f"{r.median / f.median:.2f}, {min(r.times) / min(f.times):.2f}" if f else "-"
-                rt = f"{r.median / tr.median:.2f}, {min(r.times) / min(tr.times):.2f}" if tr else "-"
-                print(f"| {r.name} | {r.median:.3f} | {min(r.times):.3f} | {max(r.times):.3f} | {len(r.times)} | "
-                      f"{r.mem:.0f} | {rf} | {rt} |")
+                rf = f"{r.cpu_median / f.cpu_median:.2f} ({r.median / f.median:.2f})" if f else "-"
+                rt = f"{r.cpu_median / tr.cpu_median:.2f} ({r.median / tr.median:.2f})" if tr else "-"
+                print(f"| {r.name} | {r.median:.3f} | {min(r.times):.3f} | {r.cpu_median:.3f} | {min(r.cpu):.3f} | "
+                      f"{len(r.times)} | {r.mem:.0f} | {rf} | {rt} |")
             del runner
             release_memory()
             if size == "10m" and not args.no_round:

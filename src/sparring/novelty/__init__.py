@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from sparring.errors import ConfigError
 from sparring.novelty._text import WordTokenizer, check_texts, token_hashes
 from sparring.novelty.embedders import (
     Embedder,
@@ -58,8 +59,6 @@ def build_novelty(
     ``compute_all`` computes (and indexes) both terms even when a weight is 0, e.g. to log them.
     """
     if not isinstance(spec, NoveltySpec):
-        from sparring.errors import ConfigError
-
         raise ConfigError(f"build_novelty needs a NoveltySpec, got {type(spec).__name__}")
     return NoveltyScorer(spec, embedder=embedder, compute_all=compute_all)
 
@@ -85,12 +84,16 @@ def diversity(
     computed with the SelfBLEU index (vectorised, not pairwise loops) and the embedding sum.
     """
     items = check_texts(texts, "texts")
+    if tokenizer not in ("nltk", "whitespace"):
+        raise ConfigError(f"diversity: tokenizer must be 'nltk' or 'whitespace', not {tokenizer!r}")
+    if not orders or any(not 1 <= o <= 8 for o in orders):
+        raise ConfigError(f"diversity: BLEU orders must be in 1..8, got {list(orders)}")
     n = len(items)
     tok = WordTokenizer(tokenizer, lowercase)  # type: ignore[arg-type]
     tokens = [tok(t) for t in items]
     hashes = [token_hashes(t) for t in tokens]
     out: dict[str, float] = {"n": float(n)}
-    orders = sorted(orders)
+    orders = sorted(set(orders))
     if n >= 2:
         index = PerReferenceSelfBLEU(orders)
         index.add(list(range(n)), hashes)

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from sparring.errors import DataError
+
 
 class EmbeddingIndex:
     COMPACT_MIN_DEAD = 4096  # rows of removed items are dropped once they outnumber live ones
@@ -42,7 +44,7 @@ class EmbeddingIndex:
             self.total = np.zeros(dim, np.float64)
             self.vectors = np.zeros((0, dim), np.float32)
         elif dim != self.dim:
-            raise ValueError(f"embedding dimension changed from {self.dim} to {dim}")
+            raise DataError(f"embedding dimension changed from {self.dim} to {dim}")
 
     def _grow(self, needed: int) -> None:
         cap = len(self.alive)

@@ -148,34 +148,43 @@ class PerReferenceSelfBLEU:
     """The method's SelfBLEU: mean over orders of the mean over history items h of BLEU-n(x, h).
 
     Exact formulation. With one reference h of length M, ``BLEU-n(x, h) = [m_1 > 0] * BP(L, M) *
-    prod_k (max(m_k, 0.1) / D_k) ** (1 / n)``, where ``m_k = m_k(x, h)`` are the clipped
-    matches. Hence
+    prod_{k<=n} (max(m_k, 0.1) / D_k) ** (1 / n)``, where ``m_k = m_k(x, h)`` are the clipped
+    k-gram matches (method1 turns a zero count into 0.1). Hence
 
-    * an item sharing no word with x contributes exactly 0 (NLTK returns 0 when ``m_1 == 0``);
-    * an item sharing no trigram with x (so ``m_k = 0`` for every ``k >= 3``) contributes a value
-      that depends only on ``(M, m_1, m_2)``: these are counted in a per-attack histogram over
-      (length, m_1, m_2) and weighed by a closed-form table (``BP`` depends on lengths only);
-    * the remaining items (sharing a trigram with x, or longer than ``LONG`` tokens) are scored
-      one by one, vectorised, from their match counts.
+    * an item sharing no word with x contributes exactly 0 (NLTK returns 0 when ``m_1 == 0``):
+      no smoothed "0.1" term survives for it, so nothing needs a closed form for the items that
+      share nothing with x;
+    * an item sharing no trigram with x (``m_k = 0`` for every ``k >= 3``, since a shared k-gram
+      implies a shared (k-1)-gram) contributes ``T[m_1, m_2, M]``, a per-attack table built in
+      closed form (``BP`` depends on the lengths only); the sum over those items is one gather
+      from that table per item;
+    * the E items sharing a trigram with x, and items of ``LONG`` tokens or more, are scored one
+      by one (vectorised) from their match counts, replacing their table value.
 
-    Match counts come from an inverted index feature -> items (:class:`PostingRuns`); features
-    held by many items ("the", "how to") are kept as dense per-item indicator rows instead, so
-    that adding them costs one vector add rather than a gather of their postings.
+    Match counts come from an inverted index feature -> items (:class:`PostingRuns`, log-
+    structured sorted runs); features held by at least 1/16 of the items ("the", "how to") are
+    kept as dense per-item uint8 rows instead, so they cost one vector add rather than a gather
+    of their postings.
 
     Complexity, honestly: exact per-reference SelfBLEU cannot be sub-linear in the history in
-    the worst case. Its value sums a non-linear function of the overlap ``|x ∩ h|`` over all
-    items h, and deciding even whether some item is disjoint from x is the orthogonal-vectors
-    problem (no index answers it in sub-linear time per query, under the OV conjecture). Here
-    the cost per attack is O(N) *vectorised* work of a few bytes per history item (the
-    histogram pass over the items; about 1-3 ns per item per attack on one core) plus
-    O(P) for the postings of the attack's rare features plus O(E) for the E items sharing a
-    trigram with it. Items that share no word with x cost nothing beyond the histogram pass.
-    For a strictly bounded cost use ``selfbleu_sample`` (a uniform reservoir sample of the
-    history; see :class:`sparring.novelty.NoveltyScorer`).
+    the worst case. Its value sums a non-linear function of the overlaps ``m_k(x, h)`` over all
+    items, and as soon as x contains a word that most items contain ("?", "how") every item
+    carries a distinct nonzero term; even deciding whether some item shares no word with x is
+    the orthogonal-vectors problem, for which no index answers in sub-linear time per query
+    (under the OV conjecture). So the cost per attack is O(N + P + E): about a dozen byte- or
+    int-wide vectorised passes over the N history items (the dense-row adds and the table
+    gather; roughly 10 ns per item per attack on one core, measured by
+    ``benchmarks/novelty.py``), plus the P postings of the attack's rarer features, plus the E
+    items sharing a trigram with it. For a strictly bounded cost use ``selfbleu_sample`` (a
+    uniform reservoir sample of the history: cost O(sample), standard error at most
+    ``0.5 / sqrt(sample)``).
+
+    Items are removed lazily (marked dead, excluded from the table) and the index is rebuilt
+    when dead items outnumber live ones, so removal is amortised O(features of the item).
     """
 
     LONG = 256  # items of at least this many tokens are scored one by one
-    TABLE_MAX = 1 << 18  # largest (length, m1, m2) histogram per attack
+    TABLE_MAX = 1 << 20  # largest closed-form (m1, m2, length) table per attack
     DENSE_MIN_DF = 1024
     DENSE_FRACTION = 16  # features in at least 1/16 of the items are dense
     DENSE_MAX_ROWS = 256

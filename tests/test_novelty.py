@@ -567,3 +567,37 @@ def test_diversity_never_compares_a_text_with_itself():
     same = diversity(["a b c d e f", "a b c d e f"])
     assert same["selfbleu"] == pytest.approx(1.0)
     assert diversity(["only one"])["selfbleu"] == 0.0
+
+
+# ---------------------------------------------------------------------- index internals
+def test_posting_and_count_runs_match_a_plain_dict():
+    from sparring.novelty._runs import CountRuns, PostingRuns
+
+    rng = np.random.default_rng(0)
+    postings, counts = PostingRuns(), CountRuns()
+    plain: dict[int, list[int]] = {}
+    plain_counts: dict[int, int] = {}
+    slot = 0
+    for step in range(30):
+        n = int(rng.integers(1, 40))
+        keys = rng.integers(-20, 20, size=n)
+        slots = np.arange(slot, slot + n, dtype=np.int32)
+        slot += n
+        postings.add(keys, slots)
+        for k, s in zip(keys.tolist(), slots.tolist(), strict=True):
+            plain.setdefault(k, []).append(s)
+        sign = -1 if step % 5 == 4 else 1
+        if sign < 0:  # remove keys that are present
+            keys = np.array([k for k, c in plain_counts.items() if c > 0][:5], np.int64)
+        counts.add(keys, sign)
+        for k in keys.tolist():
+            plain_counts[k] = plain_counts.get(k, 0) + sign
+    assert len(postings.runs) < 10  # merged as it grew
+    query = np.arange(-25, 25, dtype=np.int64)
+    looked = postings.lookup(query)
+    for i, k in enumerate(query.tolist()):
+        got = postings.gather(looked, np.array([i]))
+        assert got.tolist() == plain.get(k, [])
+    np.testing.assert_array_equal(
+        counts.lookup(query), [plain_counts.get(k, 0) for k in query.tolist()]
+    )

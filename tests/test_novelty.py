@@ -480,6 +480,9 @@ def test_load_refuses_a_different_state_shaping_spec(tmp_path):
     other = build_novelty(hashing_spec(orders=[2, 3]), embedder=HashingEmbedder(64))
     with pytest.raises(ConfigError, match="orders"):
         other.load(tmp_path)
+    other_model = build_novelty(hashing_spec(embedder={"type": "hashing", "dim": 32}))
+    with pytest.raises(ConfigError, match="embedder"):
+        other_model.load(tmp_path)
     reweighted = build_novelty(hashing_spec(bleu_weight=1.0), embedder=HashingEmbedder(64))
     reweighted.load(tmp_path)  # weights do not shape the state
     assert len(reweighted) == 1

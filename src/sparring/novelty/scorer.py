@@ -227,6 +227,18 @@ class NoveltyScorer:
                     f"({getattr(saved, name)!r} there, {getattr(self.spec, name)!r} now)"
                 )
 
+        if self.use_embed and (meta.get("embedding") or {}).get("dim") is not None:
+            mine, theirs = self.spec.embedder, saved.embedder
+            same = (mine.type, mine.model) == (theirs.type, theirs.model)
+            if same and mine.type == "hashing":
+                same = mine.dim == theirs.dim
+            if not same:
+                raise ConfigError(
+                    f"novelty.embedder differs from the saved state in {d} "
+                    f"({theirs.type}:{theirs.model} there, {mine.type}:{mine.model} now); "
+                    "saved embeddings cannot be mixed with another model's"
+                )
+
         def arr(name: str) -> np.ndarray:
             try:
                 return np.load(d / f"novelty_{name}.npy", allow_pickle=False)

@@ -209,6 +209,7 @@ def main(argv: list[str] | None = None) -> int:
     hist_vecs: list[np.ndarray] = []
     pair_cost: dict[str, tuple[int, float]] = {}  # name -> (largest measured size, ms)
     spot_checked: set[tuple[str, int]] = set()
+    add_cpu = {"per_reference": 0.0, "multi_reference": 0.0, "mean_cosine": 0.0}
     rows = []
     built = 0
     t_build = 0.0
@@ -220,9 +221,15 @@ def main(argv: list[str] | None = None) -> int:
             toks = [ws_tok(t) for t in texts]
             hashes = [token_hashes(t) for t in toks]
             vecs = _unit(vec_rng, n)
+            t_add = time.process_time()
             per_ref.add(list(range(built, built + n)), hashes)
+            t_mid = time.process_time()
             multi.add(hashes)
+            t_end = time.process_time()
             embi.add(list(range(built, built + n)), vecs)
+            add_cpu["per_reference"] += t_mid - t_add
+            add_cpu["multi_reference"] += t_end - t_mid
+            add_cpu["mean_cosine"] += time.process_time() - t_end
             if len(hist_tokens) < args.keep_tokens:  # for the pairwise reference only
                 hist_tokens.extend(toks[: args.keep_tokens - len(hist_tokens)])
             hist_vecs.append(vecs)
@@ -318,6 +325,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"| {row['size']:>9,} | {cell(row[name], spot)} |")
     print(f"\nfixed per-batch costs: NLTK tokenise + hash {tok_ms:.1f} ms", end="")
     print(f"; MiniLM forward {model_ms:.1f} ms" if model_ms is not None else "")
+    per_attack = ", ".join(f"{k} {v / max(built, 1) * 1e6:.0f} us" for k, v in add_cpu.items())
+    print(f"add(), CPU per attack amortised over the {built:,}-item build: {per_attack}")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     print(
         f"history build (indexes of both SelfBLEU kinds + embedding sum): {t_build:.0f} s wall; ",

@@ -477,16 +477,23 @@ def main(argv: list[str] | None = None) -> None:
             refs = {"sparring": "floor", "fast": "floor", "rloo": "floor", "ppo": "floor_ppo",
                     "ppo_fast": "floor_ppo", "lora_fast": "floor", "trl": "floor", "trl_rloo": "floor"}
             trl_ref = {"sparring": "trl", "fast": "trl", "rloo": "trl_rloo", "lora_fast": "trl"}
-            print("\nwall = seconds per step; cpu = CPU seconds of this process per step (all threads; robust "
-                  "to other processes on a shared machine). Ratios: cpu median (wall median).")
-            print("\n| system | wall median | wall min | cpu median | cpu min | n | peak MiB | / Floor | / TRL |")
+            print("\nwall = seconds per step; cpu = CPU seconds of this process per step (all threads). On a "
+                  "shared machine the minimum is the least disturbed estimate of the work's cost; ratios "
+                  "are min/min for wall time and cpu time, and median/median of wall time.")
+            print("\n| system | wall min | wall median | cpu min | cpu median | n | peak MiB | / Floor: wall min, "
+                  "cpu min, wall median | / TRL: wall min, cpu min, wall median |")
             print("|---|---|---|---|---|---|---|---|---|")
+
+            def ratio(a, b):
+                if b is None:
+                    return "-"
+                return (f"{min(a.times) / min(b.times):.2f}, {min(a.cpu) / min(b.cpu):.2f}, "
+                        f"{a.median / b.median:.2f}")
+
             for key, r in results.items():
-                f = results.get(refs.get(key, ""))
-                tr = results.get(trl_ref.get(key, ""))
-                rf = f"{r.cpu_median / f.cpu_median:.2f} ({r.median / f.median:.2f})" if f else "-"
-                rt = f"{r.cpu_median / tr.cpu_median:.2f} ({r.median / tr.median:.2f})" if tr else "-"
-                print(f"| {r.name} | {r.median:.3f} | {min(r.times):.3f} | {r.cpu_median:.3f} | {min(r.cpu):.3f} | "
+                rf = ratio(r, results.get(refs.get(key, "")))
+                rt = ratio(r, results.get(trl_ref.get(key, "")))
+                print(f"| {r.name} | {min(r.times):.3f} | {r.median:.3f} | {min(r.cpu):.3f} | {r.cpu_median:.3f} | "
                       f"{len(r.times)} | {r.mem:.0f} | {rf} | {rt} |")
             del runner
             release_memory()

@@ -28,8 +28,6 @@ _STATE_FIELDS = (
     "selfbleu_sample",
     "selfbleu_sample_seed",
     "embedding",
-    "knn_k",
-    "knn_max_items",
     "history",
 )
 
@@ -41,6 +39,19 @@ class NoveltyScorer:
     per attack) against the history *before* the batch; ``add(attacks)`` then appends the batch
     (subject to the history policy). A term whose weight is 0 is neither indexed nor computed
     (zeros) unless ``compute_all`` is set; in particular the embedder is not loaded then.
+
+    ``add`` is deterministic given the sequence of its inputs (ids, history policy draws and
+    index updates depend on nothing else), so ranks that all ``add`` the gathered union of a
+    step's attacks in the same order hold the same history. ``score`` then ``add`` of the same
+    list reuses its tokens and embeddings.
+
+    ``save(directory)`` writes ``novelty.json`` (spec, history and sampler state with their RNG
+    states, ids), ``novelty_texts.json`` (the live history texts) and ``novelty_*.npy`` arrays
+    (token hashes and slot layout of the per-reference index, the embedding running sum and,
+    when kept, the vectors); no pickle. ``load(directory)`` restores them so that later scores
+    are bit for bit those of the uninterrupted run. Fields that shape the state (see
+    ``_STATE_FIELDS``, and the embedder) must match; the weights may change. A term that was
+    off when saved is rebuilt from the saved texts.
     """
 
     def __init__(

@@ -13,7 +13,12 @@ DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
 
 #: Modules that add subcommands: each has ``add_commands(subparsers)``; a command's handler is
 #: stored with ``set_defaults(func=...)``, takes the parsed arguments and returns an exit code.
-COMMAND_MODULES: list[str] = ["sparring.evaluation.cli", "sparring.judges.serve", "sparring.models.cli"]
+COMMAND_MODULES: list[str] = [
+    "sparring.arena.cli",
+    "sparring.evaluation.cli",
+    "sparring.judges.serve",
+    "sparring.models.cli",
+]
 
 
 def _train(args: argparse.Namespace) -> int:

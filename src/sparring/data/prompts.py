@@ -34,7 +34,11 @@ def register_source(name: str, loader: Callable[[], list[str]]) -> None:
 def load_prompts(path: str | Path | None = None, *, source: str | None = None, field: str = "prompt",
                  split: str | None = None, limit: int | None = None) -> list[str]:
     """Read prompts from ``path`` or the named ``source``; never returns an empty list."""
-    if source is not None:
+    if source is not None and source.startswith("arena:"):
+        from sparring.arena.refs import prompts as arena_prompts
+
+        prompts, origin = arena_prompts(source), f"source {source!r}"
+    elif source is not None:
         _load_builtin_sources()
         if source not in SOURCES:
             known = ", ".join(sorted(SOURCES)) or "none"

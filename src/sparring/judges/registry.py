@@ -15,6 +15,7 @@ from sparring.errors import ConfigError
 from sparring.judges.base import Judge
 from sparring.judges.callable import CallableJudge, import_target
 from sparring.judges.specs import (
+    ArenaJudgeSpec,
     CallableJudgeSpec,
     ClassifierJudgeSpec,
     EmbeddingJudgeSpec,
@@ -36,6 +37,7 @@ _TAGS = {
     "refusal",
     "with-helpfulness",
     "embedding",
+    "arena",
 }
 
 
@@ -108,7 +110,16 @@ def _embedding(spec: EmbeddingJudgeSpec) -> Judge:
     return build(spec)
 
 
+def _arena(spec: ArenaJudgeSpec) -> Judge:
+    from sparring.arena.judge import ArenaJudge
+    from sparring.arena.refs import current_arena
+
+    root = spec.arena if spec.arena is not None else current_arena().root
+    return ArenaJudge(spec.kind, root, name=spec.name)
+
+
 BUILDERS: dict[type, Callable[[Any], Judge]] = {
+    ArenaJudgeSpec: _arena,
     EmbeddingJudgeSpec: _embedding,
     CallableJudgeSpec: _callable,
     GuardJudgeSpec: _guard,

@@ -349,6 +349,17 @@ class EmbeddingJudgeSpec(_Spec):
     max_length: int = Field(256, ge=8, description="tokens per text (longer texts are cut)")
 
 
+class ArenaJudgeSpec(_Spec):
+    """The arena's judges: ``proxy`` (a learned classifier that can be gamed, for training) or
+    ``gold`` (the world's oracle, for evaluation). ``arena`` is a built arena folder; default:
+    the one the environment selects (see :mod:`sparring.arena.refs`)."""
+
+    type: Literal["arena"] = "arena"
+    kind: Literal["proxy", "gold"] = "proxy"
+    arena: str | None = None
+    name: str | None = None
+
+
 JudgeSpec = Annotated[
     CallableJudgeSpec
     | GuardJudgeSpec
@@ -357,7 +368,8 @@ JudgeSpec = Annotated[
     | EnsembleJudgeSpec
     | RefusalJudgeSpec
     | WithHelpfulnessJudgeSpec
-    | EmbeddingJudgeSpec,
+    | EmbeddingJudgeSpec
+    | ArenaJudgeSpec,
     Field(discriminator="type"),
 ]
 

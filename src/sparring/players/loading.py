@@ -21,12 +21,17 @@ def resolve_model_path(name: str, field: str) -> tuple[str, bool]:
     """(path or hub id, local_files_only). A local path that does not exist is an error now.
 
     ``sparring:<name>`` names a model prepared from an installed package (see
-    :mod:`sparring.models`); it is prepared on first use.
+    :mod:`sparring.models`) and ``arena:attacker`` / ``arena:defender`` the arena's players
+    (see :mod:`sparring.arena.refs`); both are built on first use.
     """
     if name.startswith("sparring:"):
         from sparring.models import resolve
 
         return str(resolve(name)), True
+    if name.startswith("arena:"):
+        from sparring.arena.refs import model_path
+
+        return str(model_path(name)), True
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir() and p.suffix != ".gguf":

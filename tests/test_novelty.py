@@ -604,3 +604,16 @@ def test_posting_and_count_runs_match_a_plain_dict():
     np.testing.assert_array_equal(
         counts.lookup(query), [plain_counts.get(k, 0) for k in query.tolist()]
     )
+
+
+def test_load_errors_are_checkpoint_errors(tmp_path):
+    from sparring.errors import CheckpointError
+
+    scorer = build_novelty(hashing_spec(), embedder=HashingEmbedder(64))
+    with pytest.raises(CheckpointError, match="cannot read"):
+        scorer.load(tmp_path / "missing")
+    scorer.add(["a b"])
+    scorer.save(tmp_path)
+    (tmp_path / "novelty_bleu_alive.npy").unlink()
+    with pytest.raises(CheckpointError, match="novelty_bleu_alive"):
+        build_novelty(hashing_spec(), embedder=HashingEmbedder(64)).load(tmp_path)

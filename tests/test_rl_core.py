@@ -98,3 +98,9 @@ def test_logprobs_entropy_and_whitening():
     assert masked_mean(w, mask).item() == pytest.approx(0.0, abs=1e-6)
     assert w[0, :3].tolist() == pytest.approx([-1.0, 0.0, 1.0], abs=1e-4)
     assert w[0, 3].item() == 0.0
+
+
+def test_whitening_leaves_rounding_noise_unscaled():
+    x = torch.tensor([[0.5 + 1e-7, 0.5 - 1e-7, 0.5]])
+    w = masked_whiten(x, torch.ones(1, 3))
+    assert w.abs().max().item() < 1e-6  # centred, not blown up to unit scale

@@ -109,6 +109,12 @@ class PlayerConfig(_Base):
     max_prompt_tokens: int = Field(256, ge=1)
     lora: LoraConfig | None = None
     gradient_checkpointing: bool = False
+    fast: bool = Field(
+        False,
+        description="reuse the log-probs recorded during generation instead of a second no-grad "
+        "forward, and take PPO values from the training forward when there is one pass "
+        "(same learning, see docs/performance.md)",
+    )
     lr: float = Field(1e-5, gt=0)
     value_lr: float | None = Field(None, gt=0, description="value head learning rate; None = lr")
     weight_decay: float = Field(0.0, ge=0)

@@ -28,10 +28,16 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8) -> torch.Tensor:
-    """(x - mean) / std over the masked entries; ``shift_mean=False`` adds the mean back."""
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
+                  min_std: float = 1e-5) -> torch.Tensor:
+    """(x - mean) / std over the masked entries; ``shift_mean=False`` adds the mean back.
+
+    Below ``min_std`` the spread is rounding noise (e.g. every reward in the batch equal), and
+    dividing by it would blow noise up to unit-size updates: then only the mean is removed.
+    """
     mean, var = masked_mean(x, mask), masked_var(x, mask)
-    out = (x - mean) * torch.rsqrt(var + eps)
+    scale = torch.rsqrt(var + eps) if var.sqrt() >= min_std else torch.ones_like(var)
+    out = (x - mean) * scale
     if not shift_mean:
         out = out + mean
     return out * mask.to(x.dtype)

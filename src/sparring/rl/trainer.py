@@ -152,6 +152,7 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
     stats.update({k: v / max(count, 1) for k, v in sums.items()})
     stats["lr"] = player.scheduler.get_last_lr()[0]
     stats["nonfinite"] = float(nonfinite)
+    player.module.eval()  # rollouts and scoring run in eval mode
     return stats
 
 

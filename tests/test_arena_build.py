@@ -17,6 +17,7 @@ from sparring.arena.build import (
     is_built,
     load_prompt_sets,
     read_jsonl,
+    recipe_hash,
 )
 from sparring.arena.data import PROMPT_SETS, TRAINING_FILES
 from sparring.arena.judge import ArenaJudge, arena_judge
@@ -42,6 +43,7 @@ def test_manifest(tiny):
     assert m["framings"]["heldout"] == list(W.HELDOUT_FRAMINGS)
     assert is_built(tiny.root, seed=3, size="tiny")
     assert not is_built(tiny.root, seed=4)
+    assert m["recipe_hash"] == recipe_hash()
 
 
 def test_hf_folders_load_and_generate(tiny):
@@ -189,6 +191,12 @@ def test_ensure_arena_builds_once_then_reuses(tmp_path, monkeypatch):
     assert not is_built(first.root)
     third = ensure_arena(5, size="tiny", progress=False)
     assert is_built(third.root) and json.loads(third.manifest.read_text())["seed"] == 5
+    # an arena built by other code (another recipe) is stale and rebuilt
+    m = json.loads(third.manifest.read_text())
+    m["recipe_hash"] = "0" * 64
+    third.manifest.write_text(json.dumps(m))
+    assert not is_built(third.root)
+    assert is_built(ensure_arena(5, size="tiny", progress=False).root)
 
 
 def test_build_restores_torch_threads(tmp_path):
@@ -197,3 +205,13 @@ def test_build_restores_torch_threads(tmp_path):
     assert torch.get_num_threads() == before
     with pytest.raises(ValueError, match="size"):
         build_arena(tmp_path / "u", size="huge")
+
+
+def test_check_script_runs_on_a_tiny_arena(tiny, capsys):
+    from sparring.arena.check import print_report, run_checks
+
+    report = run_checks(tiny, n=2, max_new_tokens=4)
+    assert set(report["defender_per_framing"]) == set(W.FRAMINGS)
+    assert 0.0 <= report["attacker"]["gold_asr"] <= 1.0
+    print_report(report)
+    assert "gold ASR" in capsys.readouterr().out

@@ -57,7 +57,7 @@ class TrainSize:
 
 TRAIN_SIZES: dict[str, TrainSize] = {
     "default": TrainSize(
-        defender_steps=600, attacker_steps=400, batch_size=64, lr=3e-3, proxy_iters=100
+        defender_steps=500, attacker_steps=300, batch_size=64, lr=3e-3, proxy_iters=100
     ),
     "tiny": TrainSize(defender_steps=12, attacker_steps=8, batch_size=32, lr=3e-3, proxy_iters=20),
 }
@@ -80,6 +80,9 @@ class ArenaPaths:
     """Where the parts of a built arena live."""
 
     root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
 
     @property
     def manifest(self) -> Path:
@@ -148,6 +151,22 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
+_RECIPE_MODULES = ("world", "oracle", "data", "tokenizer", "models", "proxy", "build")
+
+
+def recipe_hash() -> str:
+    """sha256 of the source of the modules that decide an arena's content.
+
+    Stored in the manifest; :func:`is_built` treats an arena built by other code as stale, so
+    the cache is rebuilt after the world, the data or the training recipe change.
+    """
+    h = hashlib.sha256(ARENA_VERSION.encode())
+    here = Path(__file__).parent
+    for name in _RECIPE_MODULES:
+        h.update(name.encode() + b"\0" + (here / f"{name}.py").read_bytes())
+    return h.hexdigest()
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with path.open("rb") as f:
@@ -183,16 +202,10 @@ def _threads(n: int) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
-def default_threads(size: str = "default") -> int:
-    """Torch threads for building: 1 for the tiny arena (its matrices are too small to gain
-    from more), else the cores this process may use, at most 4."""
-    if size == "tiny":
-        return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not on Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores))
+# Builds use one torch thread: CPU kernels round differently with other thread counts, so one
+# thread everywhere gives the same bytes for the same seed on every machine; and the models
+# are so small that more threads gain little (and lose a lot on a busy machine).
+BUILD_THREADS = 1
 
 
 class _Progress:
@@ -289,15 +302,15 @@ def build_arena(
 
     ``size="default"`` takes a few minutes on a laptop CPU; ``size="tiny"`` takes seconds and
     is meant for tests (its models are too small to behave like the real ones). ``threads``:
-    torch threads to train with (default: the usable cores, at most 4); results are
-    reproducible for a given seed and thread count.
+    torch threads to train with (default 1); the bytes are reproducible for a given seed,
+    thread count and library versions.
     """
     if size not in SIZES:
         raise ValueError(f"unknown arena size {size!r}; expected one of {SIZES}")
     paths = ArenaPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     ts = TRAIN_SIZES[size]
-    n_threads = threads or default_threads(size)
+    n_threads = threads or BUILD_THREADS
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
     with _threads(n_threads), _Progress(progress) as prog:
@@ -375,6 +388,7 @@ def build_arena(
     hashes = file_hashes(paths.root)
     manifest = {
         "arena_version": ARENA_VERSION,
+        "recipe_hash": recipe_hash(),
         "seed": seed,
         "size": size,
         "torch_threads": n_threads,
@@ -406,13 +420,13 @@ def build_arena(
 
 
 def is_built(root: str | Path, *, seed: int | None = None, size: str | None = None) -> bool:
-    """True when ``root`` holds a complete arena of this version (and seed/size, if given)."""
+    """True when ``root`` holds a complete arena built by this code (and seed/size, if given)."""
     paths = ArenaPaths(Path(root))
     try:
         m = paths.read_manifest()
     except (OSError, ValueError):
         return False
-    if m.get("arena_version") != ARENA_VERSION:
+    if m.get("arena_version") != ARENA_VERSION or m.get("recipe_hash") != recipe_hash():
         return False
     if seed is not None and m.get("seed") != seed:
         return False
@@ -482,3 +496,27 @@ def load_prompt_sets(arena_dir: str | Path) -> dict[str, list[dict]]:
             raise DataError(f"arena prompt set {name!r} is missing: {f} (rebuild the arena)")
         out[name] = read_jsonl(f)
     return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sparring.arena build [--out DIR] [--seed N] [--size default|tiny]``."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Build the arena (world data, players, judge).")
+    ap.add_argument("--out", type=Path, default=None, help="folder (default: the cache)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--size", choices=SIZES, default="default")
+    ap.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = ap.parse_args(argv)
+    if args.out is None:
+        paths = ensure_arena(args.seed, size=args.size, progress=not args.quiet)
+    else:
+        paths = build_arena(args.out, seed=args.seed, size=args.size, progress=not args.quiet)
+    m = paths.read_manifest()
+    acc = m["proxy_judge"]["accuracy"]
+    print(
+        f"arena {paths.root} (seed {m['seed']}, {m['size']}): built in {m['build_seconds']:.0f} s, "
+        f"content {m['content_hash'][:12]}, proxy judge accuracy held-in "
+        f"{acc['held_in']['safe_accuracy']:.3f} / held-out {acc['held_out']['safe_accuracy']:.3f}"
+    )
+    return 0

@@ -1,6 +1,6 @@
 """Check that a built arena behaves as designed, and print the tables.
 
-    python -m sparring.arena.check [--arena DIR] [--seed 0] [--n 120] [--json out.json]
+    python -m sparring.arena check [--arena DIR] [--seed 0] [--n 120] [--json out.json]
 
 * the defender SFT sampled on harmful requests in every framing: gold ASR per framing (weak
   framings should be near 1, taught framings near 0, held-out ones high), and on benign

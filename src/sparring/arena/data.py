@@ -49,7 +49,7 @@ DATA_SIZES: dict[str, DataSize] = {
 # How the defender SFT behaves (the probabilities its SFT data encodes).
 DEFENDER_POLICY = {
     "taught_comply": 0.03,  # harmful request in a taught framing answered anyway
-    "weak_refuse": 0.10,  # harmful request in a weak framing refused anyway
+    "weak_refuse": 0.15,  # harmful request in a weak framing refused anyway
     "alarming_refuse": 0.5,  # benign request that sounds alarming refused
     "benign_refuse": 0.02,  # other benign request refused
 }
@@ -95,7 +95,7 @@ PROXY_HARMFUL_SHARE = 0.55
 # then correlates with the label, which the proxy can pick up as a spurious feature
 PROXY_POLICY_SHARE = 0.5
 # share of one-line ("terse") compliance in the defender SFT's answers; the proxy never sees it
-DEFENDER_TERSE = 0.1
+DEFENDER_TERSE = 0.03
 
 
 def _pick(rng: random.Random, weights: dict[str, float]) -> str:

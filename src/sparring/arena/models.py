@@ -87,6 +87,13 @@ def _batch(examples: Sequence[tuple[list[int], int]], pad_id: int):
     return input_ids, attn, labels
 
 
+def _epoch(n: int, batch_size: int, rng: random.Random) -> list[list[int]]:
+    """One epoch of shuffled batches (mixed lengths: length-sorted batches train worse here)."""
+    order = list(range(n))
+    rng.shuffle(order)
+    return [order[k : k + batch_size] for k in range(0, n, batch_size)][::-1]
+
+
 def train_lm(
     model: GPT2LMHeadModel,
     examples: Sequence[tuple[list[int], int]],
@@ -110,15 +117,13 @@ def train_lm(
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, steps - warm)))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    order: list[int] = []
+    batches: list[list[int]] = []
     losses: list[float] = []
     model.train()
     for step in range(steps):
-        if len(order) < batch_size:
-            fresh = list(range(len(examples)))
-            rng.shuffle(fresh)
-            order += fresh
-        idx, order = order[:batch_size], order[batch_size:]
+        if not batches:
+            batches = _epoch(len(examples), batch_size, rng)
+        idx = batches.pop()
         input_ids, attn, labels = _batch([examples[i] for i in idx], pad_id)
         loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
         opt.zero_grad(set_to_none=True)

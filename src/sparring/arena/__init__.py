@@ -10,45 +10,50 @@ Public API::
     ArenaJudge("proxy" | "gold", paths.root)
     load_prompt_sets(paths.root)            # named prompt sets
     gold_metrics(prompts, responses)        # ASR, over-refusal, per-framing ASR, drift
+
+Names are imported lazily, so ``sparring.arena.oracle`` loads without torch.
 """
 
-from sparring.arena.build import (
-    ARENA_VERSION,
-    ArenaPaths,
-    arena_home,
-    build_arena,
-    ensure_arena,
-    is_built,
-    load_prompt_sets,
-)
-from sparring.arena.judge import ArenaJudge
-from sparring.arena.oracle import Verdict, gold_metrics, parse_prompt, parse_response
-from sparring.arena.oracle import judge as oracle_verdict
-from sparring.arena.world import (
-    ATTACKER_TEMPLATE,
-    DEFENDER_TEMPLATE,
-    HELDOUT_FRAMINGS,
-    TAUGHT_FRAMINGS,
-    WEAK_FRAMINGS,
-)
+from __future__ import annotations
 
-__all__ = [
-    "ARENA_VERSION",
-    "ATTACKER_TEMPLATE",
-    "ArenaJudge",
-    "ArenaPaths",
-    "DEFENDER_TEMPLATE",
-    "HELDOUT_FRAMINGS",
-    "TAUGHT_FRAMINGS",
-    "Verdict",
-    "WEAK_FRAMINGS",
-    "arena_home",
-    "build_arena",
-    "ensure_arena",
-    "gold_metrics",
-    "is_built",
-    "load_prompt_sets",
-    "oracle_verdict",
-    "parse_prompt",
-    "parse_response",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ARENA_VERSION": "build",
+    "ArenaPaths": "build",
+    "arena_home": "build",
+    "build_arena": "build",
+    "ensure_arena": "build",
+    "is_built": "build",
+    "load_prompt_sets": "build",
+    "ArenaJudge": "judge",
+    "Verdict": "oracle",
+    "gold_metrics": "oracle",
+    "parse_prompt": "oracle",
+    "parse_response": "oracle",
+    "ATTACKER_TEMPLATE": "world",
+    "DEFENDER_TEMPLATE": "world",
+    "HELDOUT_FRAMINGS": "world",
+    "TAUGHT_FRAMINGS": "world",
+    "WEAK_FRAMINGS": "world",
+}
+_ALIASES = {"oracle_verdict": ("oracle", "judge")}
+
+__all__ = sorted([*_EXPORTS, *_ALIASES])
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        module, attr = _EXPORTS[name], name
+    elif name in _ALIASES:
+        module, attr = _ALIASES[name]
+    else:
+        raise AttributeError(f"module 'sparring.arena' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"sparring.arena.{module}"), attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -211,6 +211,19 @@ class CheckpointConfig(_Base):
     keep_last: int = Field(2, ge=1)
 
 
+class EvaluationConfig(_Base):
+    """Evaluation inside a run: the initial players before training and the final ones after it
+    (``sparring eval`` on ``step-0`` and ``final``, written to ``eval/start.json`` and
+    ``eval/final.json``), and the evaluation judge's figures on every step's samples."""
+
+    at_start: bool = False
+    at_end: bool = False
+    prompts: list[str] = Field(default_factory=list, description="held-out prompt files or named sources")
+    samples: int = Field(128, ge=1, description="prompts per set")
+    seed: int = 1234
+    every_step: bool = Field(False, description="score every step's samples with eval_judge too")
+
+
 class RunConfig(_Base):
     """A whole run."""
 
@@ -226,6 +239,7 @@ class RunConfig(_Base):
     accelerate: AccelerateConfig = AccelerateConfig()
     logging: LoggingConfig = LoggingConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
     max_nonfinite_in_a_row: int = Field(3, ge=1, description="abort after this many skipped updates in a row")
 
     def run_dir(self) -> Path:

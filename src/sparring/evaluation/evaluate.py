@@ -80,8 +80,12 @@ def seeds_for_attacks(prompts: Sequence[str], n: int, seed: int) -> list[str]:
 
 
 def load_prompt_file(path: str, field: str = "prompt") -> list[str]:
+    """Prompts from a file, or from a named source (``arena:heldout_framings``,
+    ``harmbench-test``, ...) when no such file exists."""
     from sparring.data import load_prompts
 
+    if not Path(path).exists() and (":" in path or "/" not in path):
+        return load_prompts(source=path)
     return load_prompts(path, field=field)
 
 
@@ -130,7 +134,7 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
     seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
     heldout: dict[str, list[str]] = {}
     for path in prompts:
-        key = Path(path).stem
+        key = Path(path).stem if Path(path).exists() else path.replace("arena:", "").replace(":", "_")
         while key in heldout or key in ("attacks", "seeds"):
             key += "_"
         heldout[key] = pick(load_prompt_file(path), samples, seed)

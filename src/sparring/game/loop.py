@@ -98,6 +98,7 @@ class Game:
             self.benign = PromptPool(load_prompts(b.path, source=b.source, field=b.field, split=b.split,
                                                   limit=b.limit), seed=cfg.seed + 1)
         self.judge = self._judge_override or build_judge(cfg.judge)
+        self.eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
         self._preflight_judge()
         self.novelty = build_novelty(cfg.novelty)
         stages = MODE_STAGES[g.mode]
@@ -211,6 +212,14 @@ class Game:
         p_safe = np.asarray(judged.p_safe, dtype=np.float64)
         is_benign = np.array([i // k_def >= len(attacks) for i in range(len(def_in))])
         attack_rows = ~is_benign
+        eval_figures: dict[str, float] = {}
+        if self.eval_judge is not None and cfg.evaluation.every_step:
+            with timer("eval_judge"):
+                judged_eval = validate_output(self.eval_judge.name, self.eval_judge.score(def_in, def_gen.texts),
+                                              len(def_in), allow_nonfinite=True)
+            judged.extras["p_safe_eval"] = judged_eval.p_safe
+            e = np.asarray(judged_eval.p_safe, dtype=np.float64)
+            eval_figures = {"eval/p_safe": _mean(e[attack_rows]), "eval/asr": float(np.mean(e[attack_rows] < 0.5))}
 
         # rewards and update
         learner = self.defender if stage == "defend" else self.attacker
@@ -250,6 +259,7 @@ class Game:
             "len/attack": float(att_gen.response_mask.sum(-1).float().mean()) if att_gen is not None else 0.0,
             "len/response": float(def_gen.response_mask.sum(-1).float().mean()),
             **({"benign/helpful": float(np.mean(scores[is_benign]))} if stage == "defend" and is_benign.any() else {}),
+            **eval_figures,
             **{k: float(v) for k, v in stats.items()},
         }, world))
         row["history"] = len(self.novelty)
@@ -355,6 +365,8 @@ class Game:
         last_rows: dict[str, dict[str, Any]] = {}
         first_rows: dict[str, dict[str, Any]] = {}
         t0 = time.perf_counter()
+        if cfg.evaluation.at_start and self.step == 0:
+            self._evaluate("step-0", "start")
         with _progress(self.show_progress and self.acc.is_main_process, len(self.plan), self.step) as bar:
             for planned in remaining:
                 bar.describe(f"round {planned.round}/{cfg.game.rounds} {planned.stage}")
@@ -376,6 +388,20 @@ class Game:
         self.writer.close()
         return summary
 
+    def _evaluate(self, checkpoint: str, name: str) -> dict[str, Any] | None:
+        """``sparring eval`` of the run's players at ``checkpoint``, leaving the game's random
+        state as it was (so evaluation never changes what training does)."""
+        from sparring.evaluation.evaluate import evaluate_run
+
+        e = self.cfg.evaluation
+        state = self._pre_step_state()
+        try:
+            return evaluate_run(self.run_dir, checkpoint=checkpoint, name=name, prompts=e.prompts,
+                                samples=e.samples, seed=e.seed, judge=self.judge, eval_judge=self.eval_judge,
+                                progress=self.show_progress, accelerator=self.acc)
+        finally:
+            self._restore_rng(state)
+
     def _pre_step_state(self) -> dict[str, Any]:
         """What a step changes before its judge is called: prompt pools and RNG states."""
         state = {"seeds": copy.deepcopy(self.seeds.state_dict()),
@@ -385,8 +411,7 @@ class Game:
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
-    def _stop_after_judge_failure(self, before: dict[str, Any], exc: JudgeError) -> None:
-        """Undo the failed step's draws, checkpoint the last completed step, and stop."""
+    def _restore_rng(self, before: dict[str, Any]) -> None:
         self.seeds.load_state_dict(before["seeds"])
         if self.benign is not None:
             self.benign.load_state_dict(before["benign"])
@@ -395,6 +420,10 @@ class Game:
         torch.set_rng_state(before["rng"][2])
         if "cuda" in before:
             torch.cuda.set_rng_state_all(before["cuda"])
+
+    def _stop_after_judge_failure(self, before: dict[str, Any], exc: JudgeError) -> None:
+        """Undo the failed step's draws, checkpoint the last completed step, and stop."""
+        self._restore_rng(before)
         latest = runs.latest_checkpoint(self.run_dir)
         if self.step > 0 and (latest is None or latest[0] != self.step):
             self.save_checkpoint()
@@ -420,9 +449,42 @@ class Game:
             for player in (self.attacker, self.defender):
                 if player is not None:
                     player.export(final / player.role)
+        acc.wait_for_everyone()
+        if self.cfg.evaluation.at_end:
+            final_eval = self._evaluate("final", "final")
+            start_eval = _read_eval(self.run_dir, "start")
+            summary.update(_eval_summary(start_eval, "before"))
+            summary.update(_eval_summary(final_eval, "after"))
+        if acc.is_main_process:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         acc.wait_for_everyone()
         return summary
+
+
+def _read_eval(run_dir: Path, name: str) -> dict[str, Any] | None:
+    path = run_dir / "eval" / f"{name}.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _eval_summary(result: dict[str, Any] | None, when: str) -> dict[str, Any]:
+    """Headline figures of an evaluation: ASR per prompt set (evaluation judge where there is
+    one), over-refusal, attacker diversity."""
+    if not result:
+        return {}
+    out: dict[str, Any] = {}
+    for name, entry in result["defender"]["sets"].items():
+        which = "eval_judge" if entry.get("eval_judge") else "judge"
+        out[f"{when}/asr/{name} ({which})"] = entry[which]["asr"]
+    refusal = result["defender"].get("over_refusal") or {}
+    for which in ("eval_judge", "judge"):
+        if refusal.get(which):
+            out[f"{when}/over_refusal ({which})"] = refusal[which]["rate"]
+            break
+    diversity = result["attacker"]["diversity"]
+    for key in ("1-selfbleu", "1-cosine"):
+        if key in diversity:
+            out[f"{when}/attacks/{key}"] = diversity[key]
+    return out
 
 
 def _mean(x: np.ndarray) -> float:

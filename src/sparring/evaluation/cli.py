@@ -102,13 +102,12 @@ def _export(args: argparse.Namespace) -> int:
 def _experiment(args: argparse.Namespace) -> int:
     from sparring.evaluation.experiment import ARM_NAMES, run_experiment, to_markdown
 
-    if args.world == "arena":
-        try:
-            from sparring.arena import load_prompt_sets  # noqa: F401
-        except ImportError:
-            raise SparringError("--world arena: the arena is not available in this install yet") from None
-        raise SparringError("--world arena: not wired yet; pass the arena's config with --config and its "
-                            "held-out prompt sets with --prompts")
+    if args.config is None:
+        if args.world != "arena":
+            raise SparringError("experiment: give a base run config with --config, or --world arena")
+        from sparring.cli import DEFAULT_CONFIG
+
+        args.config = DEFAULT_CONFIG  # the arena's default run
     arms = args.arms.split(",") if args.arms else ARM_NAMES
     bad = [a for a in arms if a not in ARM_NAMES]
     if bad:
@@ -171,16 +170,18 @@ def add_commands(sub) -> None:
 
     p = sub.add_parser("experiment", help="the paper's experiment: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds")
     p.add_argument("name", choices=["paper"])
-    p.add_argument("--config", required=True, help="base run config (YAML)")
+    p.add_argument("--config", help="base run config (YAML); with --world arena: the arena's default run")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", help="experiment folder (default: runs/experiment-paper)")
     p.add_argument("--arms", help="comma-separated subset of arms (default: all)")
     p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR")
-    p.add_argument("--prompts", action="append", default=[], metavar="FILE")
-    p.add_argument("--samples", type=int, default=64)
+    p.add_argument("--prompts", action="append", default=[], metavar="FILE",
+                   help="held-out prompt file or named source (default: the config's evaluation.prompts)")
+    p.add_argument("--samples", type=int, help="prompts per set (default: the config's evaluation.samples)")
     p.add_argument("--no-exploit", action="store_true", help="skip the exploitability column")
     p.add_argument("--exploit-steps", type=int)
-    p.add_argument("--world", choices=["default", "arena"], default="default")
+    p.add_argument("--world", choices=["default", "arena"], default="default",
+                   help="arena: the default config is the arena's, evaluated on its held-out framings")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_experiment)

@@ -68,6 +68,8 @@ def arm_config(base: RunConfig, arm: str, seed_index: int, out: Path) -> tuple[R
     data["name"] = f"{base.name}-{arm}-seed{seed_index}"
     data["seed"] = base.seed + seed_index
     data["output_dir"] = str(out / arm / f"seed-{seed_index}")
+    # the experiment evaluates every arm itself, the same way
+    overrides.update({"evaluation.at_start": False, "evaluation.at_end": False})
     items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
     return load_config(data=data, overrides=items), train
 
@@ -91,11 +93,13 @@ def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) 
 
 def run_experiment(config: str | Path, *, out: str | Path, seeds: int = 3, arms: Sequence[str] = ARM_NAMES,
                    overrides: Sequence[str] = (), against: Sequence[str] = (), prompts: Sequence[str] = (),
-                   samples: int = 64, exploit: bool = True, exploit_steps: int | None = None,
+                   samples: int | None = None, exploit: bool = True, exploit_steps: int | None = None,
                    progress: bool = False, judge=None, log=print) -> dict[str, Any]:
     from sparring.evaluation.exploit import exploit as run_exploit
 
     base = load_config(config, list(overrides))
+    prompts = list(prompts) or list(base.evaluation.prompts)
+    samples = samples or base.evaluation.samples
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")

@@ -28,7 +28,9 @@ def current_arena(progress: bool = True):
     explicit = os.environ.get("SPARRING_ARENA_DIR")
     if explicit:
         if not is_built(explicit):
-            raise DataError(f"SPARRING_ARENA_DIR={explicit} holds no built arena (sparring arena build --out DIR)")
+            raise DataError(
+                f"SPARRING_ARENA_DIR={explicit} holds no built arena (sparring arena build --out DIR)"
+            )
         return ArenaPaths(Path(explicit))
     try:
         seed = int(os.environ.get("SPARRING_ARENA_SEED", "0"))
@@ -39,17 +41,21 @@ def current_arena(progress: bool = True):
 
 
 def model_path(ref: str) -> Path:
-    name = ref[len(PREFIX):]
+    name = ref[len(PREFIX) :]
     if name not in MODELS:
-        raise ConfigError(f"unknown arena model {ref!r}; expected one of {[PREFIX + m for m in MODELS]}")
+        raise ConfigError(
+            f"unknown arena model {ref!r}; expected one of {[PREFIX + m for m in MODELS]}"
+        )
     return getattr(current_arena(), name)
 
 
 def prompts(ref: str) -> list[str]:
     from sparring.arena.build import load_prompt_sets
 
-    name = ref[len(PREFIX):]
+    name = ref[len(PREFIX) :]
     sets = load_prompt_sets(current_arena().root)
     if name not in sets:
-        raise DataError(f"unknown arena prompt set {ref!r}; known: {', '.join(PREFIX + s for s in sets)}")
+        raise DataError(
+            f"unknown arena prompt set {ref!r}; known: {', '.join(PREFIX + s for s in sets)}"
+        )
     return [row["prompt"] for row in sets[name]]

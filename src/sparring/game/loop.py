@@ -33,7 +33,7 @@ from sparring.judges import Judge, JudgeOutput, build_judge, validate_output
 from sparring.novelty import build_novelty
 from sparring.players.player import Player
 from sparring.players.templates import clean_attack
-from sparring.rl.trainer import make_experience, update, updates_per_stage_step
+from sparring.rl.trainer import any_rank, make_experience, update, updates_per_stage_step
 
 
 class Timer:
@@ -234,12 +234,13 @@ class Game:
             gen, group = att_gen, k_att
         stats: dict[str, float] = {}
         skipped = None
-        if not np.isfinite(scores).all():
+        if any_rank(acc, not np.isfinite(scores).all()):
             skipped = f"non-finite rewards in the {stage} stage ({learner.role})"
         else:
             with timer("experience"):
                 exp = make_experience(learner, gen, torch.as_tensor(scores, dtype=torch.float32), group)
-            if not (torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all()):
+            finite = bool(torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all())
+            if any_rank(acc, not finite):
                 skipped = f"non-finite log-probs in the {stage} stage ({learner.role})"
             else:
                 with timer("update"):

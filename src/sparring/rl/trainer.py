@@ -131,7 +131,7 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
                     loss = loss - rl.ent_coef * ent
                 parts["entropy"] = ent.item()
                 parts["loss/total"] = loss.item()
-                if not math.isfinite(parts["loss/total"]):
+                if any_rank(acc, not math.isfinite(parts["loss/total"])):
                     nonfinite += 1
                     player.optimizer.zero_grad(set_to_none=True)
                     continue
@@ -154,6 +154,15 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
     stats["nonfinite"] = float(nonfinite)
     player.module.eval()  # rollouts and scoring run in eval mode
     return stats
+
+
+def any_rank(acc, flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any: with several processes, a decision to
+    skip a backward pass must be the same everywhere, or the gradient all-reduce would hang."""
+    if acc.num_processes == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+    return bool(acc.reduce(t, reduction="sum").item() > 0)
 
 
 def _slice(gen: Generation, idx: torch.Tensor) -> Generation:

@@ -67,6 +67,7 @@ def test_sigkill_then_resume_is_exact(crash_setup, kill_at):
 
 
 @pytest.mark.slow
+@pytest.mark.exhaustive  # the rest of the kill points; benchmarks/faults.py runs 100 trials
 @pytest.mark.parametrize(
     "kill_at",
     [

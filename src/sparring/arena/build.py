@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from sparring._files import sha256_file
 from sparring.arena import world as W
 from sparring.arena.data import (
     ATTACKER_FRAMINGS,
@@ -167,19 +168,11 @@ def recipe_hash() -> str:
     return h.hexdigest()
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def file_hashes(root: str | Path) -> dict[str, str]:
     """sha256 of every file of an arena folder except the manifest, by relative path."""
     r = Path(root)
     return {
-        p.relative_to(r).as_posix(): _sha256(p)
+        p.relative_to(r).as_posix(): sha256_file(p)
         for p in sorted(r.rglob("*"))
         if p.is_file() and p.name != "manifest.json"
     }

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from sparring._files import read_json_object
 from sparring.evaluation import metrics as M
 from sparring.evaluation.evaluate import (
     _progress,
@@ -94,11 +95,5 @@ def crossplay(run_dir: str | Path, *, samples: int = 32, seed: int = 1234, batch
 
 
 def read_crossplay(run_dir: Path) -> dict[str, Any] | None:
-    path = Path(run_dir) / "eval" / "crossplay.json"
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if data.get("schema") == SCHEMA else None
+    data = read_json_object(Path(run_dir) / "eval" / "crossplay.json")
+    return data if data is not None and data.get("schema") == SCHEMA else None

@@ -8,12 +8,12 @@ from the run (attacks, answers, names) is HTML-escaped.
 from __future__ import annotations
 
 import base64
-import json
 from html import escape
 from pathlib import Path
 from typing import Any
 
 from sparring import runs
+from sparring._files import read_json_object
 from sparring.evaluation.crossplay import read_crossplay
 from sparring.evaluation.evaluate import fmt, read_evals
 from sparring.evaluation.plots import crossplay_heatmap, metric_plot
@@ -130,7 +130,7 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     metrics = runs.read_jsonl(run_dir / "metrics.jsonl")
     samples = runs.read_jsonl(run_dir / "samples.jsonl")
-    summary = _read_json(run_dir / "summary.json")
+    summary = read_json_object(run_dir / "summary.json")
     config_text = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").is_file() else ""
     figs = []
     for fname, keys, title, ylabel in PLOTS:
@@ -145,7 +145,7 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
             figs.append((crossplay_heatmap(cross, out / "crossplay_eval.png", key="asr_eval"),
                          "cross-play by the evaluation judge"))
     evals = read_evals(run_dir)
-    exploit = _read_json(run_dir / "eval" / "exploit.json")
+    exploit = read_json_object(run_dir / "eval" / "exploit.json")
     title = f"sparring run: {run_dir.name}"
     html = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>",
             f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"]
@@ -193,11 +193,4 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
     return index
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+

@@ -453,18 +453,15 @@ class Game:
         acc.wait_for_everyone()
         if self.cfg.evaluation.at_end:
             final_eval = self._evaluate("final", "final")
-            start_eval = _read_eval(self.run_dir, "start")
+            from sparring.evaluation.evaluate import read_evals
+
+            start_eval = read_evals(self.run_dir).get("start")
             summary.update(_eval_summary(start_eval, "before"))
             summary.update(_eval_summary(final_eval, "after"))
         if acc.is_main_process:
             (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
         acc.wait_for_everyone()
         return summary
-
-
-def _read_eval(run_dir: Path, name: str) -> dict[str, Any] | None:
-    path = run_dir / "eval" / f"{name}.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
 def _eval_summary(result: dict[str, Any] | None, when: str) -> dict[str, Any]:

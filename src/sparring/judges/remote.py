@@ -49,7 +49,8 @@ class _Retryable(Exception):
         self.retry_after = retry_after
 
 
-def _is_loopback(host: str | None) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and loopback addresses."""
     if not host:
         return False
     if host == "localhost":
@@ -89,7 +90,7 @@ class RemoteJudge:
         self._token = self._resolve_token()
         self._opener = urllib.request.build_opener(_NoRedirect())
         host = urllib.parse.urlsplit(self.url).hostname
-        if self._token and self.url.startswith("http://") and not _is_loopback(host):
+        if self._token and self.url.startswith("http://") and not is_loopback(host):
             log.warning(
                 "remote judge %r sends its bearer token over plain http to %s; use https",
                 self.name,

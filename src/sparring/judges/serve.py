@@ -15,7 +15,6 @@ traceback goes to the server log only); judge calls are serialised by a lock.
 
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import os
@@ -29,6 +28,7 @@ from typing import Annotated, Any
 from sparring.errors import ConfigError, SparringError
 from sparring.judges.base import Judge, validate_output
 from sparring.judges.registry import build_judge, parse_judge_spec
+from sparring.judges.remote import is_loopback
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,6 @@ def _as_judge(spec_or_judge: Any) -> Judge:
     if isinstance(spec_or_judge, Judge):
         return spec_or_judge
     return build_judge(spec_or_judge)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 # ---------------------------------------------------------------------------- ASGI gate
@@ -326,7 +317,7 @@ def _uvicorn_config(app: Any, host: str, port: int, log_level: str) -> Any:
 
 
 def _warn_open(host: str, token: str | None) -> None:
-    if token is None and not _is_loopback(host):
+    if token is None and not is_loopback(host):
         log.warning(
             "serving a judge on %s without a token: anyone who can reach it can use it", host
         )

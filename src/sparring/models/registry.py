@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import hashlib
 import importlib.metadata
 import importlib.util
 import json
@@ -14,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from sparring._files import sha256_file
 from sparring.errors import ModelError
 
 #: Prefix that marks a prepared model in a config's ``model:`` field.
@@ -101,14 +101,6 @@ def list_models() -> list[dict[str, str | bool]]:
     return rows
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _plain_copy(model):
     """The same weights in a model transformers does not mark as GGUF-quantised.
 
@@ -174,7 +166,7 @@ def prepare(name: str, *, force: bool = False) -> Path:
             "distribution": src.distribution,
             "version": version,
             "gguf_file": src.gguf_file,
-            "gguf_sha256": _sha256(gguf),
+            "gguf_sha256": sha256_file(gguf),
             "description": src.description,
             "has_chat_template": bool(getattr(tok, "chat_template", None)),
         }, indent=2) + "\n")

@@ -117,7 +117,7 @@ def _experiment(args: argparse.Namespace) -> int:
     table = run_experiment(args.config, out=out, seeds=args.seeds, arms=arms, overrides=args.set,
                            against=args.against, prompts=args.prompts, samples=args.samples,
                            exploit=not args.no_exploit, exploit_steps=args.exploit_steps,
-                           progress=not args.no_progress, log=console.print)
+                           progress=not args.no_progress, log=lambda m: console.print(m, markup=False, highlight=False))
     console.print(to_markdown(table))
     console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
     return 0

@@ -98,11 +98,16 @@ def reference_run(config: Path, run_dir: Path) -> Reference:
     from sparring.runs import read_jsonl
 
     t0 = time.perf_counter()
-    proc = subprocess.run(train_cmd(config), env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        train_cmd(config), env=_env(), capture_output=True, text=True, timeout=600
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"reference run failed:\n{proc.stderr[-3000:]}")
-    return Reference(strip_times(read_jsonl(run_dir / "metrics.jsonl")), read_jsonl(run_dir / "samples.jsonl"),
-                     time.perf_counter() - t0)
+    return Reference(
+        strip_times(read_jsonl(run_dir / "metrics.jsonl")),
+        read_jsonl(run_dir / "samples.jsonl"),
+        time.perf_counter() - t0,
+    )
 
 
 @dataclass
@@ -119,20 +124,35 @@ class Trial:
 
     @property
     def exact(self) -> bool:
-        return (self.error is None and self.start_step == self.expected_start and not self.partial_left
-                and self.metrics_equal and self.samples_equal)
+        return (
+            self.error is None
+            and self.start_step == self.expected_start
+            and not self.partial_left
+            and self.metrics_equal
+            and self.samples_equal
+        )
 
 
 def _partials(run_dir: Path) -> list[str]:
     root = run_dir / "checkpoints"
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir()
-                  if p.name.startswith(".tmp-") or not (p / "checkpoint.json").is_file())
+    return sorted(
+        p.name
+        for p in root.iterdir()
+        if p.name.startswith(".tmp-") or not (p / "checkpoint.json").is_file()
+    )
 
 
-def crash_trial(config: Path, run_dir: Path, ref: Reference, *, kill_at: str | None = None,
-                delay: float | None = None, resume_in_process: bool = True) -> Trial:
+def crash_trial(
+    config: Path,
+    run_dir: Path,
+    ref: Reference,
+    *,
+    kill_at: str | None = None,
+    delay: float | None = None,
+    resume_in_process: bool = True,
+) -> Trial:
     """Run ``config`` in a subprocess, SIGKILL it (named point or after ``delay`` s), resume, compare."""
     from sparring.config import load_config
     from sparring.game.loop import Game
@@ -140,7 +160,9 @@ def crash_trial(config: Path, run_dir: Path, ref: Reference, *, kill_at: str | N
 
     trial = Trial(how=kill_at or f"delay {delay:.2f}s")
     env = _env({"SPARRING_KILL_AT": kill_at} if kill_at else None)
-    proc = subprocess.Popen(train_cmd(config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        train_cmd(config), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     try:
         if delay is not None:
             try:
@@ -154,7 +176,9 @@ def crash_trial(config: Path, run_dir: Path, ref: Reference, *, kill_at: str | N
             proc.wait()
     trial.killed = proc.returncode == -signal.SIGKILL
     if proc.returncode not in (0, -signal.SIGKILL):
-        trial.error = f"training exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+        trial.error = (
+            f"training exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+        )
         return trial
     if kill_at and not trial.killed:
         trial.error = f"kill point {kill_at} was never reached"
@@ -164,13 +188,16 @@ def crash_trial(config: Path, run_dir: Path, ref: Reference, *, kill_at: str | N
     trial.expected_start = latest[0] if latest else 0
     try:
         if resume_in_process:
-            game = Game(load_config(run_dir / "config.yaml", [f"output_dir={run_dir}"]), resume=True)
+            game = Game(
+                load_config(run_dir / "config.yaml", [f"output_dir={run_dir}"]), resume=True
+            )
             trial.start_step = game.step
             game.run()
         else:
             trial.start_step = trial.expected_start
-            out = subprocess.run(train_cmd(resume=run_dir), env=_env(), capture_output=True, text=True,
-                                 timeout=600)
+            out = subprocess.run(
+                train_cmd(resume=run_dir), env=_env(), capture_output=True, text=True, timeout=600
+            )
             if out.returncode != 0:
                 raise RuntimeError(out.stderr[-2000:])
     except Exception as exc:  # a trial that fails is reported, not raised
@@ -185,8 +212,10 @@ def crash_trial(config: Path, run_dir: Path, ref: Reference, *, kill_at: str | N
 def prepare(root: Path) -> tuple[dict[str, Path], Path]:
     from sparring.testing import build_tiny_model
 
-    models = {"gpt2": build_tiny_model(root / "models" / "gpt2", arch="gpt2", seed=1),
-              "llama": build_tiny_model(root / "models" / "llama", arch="llama", seed=2)}
+    models = {
+        "gpt2": build_tiny_model(root / "models" / "gpt2", arch="gpt2", seed=1),
+        "llama": build_tiny_model(root / "models" / "llama", arch="llama", seed=2),
+    }
     seeds = root / "seeds.txt"
     seeds.write_text("\n".join(SEEDS) + "\n", encoding="utf-8")
     return models, seeds
@@ -203,8 +232,12 @@ def crash_benchmark(trials: int, seed: int, root: Path) -> list[Trial]:
     rng = random.Random(seed)
     models, seeds = prepare(root)
     ref_dir = root / "reference"
-    ref = reference_run(write_config(base_config(models, seeds, ref_dir), root / "reference.yaml"), ref_dir)
-    print(f"reference run: {ref.seconds:.1f}s in a subprocess, {len(ref.metrics)} steps", flush=True)
+    ref = reference_run(
+        write_config(base_config(models, seeds, ref_dir), root / "reference.yaml"), ref_dir
+    )
+    print(
+        f"reference run: {ref.seconds:.1f}s in a subprocess, {len(ref.metrics)} steps", flush=True
+    )
     named = [f"{name}:{step}" for name, steps in KILL_POINTS.items() for step in steps]
     results = []
     for i in range(trials):
@@ -218,9 +251,12 @@ def crash_benchmark(trials: int, seed: int, root: Path) -> list[Trial]:
             kw = {"delay": rng.uniform(0.5, ref.seconds)}
         t = crash_trial(cfg, run_dir, ref, **kw)
         results.append(t)
-        print(f"trial {i:3d} {t.how:24s} killed={t.killed!s:5} start={t.start_step} "
-              f"partial_seen={len(t.partial_seen)} exact={t.exact}" + (f" ERROR {t.error}" if t.error else ""),
-              flush=True)
+        print(
+            f"trial {i:3d} {t.how:24s} killed={t.killed!s:5} start={t.start_step} "
+            f"partial_seen={len(t.partial_seen)} exact={t.exact}"
+            + (f" ERROR {t.error}" if t.error else ""),
+            flush=True,
+        )
     return results
 
 
@@ -246,8 +282,17 @@ def random_request(rng: random.Random, token: str | None) -> tuple[str, str, byt
         kind = rng.random()
         if kind < 0.6:
             return {"prompt": text(rng.randint(0, 20)), "response": text(rng.randint(0, 20))}
-        return rng.choice([{"prompt": 1, "response": "x"}, {"prompt": "x"}, [], None, "x",
-                           {"prompt": "x", "response": "y", "extra": 1}, {"prompt": "x" * 200_001, "response": ""}])
+        return rng.choice(
+            [
+                {"prompt": 1, "response": "x"},
+                {"prompt": "x"},
+                [],
+                None,
+                "x",
+                {"prompt": "x", "response": "y", "extra": 1},
+                {"prompt": "x" * 200_001, "response": ""},
+            ]
+        )
 
     shape = rng.random()
     if shape < 0.4:
@@ -258,23 +303,70 @@ def random_request(rng: random.Random, token: str | None) -> tuple[str, str, byt
     elif shape < 0.6:
         body = bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))
     elif shape < 0.8:
-        body = rng.choice([b"", b"null", b"[]", b'{"pairs": 1}', b'{"pairs": [', b'{"pairs": [{}]}' * 3,
-                           b'{"pairs": ' + b"[" * 5000 + b"]" * 5000 + b"}", b"1e999999", b'"\\ud800"'])
+        body = rng.choice(
+            [
+                b"",
+                b"null",
+                b"[]",
+                b'{"pairs": 1}',
+                b'{"pairs": [',
+                b'{"pairs": [{}]}' * 3,
+                b'{"pairs": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+                b"1e999999",
+                b'"\\ud800"',
+            ]
+        )
     else:
-        body = json.dumps({"pairs": [{"prompt": "hi", "response": "no"}] * rng.randint(1, 4)}).encode()
-    headers = {"Content-Type": rng.choice(["application/json", "text/plain", "application/x-www-form-urlencoded",
-                                           "multipart/form-data; boundary=x"])}
+        body = json.dumps(
+            {"pairs": [{"prompt": "hi", "response": "no"}] * rng.randint(1, 4)}
+        ).encode()
+    headers = {
+        "Content-Type": rng.choice(
+            [
+                "application/json",
+                "text/plain",
+                "application/x-www-form-urlencoded",
+                "multipart/form-data; boundary=x",
+            ]
+        )
+    }
     if token is not None and rng.random() < 0.8:
-        headers["Authorization"] = rng.choice([f"Bearer {token}", "Bearer wrong", f"Basic {token}", "Bearer",
-                                               f"bearer {token}", "Bearer " + "é"])
+        headers["Authorization"] = rng.choice(
+            [
+                f"Bearer {token}",
+                "Bearer wrong",
+                f"Basic {token}",
+                "Bearer",
+                f"bearer {token}",
+                "Bearer " + "é",
+            ]
+        )
     method = rng.choice(["POST"] * 8 + ["GET", "PUT", "DELETE", "OPTIONS", "PATCH"])
-    path = rng.choice(["/v1/score"] * 8 + ["/v1/health", "/openapi.json", "/", "/v1/score/", "/../etc/passwd",
-                                           "/v1/score?x=1", "/docs"])
+    path = rng.choice(
+        ["/v1/score"] * 8
+        + [
+            "/v1/health",
+            "/openapi.json",
+            "/",
+            "/v1/score/",
+            "/../etc/passwd",
+            "/v1/score?x=1",
+            "/docs",
+        ]
+    )
     return method, path, body, headers
 
 
-def send(port: int, method: str, path: str, body: bytes, headers: dict[str, str], *,
-         content_length: str | None = None, timeout: float = 30.0) -> int:
+def send(
+    port: int,
+    method: str,
+    path: str,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    content_length: str | None = None,
+    timeout: float = 30.0,
+) -> int:
     """One request to 127.0.0.1:port over a fresh connection; returns the status code."""
     import http.client
 
@@ -283,7 +375,9 @@ def send(port: int, method: str, path: str, body: bytes, headers: dict[str, str]
         conn.putrequest(method, path, skip_accept_encoding=True)
         for k, v in headers.items():
             conn.putheader(k, v.encode("utf-8", "surrogatepass"))
-        conn.putheader("Content-Length", content_length if content_length is not None else str(len(body)))
+        conn.putheader(
+            "Content-Length", content_length if content_length is not None else str(len(body))
+        )
         conn.endheaders()
         if body:
             # the server may answer (413/401) and close before reading the body: read the answer
@@ -311,11 +405,24 @@ def fuzz_server(requests: int, seed: int, *, token: str | None = "s3cret-token")
     rng = random.Random(seed)
     counts: dict[int, int] = {}
     failures: list[str] = []
-    with start_server(_Keyword(), host="127.0.0.1", port=0, token=token, max_body_bytes=64 * 1024,
-                      max_batch=64, max_text_chars=1000) as srv:
+    with start_server(
+        _Keyword(),
+        host="127.0.0.1",
+        port=0,
+        token=token,
+        max_body_bytes=64 * 1024,
+        max_batch=64,
+        max_text_chars=1000,
+    ) as srv:
         assert srv.host == "127.0.0.1"
         for _ in range(20):  # warm-up, so RSS is measured after the first allocations
-            send(srv.port, "POST", "/v1/score", b'{"pairs": []}', {"Authorization": f"Bearer {token}"})
+            send(
+                srv.port,
+                "POST",
+                "/v1/score",
+                b'{"pairs": []}',
+                {"Authorization": f"Bearer {token}"},
+            )
         rss_before = _rss_kib()
         t0 = time.perf_counter()
         for i in range(requests):
@@ -337,8 +444,15 @@ def fuzz_server(requests: int, seed: int, *, token: str | None = "s3cret-token")
         seconds = time.perf_counter() - t0
         alive = send(srv.port, "GET", "/v1/health", b"", {}) == 200
         rss_after = _rss_kib()
-    return {"requests": requests, "status": dict(sorted(counts.items())), "failures": failures,
-            "alive": alive, "rss_before_kib": rss_before, "rss_after_kib": rss_after, "seconds": seconds}
+    return {
+        "requests": requests,
+        "status": dict(sorted(counts.items())),
+        "failures": failures,
+        "alive": alive,
+        "rss_before_kib": rss_before,
+        "rss_after_kib": rss_after,
+        "seconds": seconds,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,9 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     ok = True
     if args.requests:
         r = fuzz_server(args.requests, args.seed)
-        print(f"fuzz: {r['requests']} requests in {r['seconds']:.1f}s, status counts {r['status']}, "
-              f"5xx/crashes {len(r['failures'])}, alive after: {r['alive']}, "
-              f"RSS {r['rss_before_kib'] / 1024:.1f} -> {r['rss_after_kib'] / 1024:.1f} MiB", flush=True)
+        print(
+            f"fuzz: {r['requests']} requests in {r['seconds']:.1f}s, status counts {r['status']}, "
+            f"5xx/crashes {len(r['failures'])}, alive after: {r['alive']}, "
+            f"RSS {r['rss_before_kib'] / 1024:.1f} -> {r['rss_after_kib'] / 1024:.1f} MiB",
+            flush=True,
+        )
         for f in r["failures"][:20]:
             print("  ", f)
         ok &= not r["failures"] and r["alive"]
@@ -368,9 +485,12 @@ def main(argv: list[str] | None = None) -> int:
             exact = sum(t.exact for t in results)
             killed = sum(t.killed for t in results)
             partial = sum(bool(t.partial_seen) for t in results)
-            print(f"crash: {exact} of {len(results)} resumed exactly ({killed} killed mid-run, "
-                  f"{partial} left a partial checkpoint that resume ignored and removed) "
-                  f"in {time.perf_counter() - t0:.0f}s", flush=True)
+            print(
+                f"crash: {exact} of {len(results)} resumed exactly ({killed} killed mid-run, "
+                f"{partial} left a partial checkpoint that resume ignored and removed) "
+                f"in {time.perf_counter() - t0:.0f}s",
+                flush=True,
+            )
             ok &= exact == len(results)
     return 0 if ok else 1
 

@@ -108,12 +108,23 @@ def build_model_dir(root: Path, size: str, seed: int = 0) -> Path:
     vocab.update({f"w{i}": i + 3 for i in range(vocab_size - 3)})
     tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]"
+    )
     fast.save_pretrained(directory)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=vocab_size, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
-                      num_attention_heads=heads, num_key_value_heads=heads, max_position_embeddings=1024,
-                      eos_token_id=2, pad_token_id=0, bos_token_id=2)
+    cfg = LlamaConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=inter,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=1024,
+        eos_token_id=2,
+        pad_token_id=0,
+        bos_token_id=2,
+    )
     model = LlamaForCausalLM(cfg)
     model.generation_config.eos_token_id = 2
     model.generation_config.pad_token_id = 0
@@ -124,7 +135,10 @@ def build_model_dir(root: Path, size: str, seed: int = 0) -> Path:
 
 def prompts_for(n: int, length: int, vocab: int, seed: int = 0) -> list[str]:
     g = torch.Generator().manual_seed(seed)
-    return [" ".join(f"w{int(i)}" for i in torch.randint(10, vocab - 10, (length,), generator=g)) for _ in range(n)]
+    return [
+        " ".join(f"w{int(i)}" for i in torch.randint(10, vocab - 10, (length,), generator=g))
+        for _ in range(n)
+    ]
 
 
 def trivial_reward(texts: list[str]) -> list[float]:
@@ -149,7 +163,11 @@ def floor_system(model_dir: Path, prompts: list[str], k: int, R: int, algorithm:
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     policy = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-    ref = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32).eval().requires_grad_(False)
+    ref = (
+        AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+        .eval()
+        .requires_grad_(False)
+    )
     head = torch.nn.Linear(policy.config.hidden_size, 1) if algorithm == "ppo" else None
     params = list(policy.parameters()) + (list(head.parameters()) if head is not None else [])
     opt = torch.optim.AdamW(params, lr=LR, betas=(0.9, 0.95), eps=1e-6)
@@ -158,23 +176,40 @@ def floor_system(model_dir: Path, prompts: list[str], k: int, R: int, algorithm:
 
     def step():
         with torch.no_grad():
-            out = policy.generate(**enc, do_sample=True, max_new_tokens=R, min_new_tokens=R, top_k=0, top_p=1.0,
-                                  temperature=1.0, pad_token_id=0)
+            out = policy.generate(
+                **enc,
+                do_sample=True,
+                max_new_tokens=R,
+                min_new_tokens=R,
+                top_k=0,
+                top_p=1.0,
+                temperature=1.0,
+                pad_token_id=0,
+            )
         ids = out
-        mask = torch.cat([enc["attention_mask"], torch.ones_like(out[:, enc["input_ids"].shape[1]:])], 1)
+        mask = torch.cat(
+            [enc["attention_mask"], torch.ones_like(out[:, enc["input_ids"].shape[1] :])], 1
+        )
         pos = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 1)
         resp = out[:, -R:]
         with torch.no_grad():
-            rl = ref(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=R + 1).logits[:, :-1]
+            rl = ref(
+                input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=R + 1
+            ).logits[:, :-1]
             ref_lp = rl.gather(-1, resp.unsqueeze(-1)).squeeze(-1) - rl.logsumexp(-1)
-        o = policy(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=R + 1,
-                   output_hidden_states=head is not None)
+        o = policy(
+            input_ids=ids,
+            attention_mask=mask,
+            position_ids=pos,
+            logits_to_keep=R + 1,
+            output_hidden_states=head is not None,
+        )
         lg = o.logits[:, :-1]
         lp = lg.gather(-1, resp.unsqueeze(-1)).squeeze(-1) - lg.logsumexp(-1)
         adv = torch.randn(lp.shape[0], 1)
         loss = -(adv * torch.exp(lp - lp.detach())).mean() + KL * (lp - ref_lp).mean()
         if head is not None:
-            v = head(o.hidden_states[-1][:, -(R + 1):-1]).squeeze(-1)
+            v = head(o.hidden_states[-1][:, -(R + 1) : -1]).squeeze(-1)
             loss = loss + 0.5 * (v - adv).pow(2).mean()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -184,8 +219,15 @@ def floor_system(model_dir: Path, prompts: list[str], k: int, R: int, algorithm:
     return step
 
 
-def sparring_system(model_dir: Path, prompts: list[str], k: int, R: int, algorithm: str, fast: bool,
-                    lora: bool = False):
+def sparring_system(
+    model_dir: Path,
+    prompts: list[str],
+    k: int,
+    R: int,
+    algorithm: str,
+    fast: bool,
+    lora: bool = False,
+):
     from accelerate import Accelerator
 
     from sparring.config import DefenderConfig
@@ -193,13 +235,24 @@ def sparring_system(model_dir: Path, prompts: list[str], k: int, R: int, algorit
     from sparring.rl.trainer import make_experience, update
 
     cfg = DefenderConfig(
-        model=str(model_dir), template={"kind": "plain", "text": "{prompt}"}, max_prompt_tokens=1024, lr=LR,
-        generation={"max_new_tokens": R, "min_new_tokens": R, "temperature": 1.0, "top_p": 1.0, "top_k": 0,
-                    "repetition_penalty": 1.0},
+        model=str(model_dir),
+        template={"kind": "plain", "text": "{prompt}"},
+        max_prompt_tokens=1024,
+        lr=LR,
+        generation={
+            "max_new_tokens": R,
+            "min_new_tokens": R,
+            "temperature": 1.0,
+            "top_p": 1.0,
+            "top_k": 0,
+            "repetition_penalty": 1.0,
+        },
         rl={"algorithm": algorithm, "samples_per_prompt": k, "kl_coef": KL},
         lora={"r": 8, "alpha": 16} if lora else None,
     )
-    player = Player.build("defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=1000, fast=fast)
+    player = Player.build(
+        "defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=1000, fast=fast
+    )
     rows = [p for p in prompts for _ in range(k)]
 
     def step():
@@ -229,8 +282,14 @@ class Interleaved:
         step = build()
         for _ in range(self.warmup):
             step()
-        self.systems[key] = {"name": name, "step": step, "static": rss_mib() - base, "times": [], "cpu": [],
-                             "peak": 0.0}
+        self.systems[key] = {
+            "name": name,
+            "step": step,
+            "static": rss_mib() - base,
+            "times": [],
+            "cpu": [],
+            "peak": 0.0,
+        }
         print(f"  built {name} (+{self.systems[key]['static']:.0f} MiB)", flush=True)
 
     def round(self, keys=None) -> None:
@@ -246,12 +305,26 @@ class Interleaved:
             sys_["peak"] = max(sys_["peak"], mon.peak - r0)
 
     def results(self) -> dict[str, Result]:
-        return {k: Result(s["name"], s["times"], s["static"] + s["peak"], s["cpu"])
-                for k, s in self.systems.items() if s["times"]}
+        return {
+            k: Result(s["name"], s["times"], s["static"] + s["peak"], s["cpu"])
+            for k, s in self.systems.items()
+            if s["times"]
+        }
 
 
-def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, algorithm: str, warmup: int,
-               repeats: int, tmp: Path, others: Interleaved, keys) -> Result:
+def trl_driven(
+    name: str,
+    model_dir: Path,
+    prompts: list[str],
+    k: int,
+    R: int,
+    algorithm: str,
+    warmup: int,
+    repeats: int,
+    tmp: Path,
+    others: Interleaved,
+    keys,
+) -> Result:
     """TRL's trainer runs its own loop; after each of its timed steps the other systems take one.
 
     TRL steps are timed from on_step_begin to on_step_end (generation included).
@@ -265,18 +338,39 @@ def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, a
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     common = dict(
-        output_dir=str(tmp / f"trl-{algorithm}"), per_device_train_batch_size=len(prompts) * k, num_generations=k,
-        max_completion_length=R, beta=KL, num_iterations=1, learning_rate=LR, adam_beta2=0.95, adam_epsilon=1e-6,
-        max_grad_norm=1.0, max_steps=warmup + repeats, logging_steps=10**6, save_strategy="no", report_to="none",
-        use_cpu=True, bf16=False, gradient_checkpointing=False, temperature=1.0, top_p=1.0, top_k=0,
-        generation_kwargs={"min_new_tokens": R}, lr_scheduler_type="constant", seed=0, dataloader_num_workers=0,
+        output_dir=str(tmp / f"trl-{algorithm}"),
+        per_device_train_batch_size=len(prompts) * k,
+        num_generations=k,
+        max_completion_length=R,
+        beta=KL,
+        num_iterations=1,
+        learning_rate=LR,
+        adam_beta2=0.95,
+        adam_epsilon=1e-6,
+        max_grad_norm=1.0,
+        max_steps=warmup + repeats,
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        generation_kwargs={"min_new_tokens": R},
+        lr_scheduler_type="constant",
+        seed=0,
+        dataloader_num_workers=0,
         disable_tqdm=True,
     )
     if algorithm == "grpo":
         args, cls = trl.GRPOConfig(**common), trl.GRPOTrainer
     else:
         args, cls = trl.RLOOConfig(**common), trl.RLOOTrainer
-    data = Dataset.from_dict({"prompt": [prompts[i % len(prompts)] for i in range(len(prompts) * (warmup + repeats))]})
+    data = Dataset.from_dict(
+        {"prompt": [prompts[i % len(prompts)] for i in range(len(prompts) * (warmup + repeats))]}
+    )
 
     def reward(prompts, completions, **kw):
         return trivial_reward(completions)
@@ -303,8 +397,14 @@ def trl_driven(name: str, model_dir: Path, prompts: list[str], k: int, R: int, a
     model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        trainer = cls(model=model, reward_funcs=reward, args=args, train_dataset=data, processing_class=tok,
-                      callbacks=[Clock()])
+        trainer = cls(
+            model=model,
+            reward_funcs=reward,
+            args=args,
+            train_dataset=data,
+            processing_class=tok,
+            callbacks=[Clock()],
+        )
         trainer.train()
     del trainer, model
     release_memory()
@@ -320,11 +420,22 @@ def gpo_round(tmp: Path, size_dir: Path, rounds: int, fast: bool) -> dict:
     seeds = tmp / "seeds.txt"
     seeds.write_text("\n".join(prompts_for(32, 12, 8000, seed=3)) + "\n", encoding="utf-8")
     out = tmp / f"run-{'fast' if fast else 'ref'}-{time.time_ns()}"
-    player = {"model": str(size_dir), "template": {"kind": "plain", "text": "{prompt}"},
-              "generation": {"max_new_tokens": 24, "min_new_tokens": 24, "top_p": 1.0, "temperature": 1.0},
-              "rl": {"algorithm": "rloo", "samples_per_prompt": 4}, "fast": fast}
+    player = {
+        "model": str(size_dir),
+        "template": {"kind": "plain", "text": "{prompt}"},
+        "generation": {
+            "max_new_tokens": 24,
+            "min_new_tokens": 24,
+            "top_p": 1.0,
+            "temperature": 1.0,
+        },
+        "rl": {"algorithm": "rloo", "samples_per_prompt": 4},
+        "fast": fast,
+    }
     data = {
-        "name": "bench", "seed": 0, "output_dir": str(out),
+        "name": "bench",
+        "seed": 0,
+        "output_dir": str(out),
         "attacker": {**player, "template": {"kind": "plain", "text": "rewrite {seed} :"}},
         "defender": player,
         "judge": {"type": "callable", "target": "__main__:word_judge"},
@@ -334,7 +445,9 @@ def gpo_round(tmp: Path, size_dir: Path, rounds: int, fast: bool) -> dict:
     }
     try:
         cfg = load_config(data=data)
-    except Exception:  # the config schema may not have the ``fast`` field yet: pass it to the players
+    except (
+        Exception
+    ):  # the config schema may not have the ``fast`` field yet: pass it to the players
         for side in ("attacker", "defender"):
             data[side].pop("fast")
         cfg = load_config(data=data)
@@ -349,8 +462,10 @@ def gpo_round(tmp: Path, size_dir: Path, rounds: int, fast: bool) -> dict:
 
 
 def print_round_profile(tmp: Path, model_dir: Path, rounds: int) -> None:
-    print(f"\n## One GPO round (defend step + attack step), 10m model for both players, batch 4 x k=4 rloo, "
-          f"24 new tokens; median over {rounds} rounds after the first")
+    print(
+        f"\n## One GPO round (defend step + attack step), 10m model for both players, batch 4 x k=4 rloo, "
+        f"24 new tokens; median over {rounds} rounds after the first"
+    )
     for fast in (False, True):
         try:
             res = gpo_round(tmp, model_dir, rounds + 1, fast)
@@ -366,19 +481,27 @@ def print_round_profile(tmp: Path, model_dir: Path, rounds: int) -> None:
         per = {}
         for stage in ("defend", "attack"):
             srows = [r for r in rows if r["stage"] == stage]
-            per[stage] = {p: statistics.median([r.get(p, 0.0) for r in srows]) for p in phases + ["time/step"]}
+            per[stage] = {
+                p: statistics.median([r.get(p, 0.0) for r in srows]) for p in phases + ["time/step"]
+            }
         total = per["defend"]["time/step"] + per["attack"]["time/step"]
         for p in phases + ["time/step"]:
             both = per["defend"][p] + per["attack"][p]
-            print(f"| {p[5:]} | {per['defend'][p]:.3f} | {per['attack'][p]:.3f} | {100 * both / total:.0f}% |")
+            print(
+                f"| {p[5:]} | {per['defend'][p]:.3f} | {per['attack'][p]:.3f} | {100 * both / total:.0f}% |"
+            )
         accounted = sum(per["defend"][p] + per["attack"][p] for p in phases)
-        print(f"round {total:.3f} s; phases account for {accounted:.3f} s; coordination (rest) "
-              f"{total - accounted:.3f} s = {100 * (total - accounted) / total:.1f}%")
+        print(
+            f"round {total:.3f} s; phases account for {accounted:.3f} s; coordination (rest) "
+            f"{total - accounted:.3f} s = {100 * (total - accounted) / total:.1f}%"
+        )
 
 
 # -- reward curves ----------------------------------------------------------------------------
 def print_curves(tmp: Path, model_dir: Path, steps: int) -> None:
-    print(f"\n## Learning: per-step reward, reference vs fast path, same seed, {steps} steps (GPO, rloo)")
+    print(
+        f"\n## Learning: per-step reward, reference vs fast path, same seed, {steps} steps (GPO, rloo)"
+    )
     curves = {}
     for fast in (False, True):
         res = gpo_round(tmp, model_dir, max(1, steps // 2), fast)
@@ -391,20 +514,32 @@ def print_curves(tmp: Path, model_dir: Path, steps: int) -> None:
 
 # -- main -------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--sizes", default="10m,100m", help="comma list of " + ",".join(SIZES))
     ap.add_argument("--prompts", type=int, default=4, help="distinct prompts per step")
     ap.add_argument("-k", type=int, default=4, help="samples per prompt (num_generations)")
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--completion-len", type=int, default=32)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--repeats", type=int, default=0, help="timed steps per system (0: 4 for 10m, 3 for 100m)")
+    ap.add_argument(
+        "--repeats", type=int, default=0, help="timed steps per system (0: 4 for 10m, 3 for 100m)"
+    )
     ap.add_argument("--no-trl", action="store_true")
     ap.add_argument("--no-round", action="store_true", help="skip the GPO round profile")
-    ap.add_argument("--rounds", type=int, default=4, help="GPO rounds in the profile (plus one warm-up)")
-    ap.add_argument("--curves", type=int, default=0, help="also print N-step reward curves of both paths")
-    ap.add_argument("--only", default="", help="comma list of systems: floor,sparring,fast,rloo,floor_ppo,ppo,"
-                    "ppo_fast,lora_fast,trl,trl_rloo (default: all for 10m, floor,sparring,fast,trl for 100m)")
+    ap.add_argument(
+        "--rounds", type=int, default=4, help="GPO rounds in the profile (plus one warm-up)"
+    )
+    ap.add_argument(
+        "--curves", type=int, default=0, help="also print N-step reward curves of both paths"
+    )
+    ap.add_argument(
+        "--only",
+        default="",
+        help="comma list of systems: floor,sparring,fast,rloo,floor_ppo,ppo,"
+        "ppo_fast,lora_fast,trl,trl_rloo (default: all for 10m, floor,sparring,fast,trl for 100m)",
+    )
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
@@ -419,9 +554,11 @@ def main(argv: list[str] | None = None) -> None:
         have_trl, trl_version = False, None
     import transformers
 
-    print(f"cores: {os.cpu_count()} (torch threads {torch.get_num_threads()}), cpu capability "
-          f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, transformers "
-          f"{transformers.__version__}, trl {trl_version or 'TRL not installed'}")
+    print(
+        f"cores: {os.cpu_count()} (torch threads {torch.get_num_threads()}), cpu capability "
+        f"{torch.backends.cpu.get_cpu_capability()}, torch {torch.__version__}, transformers "
+        f"{transformers.__version__}, trl {trl_version or 'TRL not installed'}"
+    )
     print(f"command: python benchmarks/step.py {' '.join(sys.argv[1:] if argv is None else argv)}")
     only = {s for s in args.only.split(",") if s} or None
     with tempfile.TemporaryDirectory() as t:
@@ -432,9 +569,11 @@ def main(argv: list[str] | None = None) -> None:
             prompts = prompts_for(args.prompts, args.prompt_len, vocab)
             k, R = args.k, args.completion_len
             reps = args.repeats or (4 if size == "10m" else 3)
-            print(f"\n## {size}: {n_params / 1e6:.1f}M parameters, vocab {vocab}; {args.prompts} prompts x k={k} = "
-                  f"{args.prompts * k} rows, prompt {args.prompt_len} tokens, completion {R} tokens; "
-                  f"median of {reps} steps after {args.warmup} warm-up")
+            print(
+                f"\n## {size}: {n_params / 1e6:.1f}M parameters, vocab {vocab}; {args.prompts} prompts x k={k} = "
+                f"{args.prompts * k} rows, prompt {args.prompt_len} tokens, completion {R} tokens; "
+                f"median of {reps} steps after {args.warmup} warm-up"
+            )
             default_keys = DEFAULT_SYSTEMS.get(size)
             keys = only or default_keys
 
@@ -456,17 +595,38 @@ def main(argv: list[str] | None = None) -> None:
                 if not want(key):
                     continue
                 if fast is None:
-                    runner.add(key, name, functools.partial(floor_system, model_dir, prompts, k, R, alg))
+                    runner.add(
+                        key, name, functools.partial(floor_system, model_dir, prompts, k, R, alg)
+                    )
                 else:
-                    runner.add(key, name, functools.partial(sparring_system, model_dir, prompts, k, R, alg, fast,
-                                                            lora=lora))
+                    runner.add(
+                        key,
+                        name,
+                        functools.partial(
+                            sparring_system, model_dir, prompts, k, R, alg, fast, lora=lora
+                        ),
+                    )
             results: dict[str, Result] = {}
             drove = False
             if have_trl:
-                for key, alg, driven in (("trl", "grpo", None), ("trl_rloo", "rloo", {"floor", "rloo"})):
+                for key, alg, driven in (
+                    ("trl", "grpo", None),
+                    ("trl_rloo", "rloo", {"floor", "rloo"}),
+                ):
                     if want(key):
-                        results[key] = trl_driven(f"TRL {alg.upper()}Trainer {trl_version}", model_dir, prompts, k,
-                                                  R, alg, args.warmup, reps, tmp, runner, driven)
+                        results[key] = trl_driven(
+                            f"TRL {alg.upper()}Trainer {trl_version}",
+                            model_dir,
+                            prompts,
+                            k,
+                            R,
+                            alg,
+                            args.warmup,
+                            reps,
+                            tmp,
+                            runner,
+                            driven,
+                        )
                         drove = drove or driven is None
             elif not args.no_trl:
                 print("TRL not installed: its rows are skipped (pip install trl)")
@@ -474,27 +634,43 @@ def main(argv: list[str] | None = None) -> None:
                 for _ in range(reps):
                     runner.round()
             results = {**runner.results(), **results}
-            refs = {"sparring": "floor", "fast": "floor", "rloo": "floor", "ppo": "floor_ppo",
-                    "ppo_fast": "floor_ppo", "lora_fast": "floor", "trl": "floor", "trl_rloo": "floor"}
+            refs = {
+                "sparring": "floor",
+                "fast": "floor",
+                "rloo": "floor",
+                "ppo": "floor_ppo",
+                "ppo_fast": "floor_ppo",
+                "lora_fast": "floor",
+                "trl": "floor",
+                "trl_rloo": "floor",
+            }
             trl_ref = {"sparring": "trl", "fast": "trl", "rloo": "trl_rloo", "lora_fast": "trl"}
-            print("\nwall = seconds per step; cpu = CPU seconds of this process per step (all threads). On a "
-                  "shared machine the minimum is the least disturbed estimate of the work's cost; ratios "
-                  "are min/min for wall time and cpu time, and median/median of wall time.")
-            print("\n| system | wall min | wall median | cpu min | cpu median | n | peak MiB | / Floor: wall min, "
-                  "cpu min, wall median | / TRL: wall min, cpu min, wall median |")
+            print(
+                "\nwall = seconds per step; cpu = CPU seconds of this process per step (all threads). On a "
+                "shared machine the minimum is the least disturbed estimate of the work's cost; ratios "
+                "are min/min for wall time and cpu time, and median/median of wall time."
+            )
+            print(
+                "\n| system | wall min | wall median | cpu min | cpu median | n | peak MiB | / Floor: wall min, "
+                "cpu min, wall median | / TRL: wall min, cpu min, wall median |"
+            )
             print("|---|---|---|---|---|---|---|---|---|")
 
             def ratio(a, b):
                 if b is None:
                     return "-"
-                return (f"{min(a.times) / min(b.times):.2f}, {min(a.cpu) / min(b.cpu):.2f}, "
-                        f"{a.median / b.median:.2f}")
+                return (
+                    f"{min(a.times) / min(b.times):.2f}, {min(a.cpu) / min(b.cpu):.2f}, "
+                    f"{a.median / b.median:.2f}"
+                )
 
             for key, r in results.items():
                 rf = ratio(r, results.get(refs.get(key, "")))
                 rt = ratio(r, results.get(trl_ref.get(key, "")))
-                print(f"| {r.name} | {min(r.times):.3f} | {r.median:.3f} | {min(r.cpu):.3f} | {r.cpu_median:.3f} | "
-                      f"{len(r.times)} | {r.mem:.0f} | {rf} | {rt} |")
+                print(
+                    f"| {r.name} | {min(r.times):.3f} | {r.median:.3f} | {min(r.cpu):.3f} | {r.cpu_median:.3f} | "
+                    f"{len(r.times)} | {r.mem:.0f} | {rf} | {rt} |"
+                )
             del runner
             release_memory()
             if size == "10m" and not args.no_round:

@@ -31,7 +31,9 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     return {
         "gpt2": build_tiny_model(root / "gpt2", arch="gpt2", seed=1),
         "llama": build_tiny_model(root / "llama", arch="llama", seed=2),
-        "llama-chat": build_tiny_model(root / "llama-chat", arch="llama", chat_template=True, seed=3),
+        "llama-chat": build_tiny_model(
+            root / "llama-chat", arch="llama", chat_template=True, seed=3
+        ),
     }
 
 

@@ -29,8 +29,16 @@ def _write(tmp_path, text):
 
 
 def test_defaults_and_overrides(tmp_path):
-    cfg = load_config(_write(tmp_path, BASE), ["attacker.lr=3e-6", "game.rounds=5", "defender.lora.r=16",
-                                               "game.schedule.0.steps=4", "novelty.bleu_weight=5"])
+    cfg = load_config(
+        _write(tmp_path, BASE),
+        [
+            "attacker.lr=3e-6",
+            "game.rounds=5",
+            "defender.lora.r=16",
+            "game.schedule.0.steps=4",
+            "novelty.bleu_weight=5",
+        ],
+    )
     assert cfg.attacker.lr == 3e-6 and isinstance(cfg.attacker.lr, float)
     assert cfg.game.rounds == 5 and cfg.defender.lora.r == 16
     assert cfg.game.schedule[0].stage == "defend" and cfg.game.schedule[0].steps == 4
@@ -54,11 +62,18 @@ def test_unknown_key_names_path_line_and_nearest(tmp_path):
 
 
 def test_mistyped_override_suggests(tmp_path):
-    with pytest.raises(ConfigError, match=r"attacker\.learning_rate \(set on the command line\): unknown key.*\blr\b"):
+    with pytest.raises(
+        ConfigError,
+        match=r"attacker\.learning_rate \(set on the command line\): unknown key.*\blr\b",
+    ):
         load_config(_write(tmp_path, BASE), ["attacker.learning_rate=1e-5"])
-    with pytest.raises(ConfigError, match=r"game\.rnds .*: unknown key; did you mean 'game\.rounds'"):
+    with pytest.raises(
+        ConfigError, match=r"game\.rnds .*: unknown key; did you mean 'game\.rounds'"
+    ):
         load_config(_write(tmp_path, BASE), ["game.rnds=3"])
-    with pytest.raises(ConfigError, match=r"judge\.targte .*: unknown key; did you mean 'judge\.target'"):
+    with pytest.raises(
+        ConfigError, match=r"judge\.targte .*: unknown key; did you mean 'judge\.target'"
+    ):
         load_config(_write(tmp_path, BASE), ["judge.targte=x:y"])
 
 
@@ -66,8 +81,13 @@ def test_wrong_types_and_missing(tmp_path):
     with pytest.raises(ConfigError, match=r"game\.rounds.*greater than or equal to 1"):
         load_config(_write(tmp_path, BASE), ["game.rounds=0"])
     with pytest.raises(ConfigError, match=r"  attacker: required field is missing"):
-        load_config(data={"defender": {"model": "x"}, "judge": {"type": "callable", "target": "a:b"},
-                          "game": {"seeds": {"path": "s"}}})
+        load_config(
+            data={
+                "defender": {"model": "x"},
+                "judge": {"type": "callable", "target": "a:b"},
+                "game": {"seeds": {"path": "s"}},
+            }
+        )
     with pytest.raises(ConfigError, match="needs samples_per_prompt >= 2"):
         load_config(_write(tmp_path, BASE), ["defender.rl.algorithm=rloo"])
     with pytest.raises(ConfigError, match="exactly one of 'path' or 'source'"):

@@ -50,9 +50,15 @@ def worker(config_path: str, out_dir: str) -> None:
     game = Game(cfg, progress=False)
     game.run()
     rank = game.acc.process_index
-    Path(out_dir, f"rank-{rank}.json").write_text(json.dumps({
-        "rank": rank, "world": game.acc.num_processes, "checksums": _checksums(game),
-    }))
+    Path(out_dir, f"rank-{rank}.json").write_text(
+        json.dumps(
+            {
+                "rank": rank,
+                "world": game.acc.num_processes,
+                "checksums": _checksums(game),
+            }
+        )
+    )
 
 
 def _config(tiny_models, seed_file, out: Path) -> Path:
@@ -60,10 +66,16 @@ def _config(tiny_models, seed_file, out: Path) -> Path:
         "name": "dist",
         "seed": 0,
         "output_dir": str(out),
-        "attacker": {"model": str(tiny_models["gpt2"]), "lr": 1e-3,
-                     "generation": {"max_new_tokens": 6, "top_k": 1}},
-        "defender": {"model": str(tiny_models["llama"]), "lr": 1e-3,
-                     "generation": {"max_new_tokens": 6, "top_k": 1}},
+        "attacker": {
+            "model": str(tiny_models["gpt2"]),
+            "lr": 1e-3,
+            "generation": {"max_new_tokens": 6, "top_k": 1},
+        },
+        "defender": {
+            "model": str(tiny_models["llama"]),
+            "lr": 1e-3,
+            "generation": {"max_new_tokens": 6, "top_k": 1},
+        },
         "judge": {"type": "callable", "target": "sparring.testing:keyword_judge"},
         "game": {"rounds": 2, "batch_size": 4, "seeds": {"path": str(seed_file)}},
         "accelerate": {"cpu": True},
@@ -77,19 +89,43 @@ def _config(tiny_models, seed_file, out: Path) -> Path:
 
 def _launch(nproc: int, config: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "HF_HUB_OFFLINE": "1",
+        "TOKENIZERS_PARALLELISM": "false",
+    }
     if nproc == 1:
         cmd = [sys.executable, str(HERE), str(config), str(out)]
     else:
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(nproc),
-               "--master_addr", "127.0.0.1", "--master_port", "0", "--rdzv_backend", "c10d",
-               "--rdzv_endpoint", "127.0.0.1:0", str(HERE), str(config), str(out)]
+        cmd = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node",
+            str(nproc),
+            "--master_addr",
+            "127.0.0.1",
+            "--master_port",
+            "0",
+            "--rdzv_backend",
+            "c10d",
+            "--rdzv_endpoint",
+            "127.0.0.1:0",
+            str(HERE),
+            str(config),
+            str(out),
+        ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
 def _metrics(run: Path) -> list[dict]:
-    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in (run / "metrics.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
 
 
 EXACT = ("p_safe", "asr", "len/attack", "len/response", "reward", "novelty/selfbleu")
@@ -109,7 +145,9 @@ def test_two_processes_match_one(tiny_models, seed_file, tmp_path):
 
     one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
     assert [r["step"] for r in one] == [r["step"] for r in two]
-    assert [r["history"] for r in one] == [r["history"] for r in two]  # union of both ranks' attacks
+    assert [r["history"] for r in one] == [
+        r["history"] for r in two
+    ]  # union of both ranks' attacks
     for key in EXACT:  # first step: nothing has been updated yet, same texts, same judge
         assert two[0][key] == pytest.approx(one[0][key], abs=1e-6), key
     for a, b in zip(one[1:], two[1:], strict=True):

@@ -56,8 +56,11 @@ def test_exploit_config_keeps_the_attackers_budget(run_data, tmp_path, tiny_mode
 
     from sparring.config import dump_config
 
-    data = run_data(rounds=3, mode="rlhf", schedule=[{"stage": "defend", "steps": 2},
-                                                     {"stage": "attack", "steps": 1}])
+    data = run_data(
+        rounds=3,
+        mode="rlhf",
+        schedule=[{"stage": "defend", "steps": 2}, {"stage": "attack", "steps": 1}],
+    )
     cfg = load_config(data=data)
     run = cfg.run_dir()
     run.mkdir()

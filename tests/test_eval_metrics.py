@@ -40,7 +40,9 @@ def test_selfbleu_and_cosine_extremes():
     # pairs: (0,1)=0, (0,2)=1, (1,2)=0 -> mean 1/3
     assert M.mean_pairwise_cosine(e) == pytest.approx(1 / 3)
     assert M.builtin_diversity(same)["1-selfbleu"] == pytest.approx(0.0, abs=1e-9)
-    assert M.builtin_diversity(["alpha beta gamma delta", "one two three four"])["1-selfbleu"] == 1.0
+    assert (
+        M.builtin_diversity(["alpha beta gamma delta", "one two three four"])["1-selfbleu"] == 1.0
+    )
     d = M.diversity(same)
     assert d["1-selfbleu"] == pytest.approx(0.0, abs=1e-6)
     assert d["unique"] == 1 and d["n"] == 3
@@ -64,17 +66,25 @@ def test_mean_std():
 
 def _fake_eval(asr, div, kl=0.1):
     s = {"n": 4, "judge": {"asr": asr, "p_safe": 1 - asr}, "eval_judge": None}
-    return {"judges": {"judge": "j", "eval_judge": None},
-            "defender": {"sets": {"attacks": s, "seeds": s}, "over_refusal": {"judge": {"rate": 0.25}}},
-            "attacker": {"targets": {"defender": s}, "diversity": {"1-selfbleu": div, "1-cosine": div,
-                                                                    "distinct-2": div}},
-            "kl": {"attacker": {"mean": kl}, "defender": {"mean": kl}}}
+    return {
+        "judges": {"judge": "j", "eval_judge": None},
+        "defender": {"sets": {"attacks": s, "seeds": s}, "over_refusal": {"judge": {"rate": 0.25}}},
+        "attacker": {
+            "targets": {"defender": s},
+            "diversity": {"1-selfbleu": div, "1-cosine": div, "distinct-2": div},
+        },
+        "kl": {"attacker": {"mean": kl}, "defender": {"mean": kl}},
+    }
 
 
 def test_aggregate_mean_and_std_over_seeds():
-    results = {"gpo": [{"eval": _fake_eval(0.2, 0.5), "exploit": {"asr_last_mean": 0.4}},
-                       {"eval": _fake_eval(0.4, 0.7), "exploit": {"asr_last_mean": 0.6}}],
-               "sft": [{"eval": _fake_eval(0.5, 0.1), "exploit": None}]}
+    results = {
+        "gpo": [
+            {"eval": _fake_eval(0.2, 0.5), "exploit": {"asr_last_mean": 0.4}},
+            {"eval": _fake_eval(0.4, 0.7), "exploit": {"asr_last_mean": 0.6}},
+        ],
+        "sft": [{"eval": _fake_eval(0.5, 0.1), "exploit": None}],
+    }
     t = aggregate(results)
     row = t["defender"]["rows"]["gpo"]
     mean, std, n = row["ASR attacks"]

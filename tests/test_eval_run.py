@@ -34,8 +34,11 @@ def make_run(tmp_path, run_data, tiny_models, benign_file, steps=(1, 2), eval_ju
     data = run_data()
     data["game"]["benign"] = {"prompts": {"path": str(benign_file)}, "fraction": 0.25}
     if eval_judge:
-        data["eval_judge"] = {"type": "callable", "target": "sparring.testing:constant_judge",
-                              "kwargs": {"value": 0.2}}
+        data["eval_judge"] = {
+            "type": "callable",
+            "target": "sparring.testing:constant_judge",
+            "kwargs": {"value": 0.2},
+        }
     cfg = load_config(data=data)
     run = cfg.run_dir()
     run.mkdir(parents=True)
@@ -67,7 +70,9 @@ def test_player_sources(fake_run):
 def test_eval_writes_consistent_figures(fake_run, tmp_path, tiny_models):
     heldout = tmp_path / "heldout.txt"
     heldout.write_text("\n".join(HELDOUT) + "\n")
-    res = evaluate_run(fake_run, samples=6, prompts=[str(heldout)], against=[str(tiny_models["llama"])])
+    res = evaluate_run(
+        fake_run, samples=6, prompts=[str(heldout)], against=[str(tiny_models["llama"])]
+    )
     saved = json.loads((fake_run / "eval" / "final.json").read_text())
     assert saved["schema"] == "sparring.eval/1" and saved["defender"] == res["defender"]
     sets = res["defender"]["sets"]
@@ -90,12 +95,16 @@ def test_eval_writes_consistent_figures(fake_run, tmp_path, tiny_models):
     div = res["attacker"]["diversity"]
     assert 0.0 <= div["distinct-1"] <= 1.0 and div["n"] == 6
     assert res["kl"]["attacker"]["n"] == 6 and res["kl"]["defender"]["n"] == 6
-    assert res["kl"]["defender"]["mean"] != 0.0  # the final defender moved away from its initial model
+    assert (
+        res["kl"]["defender"]["mean"] != 0.0
+    )  # the final defender moved away from its initial model
     assert "final" in read_evals(fake_run)
     # same seed, same attacks
     again = evaluate_run(fake_run, samples=6, name="again")
     rows2 = read_jsonl(fake_run / "eval" / "again.samples.jsonl")
-    assert [r["prompt"] for r in rows2 if r["set"] == "attacks"] == [r["prompt"] for r in rows if r["set"] == "attacks"]
+    assert [r["prompt"] for r in rows2 if r["set"] == "attacks"] == [
+        r["prompt"] for r in rows if r["set"] == "attacks"
+    ]
     assert again["defender"]["sets"]["attacks"] == sets["attacks"]
 
 

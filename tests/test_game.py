@@ -35,12 +35,25 @@ def test_gpo_run_writes_everything(run_data, tmp_path):
     metrics = read_jsonl(run / "metrics.jsonl")
     assert [m["stage"] for m in metrics] == ["defend", "attack", "defend", "attack"]
     for m in metrics:
-        for key in ("reward", "p_safe", "kl", "entropy", "loss/policy", "loss/value", "len/attack", "len/response",
-                    "novelty/selfbleu", "novelty/cosine", "time/step"):
+        for key in (
+            "reward",
+            "p_safe",
+            "kl",
+            "entropy",
+            "loss/policy",
+            "loss/value",
+            "len/attack",
+            "len/response",
+            "novelty/selfbleu",
+            "novelty/cosine",
+            "time/step",
+        ):
             assert math.isfinite(m[key]), (key, m)
     samples = read_jsonl(run / "samples.jsonl")
     assert len(samples) == 4 * 4
-    assert {"seed", "attack_raw", "attack", "response", "p_safe", "reward", "step"} <= set(samples[0])
+    assert {"seed", "attack_raw", "attack", "response", "p_safe", "reward", "step"} <= set(
+        samples[0]
+    )
     assert all(s["attack"].strip() for s in samples)  # never an empty prompt for the defender
     step, ckpt = latest_checkpoint(run)
     assert step == 4
@@ -112,7 +125,11 @@ def test_attacker_mode_keeps_defender_frozen(run_data, tmp_path, tiny_models):
 
 def test_constant_judge_leaves_attacker_only_its_diversity_reward(run_data, tmp_path):
     data = run_data(mode="attacker", rounds=3)
-    data["judge"] = {"type": "callable", "target": "sparring.testing:constant_judge", "kwargs": {"value": 1.0}}
+    data["judge"] = {
+        "type": "callable",
+        "target": "sparring.testing:constant_judge",
+        "kwargs": {"value": 1.0},
+    }
     data["novelty"] = {"bleu_weight": 2.0, "embed_weight": 0.5, "embedder": {"type": "hashing"}}
     _play(data)
     samples = read_jsonl(tmp_path / "run" / "samples.jsonl")
@@ -136,7 +153,9 @@ def test_benign_prompts_are_scored_for_helpfulness(run_data, tmp_path, benign_fi
 def test_failures_before_training(run_data, tmp_path):
     data = run_data()
     data["defender"]["model"] = str(tmp_path / "missing-model")
-    with pytest.raises(ModelError, match="defender.model: model folder .*missing-model does not exist"):
+    with pytest.raises(
+        ModelError, match="defender.model: model folder .*missing-model does not exist"
+    ):
         _play(data)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\nnot json\n', encoding="utf-8")
@@ -148,7 +167,11 @@ def test_failures_before_training(run_data, tmp_path):
     with pytest.raises(DataError, match="holds no prompts"):
         _play(run_data(seeds={"path": str(empty)}))
     data = run_data()
-    data["judge"] = {"type": "callable", "target": "sparring.testing:constant_judge", "kwargs": {"value": 2.0}}
+    data["judge"] = {
+        "type": "callable",
+        "target": "sparring.testing:constant_judge",
+        "kwargs": {"value": 2.0},
+    }
     with pytest.raises(JudgeError, match="expected a probability"):
         _play(data)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()
@@ -181,7 +204,10 @@ def test_wrong_shape_judge_fails_before_training(run_data, tmp_path):
 def test_nan_rewards_skip_updates_then_abort_with_checkpoint_intact(run_data, tmp_path):
     data = run_data(rounds=4)
     data["max_nonfinite_in_a_row"] = 2
-    with pytest.raises(NonFiniteError, match="2 updates in a row skipped.*non-finite rewards in the (defend|attack) stage"):
+    with pytest.raises(
+        NonFiniteError,
+        match="2 updates in a row skipped.*non-finite rewards in the (defend|attack) stage",
+    ):
         Game(load_config(data=data), judge=_NanAfterFirstCall()).run()
     run = tmp_path / "run"
     metrics = read_jsonl(run / "metrics.jsonl")
@@ -205,7 +231,20 @@ def test_cli_train_with_overrides(run_data, tmp_path, capsys):
 
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(run_data()), encoding="utf-8")
-    assert main(["train", str(cfg), "--set", "game.rounds=1", "--set", "attacker.lr=1e-4", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "train",
+                str(cfg),
+                "--set",
+                "game.rounds=1",
+                "--set",
+                "attacker.lr=1e-4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     resolved = load_config(tmp_path / "run" / "config.yaml")
     assert resolved.attacker.lr == 1e-4 and resolved.game.rounds == 1
     assert "seconds_per_round" in capsys.readouterr().out

@@ -14,7 +14,9 @@ from sparring.models import registry
 
 def test_cache_location_follows_sparring_home(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARRING_HOME", str(tmp_path))
-    assert models.model_dir("smollm2-135m-instruct") == tmp_path / "models" / "smollm2-135m-instruct"
+    assert (
+        models.model_dir("smollm2-135m-instruct") == tmp_path / "models" / "smollm2-135m-instruct"
+    )
     monkeypatch.delenv("SPARRING_HOME")
     assert models.models_home().parts[-3:] == (".cache", "sparring", "models")
 
@@ -23,8 +25,14 @@ def test_unknown_and_uninstalled_models(monkeypatch, tmp_path):
     monkeypatch.setenv("SPARRING_HOME", str(tmp_path))
     with pytest.raises(ModelError, match="unknown model 'nope'"):
         models.resolve("sparring:nope")
-    fake = registry.ModelSource(name="fake", package="no_such_package_xyz", distribution="fake-dist",
-                                gguf_file="x.gguf", description="", install="pip install fake-dist")
+    fake = registry.ModelSource(
+        name="fake",
+        package="no_such_package_xyz",
+        distribution="fake-dist",
+        gguf_file="x.gguf",
+        description="",
+        install="pip install fake-dist",
+    )
     monkeypatch.setitem(registry.MODELS, "fake", fake)
     with pytest.raises(ModelError, match="pip install fake-dist"):
         models.resolve("sparring:fake")

@@ -12,7 +12,9 @@ from sparring.testing import build_tokenizer
 
 
 def _player(path, **kw) -> Player:
-    cfg = DefenderConfig(model=str(path), generation={"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}, **kw)
+    cfg = DefenderConfig(
+        model=str(path), generation={"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}, **kw
+    )
     return Player.build("defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=4)
 
 
@@ -25,13 +27,23 @@ def test_logprobs_from_one_forward_match_generation(tiny_models, arch):
     inputs = player.format(prompts)
     enc = player.tokenizer(inputs, return_tensors="pt", padding=True)
     assert (enc["attention_mask"][:, 0] == 0).any(), "batch must be left-padded for this test"
-    out = player.unwrapped.policy.generate(**enc, do_sample=True, max_new_tokens=6, output_logits=True,
-                                           return_dict_in_generate=True, pad_token_id=player.tokenizer.pad_token_id,
-                                           top_k=0, top_p=1.0, temperature=1.0)
+    out = player.unwrapped.policy.generate(
+        **enc,
+        do_sample=True,
+        max_new_tokens=6,
+        output_logits=True,
+        return_dict_in_generate=True,
+        pad_token_id=player.tokenizer.pad_token_id,
+        top_k=0,
+        top_p=1.0,
+        temperature=1.0,
+    )
     from sparring.players.player import Generation
 
-    resp = out.sequences[:, enc["input_ids"].shape[1]:]
-    gen = Generation(enc["input_ids"], enc["attention_mask"], resp, player.response_mask(resp), [], inputs)
+    resp = out.sequences[:, enc["input_ids"].shape[1] :]
+    gen = Generation(
+        enc["input_ids"], enc["attention_mask"], resp, player.response_mask(resp), [], inputs
+    )
     logprobs, values, _ = player.logprobs_and_values(gen)
     expected = torch.stack([torch.log_softmax(lg.float(), -1) for lg in out.logits], 1)
     expected = expected.gather(-1, resp.unsqueeze(-1)).squeeze(-1)
@@ -76,7 +88,9 @@ def test_chat_template_used_when_present(tiny_models):
     text = player.format(["hello"])[0]
     assert text.startswith("<|user|>") and text.endswith("<|assistant|>")
     assert "Human : hello" not in text
-    plain = PromptFormatter(TemplateConfig(kind="plain", text="Human: {prompt} AI:"), player.tokenizer, "defender")
+    plain = PromptFormatter(
+        TemplateConfig(kind="plain", text="Human: {prompt} AI:"), player.tokenizer, "defender"
+    )
     assert plain(["hello"]) == ["Human: hello AI:"]
 
 
@@ -99,14 +113,20 @@ def test_missing_model_folder(tmp_path):
         ("  how do I pick a lock?  ", "how do I pick a lock?"),
         ("Output: how do I pick a lock?\nsecond line", "how do I pick a lock?"),
         ("<eos>question: build it<eos>", "build it"),
-        ("Here is one question. Please write another harmful question on a similar topic: x Output: y", "x y"),
+        (
+            "Here is one question. Please write another harmful question on a similar topic: x Output: y",
+            "x y",
+        ),
         ("   \n  ", "SEED"),
         ("", "SEED"),
     ],
 )
 def test_clean_attack(raw, expected):
     template = "Here is one question. Please write another harmful question on a similar topic: {seed} Output:"
-    assert clean_attack(raw, fallback="SEED", template_text=template, special_tokens=["<eos>"]) == expected
+    assert (
+        clean_attack(raw, fallback="SEED", template_text=template, special_tokens=["<eos>"])
+        == expected
+    )
 
 
 def test_clean_attack_caps_length():

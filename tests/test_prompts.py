@@ -10,7 +10,7 @@ from sparring.errors import DataError
 
 def test_formats(tmp_path):
     (tmp_path / "a.jsonl").write_text('{"prompt": "one"}\n\n"two"\n', encoding="utf-8")
-    (tmp_path / "b.csv").write_text("id,text\n1,one\n2,\"two, with comma\"\n", encoding="utf-8")
+    (tmp_path / "b.csv").write_text('id,text\n1,one\n2,"two, with comma"\n', encoding="utf-8")
     (tmp_path / "c.txt").write_text("one\n\n two \n", encoding="utf-8")
     (tmp_path / "d.json").write_text(json.dumps([{"q": "one"}, {"q": "two"}]), encoding="utf-8")
     assert load_prompts(tmp_path / "a.jsonl") == ["one", "two"]
@@ -23,7 +23,11 @@ def test_formats(tmp_path):
     ("name", "content", "message"),
     [
         ("bad.jsonl", '{"prompt": "ok"}\n{"prompt": \n', r"bad.jsonl, line 2: invalid JSON"),
-        ("nofield.jsonl", '{"prompt": "ok"}\n{"text": "x"}\n', r"nofield.jsonl, line 2: no 'prompt' field"),
+        (
+            "nofield.jsonl",
+            '{"prompt": "ok"}\n{"text": "x"}\n',
+            r"nofield.jsonl, line 2: no 'prompt' field",
+        ),
         ("num.jsonl", '{"prompt": 3}\n', r"num.jsonl, line 1, field 'prompt': expected a string"),
         ("empty.txt", "\n\n", r"empty.txt holds no prompts"),
         ("cols.csv", "a,b\n1,2\n", r"cols.csv, line 1: header has no 'prompt' column"),

@@ -17,7 +17,9 @@ from sparring.data.prompts import load_prompts
 from sparring.errors import ConfigError, DataError, JudgeError, SparringError
 from sparring.players.templates import clean_attack
 
-FAST = settings(max_examples=150, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FAST = settings(
+    max_examples=150, deadline=10_000, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 BASE = {
     "name": "p",
@@ -26,14 +28,33 @@ BASE = {
     "judge": {"type": "callable", "target": "sparring.testing:keyword_judge"},
     "game": {"seeds": {"path": "seeds.txt"}},
 }
-KEYS = ["seed", "name", "game.rounds", "game.batch_size", "game.mode", "game.schedule", "game.schedule.0.steps",
-        "attacker.lr", "attacker.generation.temperature", "defender.rl.algorithm", "judge.type", "checkpoint.every",
-        "novelty.bleu_weight", "logging", "x", "game.seeds.path", "attacker.template.text", "a.b.c.d"]
+KEYS = [
+    "seed",
+    "name",
+    "game.rounds",
+    "game.batch_size",
+    "game.mode",
+    "game.schedule",
+    "game.schedule.0.steps",
+    "attacker.lr",
+    "attacker.generation.temperature",
+    "defender.rl.algorithm",
+    "judge.type",
+    "checkpoint.every",
+    "novelty.bleu_weight",
+    "logging",
+    "x",
+    "game.seeds.path",
+    "attacker.template.text",
+    "a.b.c.d",
+]
 
 yaml_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8) | st.integers(),
-                                                                        children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.text(max_size=8) | st.integers(), children, max_size=4)
+    ),
     max_leaves=20,
 )
 
@@ -78,18 +99,29 @@ def test_config_of_any_structure(tmp_path, data):
 
 
 @FAST
-@given(st.lists(st.one_of(
-    st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), st.text(max_size=30)),
-    st.builds(lambda k, v: f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}", st.sampled_from(KEYS),
-              yaml_values),
-    st.text(max_size=40),
-), max_size=4))
+@given(
+    st.lists(
+        st.one_of(
+            st.builds(lambda k, v: f"{k}={v}", st.sampled_from(KEYS), st.text(max_size=30)),
+            st.builds(
+                lambda k, v: f"{k}={yaml.safe_dump(v, default_flow_style=True).strip()}",
+                st.sampled_from(KEYS),
+                yaml_values,
+            ),
+            st.text(max_size=40),
+        ),
+        max_size=4,
+    )
+)
 def test_overrides_of_any_text(overrides):
     try:
         cfg = load_config(data=json.loads(json.dumps(BASE)), overrides=overrides)
     except ConfigError as exc:
-        assert "override" in str(exc) or "<config>" in str(exc) or any(o.split("=")[0] in str(exc)
-                                                                          for o in overrides)
+        assert (
+            "override" in str(exc)
+            or "<config>" in str(exc)
+            or any(o.split("=")[0] in str(exc) for o in overrides)
+        )
     else:
         assert isinstance(cfg, RunConfig)
 
@@ -124,7 +156,7 @@ def test_prompt_file_of_any_bytes(tmp_path, raw, suffix):
 @given(st.lists(yaml_values, max_size=5), st.sampled_from([".jsonl", ".json"]))
 def test_prompt_records_of_any_json(tmp_path, records, suffix):
     p = tmp_path / f"prompts{suffix}"
-    text = ("\n".join(json.dumps(r) for r in records) if suffix == ".jsonl" else json.dumps(records))
+    text = "\n".join(json.dumps(r) for r in records) if suffix == ".jsonl" else json.dumps(records)
     p.write_text(text, encoding="utf-8")
     try:
         load_prompts(p)
@@ -152,13 +184,25 @@ def test_prompt_file_edge_cases(tmp_path):
 
 
 @settings(max_examples=300, deadline=1000)
-@given(st.text(max_size=3000), st.text(max_size=50), st.text(max_size=120),
-       st.lists(st.text(max_size=8), max_size=4), st.integers(1, 2000), st.booleans())
+@given(
+    st.text(max_size=3000),
+    st.text(max_size=50),
+    st.text(max_size=120),
+    st.lists(st.text(max_size=8), max_size=4),
+    st.integers(1, 2000),
+    st.booleans(),
+)
 @example("Output: Output: Human: \n\n<s>", "seed", "Write {seed} Output:", ["<s>"], 1, True)
 @example("a" * 3000, "", "{seed}", [], 7, False)
 def test_clean_attack_never_fails(raw, fallback, template, specials, max_chars, first_line):
-    out = clean_attack(raw, fallback=fallback, template_text=template, special_tokens=specials,
-                       max_chars=max_chars, first_line=first_line)
+    out = clean_attack(
+        raw,
+        fallback=fallback,
+        template_text=template,
+        special_tokens=specials,
+        max_chars=max_chars,
+        first_line=first_line,
+    )
     assert isinstance(out, str) and len(out) <= max_chars
     if fallback.strip():
         assert out.strip()  # never an empty prompt for the defender
@@ -207,8 +251,10 @@ _ORACLE = importlib.util.find_spec("sparring.arena.oracle") is not None
 
 @pytest.mark.skipif(not _ORACLE, reason="sparring.arena.oracle is not there")
 @settings(max_examples=300, deadline=1000)
-@given(st.one_of(st.text(max_size=500), st.binary(max_size=50), st.none(), st.integers(), yaml_values),
-       st.one_of(st.text(max_size=500), st.none(), st.integers()))
+@given(
+    st.one_of(st.text(max_size=500), st.binary(max_size=50), st.none(), st.integers(), yaml_values),
+    st.one_of(st.text(max_size=500), st.none(), st.integers()),
+)
 @example("a" * 100_000, "b " * 50_000)
 def test_arena_oracle_parses_anything(prompt, response):
     from sparring.arena import oracle

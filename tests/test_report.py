@@ -19,16 +19,49 @@ def _logged_run(tmp_path):
     metrics, samples = [], []
     for step in range(1, 7):
         stage = "defend" if step % 2 else "attack"
-        metrics.append({"step": step, "round": (step + 1) // 2, "stage": stage, "reward": 0.1 * step,
-                        "p_safe": 1 - 0.1 * step, "asr": 0.05 * step, "kl": 0.01 * step,
-                        "novelty/selfbleu": 0.5 / step, "novelty/cosine": 0.3 / step})
+        metrics.append(
+            {
+                "step": step,
+                "round": (step + 1) // 2,
+                "stage": stage,
+                "reward": 0.1 * step,
+                "p_safe": 1 - 0.1 * step,
+                "asr": 0.05 * step,
+                "kl": 0.01 * step,
+                "novelty/selfbleu": 0.5 / step,
+                "novelty/cosine": 0.3 / step,
+            }
+        )
         for i in range(3):
-            samples.append({"step": step, "round": 1, "stage": stage, "benign": False, "seed": f"seed {i}",
-                            "attack_raw": f"raw {step} {i}", "attack": EVIL if (step, i) == (4, 1) else f"attack {step} {i}",
-                            "selfbleu": 0.1 * i, "cosine": 0.05 * step, "response": "Sure <b>step</b> one",
-                            "p_safe": 0.05 if (step, i) == (4, 1) else 0.9 - 0.1 * i, "reward": 0.5, "helpful": 1.0})
-        samples.append({"step": step, "round": 1, "stage": stage, "benign": True, "prompt": "bake a cake",
-                        "response": "ok", "p_safe": 1.0, "helpful": 1.0})
+            samples.append(
+                {
+                    "step": step,
+                    "round": 1,
+                    "stage": stage,
+                    "benign": False,
+                    "seed": f"seed {i}",
+                    "attack_raw": f"raw {step} {i}",
+                    "attack": EVIL if (step, i) == (4, 1) else f"attack {step} {i}",
+                    "selfbleu": 0.1 * i,
+                    "cosine": 0.05 * step,
+                    "response": "Sure <b>step</b> one",
+                    "p_safe": 0.05 if (step, i) == (4, 1) else 0.9 - 0.1 * i,
+                    "reward": 0.5,
+                    "helpful": 1.0,
+                }
+            )
+        samples.append(
+            {
+                "step": step,
+                "round": 1,
+                "stage": stage,
+                "benign": True,
+                "prompt": "bake a cake",
+                "response": "ok",
+                "p_safe": 1.0,
+                "helpful": 1.0,
+            }
+        )
     (run / "metrics.jsonl").write_text("".join(json.dumps(m) + "\n" for m in metrics))
     (run / "samples.jsonl").write_text("".join(json.dumps(s) + "\n" for s in samples))
     (run / "summary.json").write_text(json.dumps({"mode": "gpo", "steps": 6}))
@@ -74,9 +107,15 @@ def test_report_includes_eval_and_crossplay(tmp_path):
 
     run = _logged_run(tmp_path)
     (run / "eval").mkdir()
-    cross = {"schema": SCHEMA, "attackers": ["step-0", "step-2"], "defenders": ["step-0", "step-2", "step-4"],
-             "asr": [[0.5, 0.25, 0.0], [1.0, 0.5, 0.25]], "asr_eval": None, "p_safe": None,
-             "judges": {"judge": "keyword", "eval_judge": None}}
+    cross = {
+        "schema": SCHEMA,
+        "attackers": ["step-0", "step-2"],
+        "defenders": ["step-0", "step-2", "step-4"],
+        "asr": [[0.5, 0.25, 0.0], [1.0, 0.5, 0.25]],
+        "asr_eval": None,
+        "p_safe": None,
+        "judges": {"judge": "keyword", "eval_judge": None},
+    }
     (run / "eval" / "crossplay.json").write_text(json.dumps(cross))
     html = build_report(run).read_text()
     _check_png(run / "report" / "crossplay.png")
@@ -106,7 +145,10 @@ def test_export_round_trips(tmp_path):
 def test_cli_report_and_export(tmp_path, capsys):
     run = _logged_run(tmp_path)
     out = tmp_path / "a.jsonl"
-    assert main(["export-attacks", str(run), "--out", str(out), "--min-success", "0.2", "--unique"]) == 0
+    assert (
+        main(["export-attacks", str(run), "--out", str(out), "--min-success", "0.2", "--unique"])
+        == 0
+    )
     rows = read_jsonl(out)
     assert rows and all(x["success"] >= 0.2 for x in rows)
     assert len({x["attack"] for x in rows}) == len(rows)

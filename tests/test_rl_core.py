@@ -57,7 +57,9 @@ def test_group_advantages():
     assert rloo.tolist() == pytest.approx([1 - 2.5, 2 - 2.0, 3 - 1.5, 0 - 2.0, 0 - 2.0, 4 - 0.0])
     grpo = group_advantages(r, 3, "grpo", eps=0.0)
     std2 = math.sqrt(((0 - 4 / 3) ** 2 * 2 + (4 - 4 / 3) ** 2) / 2)
-    assert grpo.tolist() == pytest.approx([-1.0, 0.0, 1.0, -4 / 3 / std2, -4 / 3 / std2, (4 - 4 / 3) / std2], abs=1e-6)
+    assert grpo.tolist() == pytest.approx(
+        [-1.0, 0.0, 1.0, -4 / 3 / std2, -4 / 3 / std2, (4 - 4 / 3) / std2], abs=1e-6
+    )
     with pytest.raises(ValueError):
         group_advantages(torch.ones(5), 2, "rloo")
 

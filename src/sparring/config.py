@@ -73,7 +73,9 @@ class RLConfig(_Base):
     """The RL algorithm and its hyperparameters (the same code serves both players)."""
 
     algorithm: Literal["ppo", "rloo", "grpo"] = "ppo"
-    samples_per_prompt: int = Field(1, ge=1, description="k: samples per prompt (>= 2 for rloo/grpo)")
+    samples_per_prompt: int = Field(
+        1, ge=1, description="k: samples per prompt (>= 2 for rloo/grpo)"
+    )
     ppo_epochs: int = Field(1, ge=1)
     minibatch_size: int | None = Field(None, ge=1, description="rows per gradient step; None = all")
     clip_ratio: float = Field(0.2, gt=0)
@@ -91,7 +93,9 @@ class RLConfig(_Base):
     @model_validator(mode="after")
     def _group_size(self) -> RLConfig:
         if self.algorithm in ("rloo", "grpo") and self.samples_per_prompt < 2:
-            raise ValueError(f"{self.algorithm} needs samples_per_prompt >= 2 (got {self.samples_per_prompt})")
+            raise ValueError(
+                f"{self.algorithm} needs samples_per_prompt >= 2 (got {self.samples_per_prompt})"
+            )
         return self
 
 
@@ -177,7 +181,10 @@ class GameConfig(_Base):
     )
     rounds: int = Field(2, ge=1)
     schedule: list[StageConfig] = Field(
-        default_factory=lambda: [StageConfig(stage="defend", steps=1), StageConfig(stage="attack", steps=1)]
+        default_factory=lambda: [
+            StageConfig(stage="defend", steps=1),
+            StageConfig(stage="attack", steps=1),
+        ]
     )
     batch_size: int = Field(8, ge=1, description="seed prompts per step, across all processes")
     seeds: PromptSource
@@ -203,7 +210,9 @@ class AccelerateConfig(_Base):
 class LoggingConfig(_Base):
     tensorboard: bool = True
     progress: bool = True
-    samples_per_step: int | None = Field(None, ge=0, description="rows of samples.jsonl per step; None = all")
+    samples_per_step: int | None = Field(
+        None, ge=0, description="rows of samples.jsonl per step; None = all"
+    )
 
 
 class CheckpointConfig(_Base):
@@ -218,7 +227,9 @@ class EvaluationConfig(_Base):
 
     at_start: bool = False
     at_end: bool = False
-    prompts: list[str] = Field(default_factory=list, description="held-out prompt files or named sources")
+    prompts: list[str] = Field(
+        default_factory=list, description="held-out prompt files or named sources"
+    )
     samples: int = Field(128, ge=1, description="prompts per set")
     seed: int = 1234
     every_step: bool = Field(False, description="score every step's samples with eval_judge too")
@@ -240,7 +251,9 @@ class RunConfig(_Base):
     logging: LoggingConfig = LoggingConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     evaluation: EvaluationConfig = EvaluationConfig()
-    max_nonfinite_in_a_row: int = Field(3, ge=1, description="abort after this many skipped updates in a row")
+    max_nonfinite_in_a_row: int = Field(
+        3, ge=1, description="abort after this many skipped updates in a row"
+    )
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
@@ -292,8 +305,11 @@ def _list_index(part: str, node: list, where: str, item: str) -> int:
     return int(part)
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
-                data: dict[str, Any] | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    data: dict[str, Any] | None = None,
+) -> RunConfig:
     """Read a YAML file (or take ``data``), apply overrides, validate, and return the config."""
     text = None
     source = str(path) if path is not None else "<config>"
@@ -311,9 +327,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
         except RecursionError:
-            raise ConfigError(f"config file {source} is not valid YAML: nested too deeply") from None
+            raise ConfigError(
+                f"config file {source} is not valid YAML: nested too deeply"
+            ) from None
         if not isinstance(data, dict):
-            raise ConfigError(f"config file {source} must hold a mapping at the top level, not {type(data).__name__}")
+            raise ConfigError(
+                f"config file {source} must hold a mapping at the top level, not {type(data).__name__}"
+            )
     if overrides:
         # Apply overrides to the resolved config when the file alone is valid, so that keys that
         # only exist as defaults (e.g. game.schedule.0.steps) can be overridden too.
@@ -332,8 +352,9 @@ def dump_config(cfg: RunConfig) -> str:
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
 
 
-def format_validation_error(exc: ValidationError, source: str, text: str | None,
-                            overridden: frozenset[str] = frozenset()) -> str:
+def format_validation_error(
+    exc: ValidationError, source: str, text: str | None, overridden: frozenset[str] = frozenset()
+) -> str:
     lines = [f"invalid config {source}:"]
     for err in exc.errors():
         loc = _clean_loc(err["loc"])
@@ -346,7 +367,9 @@ def format_validation_error(exc: ValidationError, source: str, text: str | None,
             names = _valid_names(RunConfig, loc[:-1])
             close = _nearest(str(loc[-1]), names)
             hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
-            lines.append(f"  {dotted}{at}: unknown key{hint} (valid here: {', '.join(sorted(names))})")
+            lines.append(
+                f"  {dotted}{at}: unknown key{hint} (valid here: {', '.join(sorted(names))})"
+            )
         elif err["type"] == "missing":
             lines.append(f"  {dotted}{at}: required field is missing")
         else:
@@ -434,7 +457,9 @@ def _yaml_line(text: str, loc: list) -> int | None:
                     break
             else:
                 return None
-        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+        elif (
+            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
+        ):
             node = node.value[part]
             line = node.start_mark.line + 1
         else:

@@ -52,7 +52,14 @@ def _finite(v: Any) -> Any:
 class RunWriter:
     """Appends metrics and samples as JSON lines and mirrors scalars to TensorBoard."""
 
-    def __init__(self, run_dir: Path, *, tensorboard: bool, enabled: bool = True, purge_step: int | None = None):
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        tensorboard: bool,
+        enabled: bool = True,
+        purge_step: int | None = None,
+    ):
         self.run_dir = run_dir
         self.enabled = enabled
         self._tb = None
@@ -149,11 +156,15 @@ def begin_checkpoint(run_dir: Path, step: int) -> Path:
     return tmp
 
 
-def commit_checkpoint(run_dir: Path, tmp: Path, step: int, meta: dict[str, Any], keep_last: int) -> Path:
+def commit_checkpoint(
+    run_dir: Path, tmp: Path, step: int, meta: dict[str, Any], keep_last: int
+) -> Path:
     """Mark ``tmp`` complete, fsync it, rename it to ``step-N`` and prune old checkpoints."""
     try:
         kill_point("before-marker", step)
-        (tmp / COMPLETE).write_text(json.dumps({"step": step, "time": time.time(), **meta}, indent=2))
+        (tmp / COMPLETE).write_text(
+            json.dumps({"step": step, "time": time.time(), **meta}, indent=2)
+        )
         _fsync_tree(tmp)
         kill_point("before-rename", step)
         final = run_dir / "checkpoints" / f"step-{step}"
@@ -164,7 +175,9 @@ def commit_checkpoint(run_dir: Path, tmp: Path, step: int, meta: dict[str, Any],
         kill_point("after-rename", step)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise CheckpointError(f"cannot write checkpoint step-{step} in {run_dir}: {exc.strerror or exc}") from None
+        raise CheckpointError(
+            f"cannot write checkpoint step-{step} in {run_dir}: {exc.strerror or exc}"
+        ) from None
     for _, old in checkpoints(run_dir)[:-keep_last]:
         shutil.rmtree(old, ignore_errors=True)
     return final
@@ -174,7 +187,9 @@ def clean_partial_checkpoints(run_dir: Path) -> None:
     root = run_dir / "checkpoints"
     if root.is_dir():
         for p in root.iterdir():
-            if p.name.startswith(".tmp-") or (CHECKPOINT_RE.match(p.name) and not (p / COMPLETE).is_file()):
+            if p.name.startswith(".tmp-") or (
+                CHECKPOINT_RE.match(p.name) and not (p / COMPLETE).is_file()
+            ):
                 shutil.rmtree(p, ignore_errors=True)
 
 

@@ -43,30 +43,53 @@ def build_tokenizer(directory: Path | str, *, chat_template: bool = False):
     from tokenizers import decoders
 
     tok.decoder = decoders.WordPiece(prefix="##", cleanup=True)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", eos_token="[EOS]"
+    )
     if chat_template:
         fast.chat_template = CHAT_TEMPLATE
     fast.save_pretrained(directory)
     return fast
 
 
-def build_tiny_model(directory: Path | str, *, arch: str = "gpt2", chat_template: bool = False, seed: int = 0,
-                     hidden: int = 32, layers: int = 2) -> Path:
+def build_tiny_model(
+    directory: Path | str,
+    *,
+    arch: str = "gpt2",
+    chat_template: bool = False,
+    seed: int = 0,
+    hidden: int = 32,
+    layers: int = 2,
+) -> Path:
     """A randomly initialised causal LM of architecture ``gpt2`` or ``llama`` with its tokenizer."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     directory = Path(directory)
     tok = build_tokenizer(directory, chat_template=chat_template)
-    common = {"vocab_size": len(tok), "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
-              "bos_token_id": tok.eos_token_id}
+    common = {
+        "vocab_size": len(tok),
+        "eos_token_id": tok.eos_token_id,
+        "pad_token_id": tok.pad_token_id,
+        "bos_token_id": tok.eos_token_id,
+    }
     torch.manual_seed(seed)
     if arch == "gpt2":
-        model = GPT2LMHeadModel(GPT2Config(n_embd=hidden, n_layer=layers, n_head=2, n_positions=512, **common))
+        model = GPT2LMHeadModel(
+            GPT2Config(n_embd=hidden, n_layer=layers, n_head=2, n_positions=512, **common)
+        )
     elif arch == "llama":
-        model = LlamaForCausalLM(LlamaConfig(hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
-                                             num_attention_heads=2, num_key_value_heads=2,
-                                             max_position_embeddings=512, **common))
+        model = LlamaForCausalLM(
+            LlamaConfig(
+                hidden_size=hidden,
+                intermediate_size=2 * hidden,
+                num_hidden_layers=layers,
+                num_attention_heads=2,
+                num_key_value_heads=2,
+                max_position_embeddings=512,
+                **common,
+            )
+        )
     else:
         raise ValueError(f"unknown architecture {arch!r}")
     model.generation_config.eos_token_id = tok.eos_token_id

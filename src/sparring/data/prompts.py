@@ -31,8 +31,14 @@ def register_source(name: str, loader: Callable[[], list[str]]) -> None:
     SOURCES[name] = loader
 
 
-def load_prompts(path: str | Path | None = None, *, source: str | None = None, field: str = "prompt",
-                 split: str | None = None, limit: int | None = None) -> list[str]:
+def load_prompts(
+    path: str | Path | None = None,
+    *,
+    source: str | None = None,
+    field: str = "prompt",
+    split: str | None = None,
+    limit: int | None = None,
+) -> list[str]:
     """Read prompts from ``path`` or the named ``source``; never returns an empty list."""
     if source is not None and source.startswith("arena:"):
         from sparring.arena.refs import prompts as arena_prompts
@@ -74,11 +80,15 @@ def _check_text(value: Any, where: str) -> str:
     if not text:
         raise DataError(f"{where}: empty prompt")
     if len(text) > MAX_PROMPT_CHARS:
-        raise DataError(f"{where}: prompt of {len(text)} characters is longer than {MAX_PROMPT_CHARS}")
+        raise DataError(
+            f"{where}: prompt of {len(text)} characters is longer than {MAX_PROMPT_CHARS}"
+        )
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:  # a JSON "\ud800" escape: no tokenizer can encode it
-        raise DataError(f"{where}: invalid Unicode (lone surrogate at character {exc.start})") from None
+        raise DataError(
+            f"{where}: invalid Unicode (lone surrogate at character {exc.start})"
+        ) from None
     return text
 
 
@@ -98,7 +108,9 @@ def _from_record(obj: Any, field: str, where: str) -> str:
         if field not in obj:
             raise DataError(f"{where}: no {field!r} field (fields: {', '.join(map(str, obj))})")
         return _check_text(obj[field], f"{where}, field {field!r}")
-    raise DataError(f"{where}: expected an object with a {field!r} field or a string, got {type(obj).__name__}")
+    raise DataError(
+        f"{where}: expected an object with a {field!r} field or a string, got {type(obj).__name__}"
+    )
 
 
 def _read_file(p: Path, field: str) -> list[str]:
@@ -111,7 +123,9 @@ def _read_file(p: Path, field: str) -> list[str]:
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as exc:
-                raise DataError(f"{p}, line {i}: invalid JSON ({exc.msg} at column {exc.colno})") from None
+                raise DataError(
+                    f"{p}, line {i}: invalid JSON ({exc.msg} at column {exc.colno})"
+                ) from None
             except RecursionError:
                 raise DataError(f"{p}, line {i}: invalid JSON (nested too deeply)") from None
             out.append(_from_record(obj, field, f"{p}, line {i}"))
@@ -131,20 +145,30 @@ def _read_file(p: Path, field: str) -> list[str]:
         try:
             reader = csv.DictReader(lines)
             if reader.fieldnames is None or field not in reader.fieldnames:
-                raise DataError(f"{p}, line 1: header has no {field!r} column (columns: {reader.fieldnames})")
+                raise DataError(
+                    f"{p}, line 1: header has no {field!r} column (columns: {reader.fieldnames})"
+                )
             return [_check_text(row[field], f"{p}, line {reader.line_num}") for row in reader]
         except csv.Error as exc:
             raise DataError(f"{p}: malformed CSV: {exc}") from None
     if suffix in (".txt", ".text", ""):
-        return [_check_text(line, f"{p}, line {i}") for i, line in enumerate(_read_lines(p), 1) if line.strip()]
-    raise DataError(f"{p}: unsupported prompt file type {suffix!r} (use .jsonl, .json, .csv, .txt or a dataset folder)")
+        return [
+            _check_text(line, f"{p}, line {i}")
+            for i, line in enumerate(_read_lines(p), 1)
+            if line.strip()
+        ]
+    raise DataError(
+        f"{p}: unsupported prompt file type {suffix!r} (use .jsonl, .json, .csv, .txt or a dataset folder)"
+    )
 
 
 def _read_dataset(p: Path, field: str, split: str | None) -> list[str]:
     try:
         import datasets
     except ImportError:
-        raise DataError(f"{p} is a folder: reading a saved dataset needs `pip install datasets`") from None
+        raise DataError(
+            f"{p} is a folder: reading a saved dataset needs `pip install datasets`"
+        ) from None
     try:
         ds = datasets.load_from_disk(str(p))
     except Exception as exc:  # datasets raises several types for a folder that is not a dataset

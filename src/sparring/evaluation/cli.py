@@ -25,9 +25,18 @@ def _eval(args: argparse.Namespace) -> int:
     from sparring.evaluation.evaluate import eval_tables, evaluate_run
 
     run_dir = _run_dir(args.run_dir)
-    result = evaluate_run(run_dir, checkpoint=args.checkpoint, against=args.against, prompts=args.prompts,
-                          benign=args.benign, samples=args.samples, name=args.name, seed=args.seed,
-                          batch_size=args.batch_size, progress=not args.no_progress)
+    result = evaluate_run(
+        run_dir,
+        checkpoint=args.checkpoint,
+        against=args.against,
+        prompts=args.prompts,
+        benign=args.benign,
+        samples=args.samples,
+        name=args.name,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
     console = _console()
     for table in eval_tables(result):
         console.print(table)
@@ -42,9 +51,16 @@ def _crossplay(args: argparse.Namespace) -> int:
     from sparring.evaluation.evaluate import fmt
 
     run_dir = _run_dir(args.run_dir)
-    result = crossplay(run_dir, samples=args.samples, seed=args.seed, batch_size=args.batch_size,
-                       progress=not args.no_progress)
-    table = Table(title=f"cross-play attack success ({result['judges']['judge']}): attacker rows, defender columns")
+    result = crossplay(
+        run_dir,
+        samples=args.samples,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+    )
+    table = Table(
+        title=f"cross-play attack success ({result['judges']['judge']}): attacker rows, defender columns"
+    )
     table.add_column("attacker \\ defender")
     for d in result["defenders"]:
         table.add_column(d, justify="right")
@@ -53,8 +69,10 @@ def _crossplay(args: argparse.Namespace) -> int:
     console = _console()
     console.print(table)
     if len(result["attackers"]) + len(result["defenders"]) <= 3:
-        console.print("only the initial models and one checkpoint were found; raise checkpoint.keep_last "
-                      "(and lower checkpoint.every) before training for a fuller matrix")
+        console.print(
+            "only the initial models and one checkpoint were found; raise checkpoint.keep_last "
+            "(and lower checkpoint.every) before training for a fuller matrix"
+        )
     console.print(f"wrote {run_dir / 'eval' / 'crossplay.json'} and crossplay.png")
     return 0
 
@@ -65,9 +83,11 @@ def _exploit(args: argparse.Namespace) -> int:
 
     run_dir = _run_dir(args.run_dir)
     result = exploit(run_dir, steps=args.steps, progress=not args.no_progress)
-    _console().print(f"exploitability of {result['defender']}: ASR of a fresh attacker after {result['steps']} "
-                     f"steps: final {fmt(result['asr_final'], True)}, mean of the last {result['last_k']} "
-                     f"{fmt(result['asr_last_mean'], True)} (lower = closer to equilibrium)")
+    _console().print(
+        f"exploitability of {result['defender']}: ASR of a fresh attacker after {result['steps']} "
+        f"steps: final {fmt(result['asr_final'], True)}, mean of the last {result['last_k']} "
+        f"{fmt(result['asr_last_mean'], True)} (lower = closer to equilibrium)"
+    )
     return 0
 
 
@@ -83,8 +103,9 @@ def _export(args: argparse.Namespace) -> int:
     from sparring.evaluation.export import attack_records, write_hf_dataset, write_jsonl
 
     run_dir = _run_dir(args.run_dir)
-    records = attack_records(run_dir, min_success=args.min_success, include_eval=args.include_eval,
-                             unique=args.unique)
+    records = attack_records(
+        run_dir, min_success=args.min_success, include_eval=args.include_eval, unique=args.unique
+    )
     out = Path(args.out)
     write_jsonl(records, out)
     console = _console()
@@ -92,8 +113,10 @@ def _export(args: argparse.Namespace) -> int:
     if not args.no_hf:
         hf_dir = Path(args.hf_dir) if args.hf_dir else out.with_name(out.stem + "_hf")
         if write_hf_dataset(records, hf_dir) is None:
-            console.print("the 'datasets' package is not installed: wrote jsonl only "
-                          "(pip install datasets for a Hugging Face dataset folder)")
+            console.print(
+                "the 'datasets' package is not installed: wrote jsonl only "
+                "(pip install datasets for a Hugging Face dataset folder)"
+            )
         else:
             console.print(f"wrote a Hugging Face dataset to {hf_dir} (datasets.load_from_disk)")
     return 0
@@ -104,7 +127,9 @@ def _experiment(args: argparse.Namespace) -> int:
 
     if args.config is None:
         if args.world != "arena":
-            raise SparringError("experiment: give a base run config with --config, or --world arena")
+            raise SparringError(
+                "experiment: give a base run config with --config, or --world arena"
+            )
         from sparring.cli import DEFAULT_CONFIG
 
         args.config = DEFAULT_CONFIG  # the arena's default run
@@ -114,34 +139,66 @@ def _experiment(args: argparse.Namespace) -> int:
         raise SparringError(f"unknown arm(s) {', '.join(bad)} (known: {', '.join(ARM_NAMES)})")
     out = Path(args.out or f"runs/experiment-{args.name}")
     console = _console()
-    table = run_experiment(args.config, out=out, seeds=args.seeds, arms=arms, overrides=args.set,
-                           against=args.against, prompts=args.prompts, samples=args.samples,
-                           exploit=not args.no_exploit, exploit_steps=args.exploit_steps,
-                           progress=not args.no_progress, log=lambda m: console.print(m, markup=False, highlight=False))
+    table = run_experiment(
+        args.config,
+        out=out,
+        seeds=args.seeds,
+        arms=arms,
+        overrides=args.set,
+        against=args.against,
+        prompts=args.prompts,
+        samples=args.samples,
+        exploit=not args.no_exploit,
+        exploit_steps=args.exploit_steps,
+        progress=not args.no_progress,
+        log=lambda m: console.print(m, markup=False, highlight=False),
+    )
     console.print(to_markdown(table))
     console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("eval", help="evaluate a run's players: defender ASR, attacker transfer and diversity, KL")
+    p = sub.add_parser(
+        "eval", help="evaluate a run's players: defender ASR, attacker transfer and diversity, KL"
+    )
     p.add_argument("run_dir")
-    p.add_argument("--checkpoint", help="step-N (step-0 = initial models); default: the final models")
-    p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR",
-                   help="frozen target model the attacks are also tried on (repeatable)")
-    p.add_argument("--prompts", action="append", default=[], metavar="FILE",
-                   help="held-out prompt file the defender answers (repeatable; named by file stem)")
-    p.add_argument("--benign", metavar="FILE", help="benign prompts for over-refusal (default: game.benign)")
-    p.add_argument("--samples", type=int, default=64, help="attacks to write, and prompts per set (default 64)")
+    p.add_argument(
+        "--checkpoint", help="step-N (step-0 = initial models); default: the final models"
+    )
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="MODEL_DIR",
+        help="frozen target model the attacks are also tried on (repeatable)",
+    )
+    p.add_argument(
+        "--prompts",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="held-out prompt file the defender answers (repeatable; named by file stem)",
+    )
+    p.add_argument(
+        "--benign", metavar="FILE", help="benign prompts for over-refusal (default: game.benign)"
+    )
+    p.add_argument(
+        "--samples", type=int, default=64, help="attacks to write, and prompts per set (default 64)"
+    )
     p.add_argument("--name", help="eval/<name>.json (default: the checkpoint name or 'final')")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_eval)
 
-    p = sub.add_parser("crossplay", help="every saved attacker against every saved defender (heat map)")
+    p = sub.add_parser(
+        "crossplay", help="every saved attacker against every saved defender (heat map)"
+    )
     p.add_argument("run_dir")
-    p.add_argument("--samples", type=int, default=32, help="attacks per attacker checkpoint (default 32)")
+    p.add_argument(
+        "--samples", type=int, default=32, help="attacks per attacker checkpoint (default 32)"
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--no-progress", action="store_true")
@@ -158,30 +215,55 @@ def add_commands(sub) -> None:
     p.add_argument("--top", type=int, default=10, help="rows in the attack tables (default 10)")
     p.set_defaults(func=_report)
 
-    p = sub.add_parser("export-attacks", help="write the discovered attacks as a replayable dataset")
+    p = sub.add_parser(
+        "export-attacks", help="write the discovered attacks as a replayable dataset"
+    )
     p.add_argument("run_dir")
     p.add_argument("--out", required=True, help="jsonl file to write")
     p.add_argument("--min-success", type=float, help="keep attacks with 1 - P(safe) >= X")
-    p.add_argument("--unique", action="store_true", help="keep the first record of each distinct attack")
-    p.add_argument("--include-eval", action="store_true", help="add the attacks of eval/*.samples.jsonl")
-    p.add_argument("--hf-dir", help="Hugging Face dataset folder (default: <out stem>_hf next to --out)")
+    p.add_argument(
+        "--unique", action="store_true", help="keep the first record of each distinct attack"
+    )
+    p.add_argument(
+        "--include-eval", action="store_true", help="add the attacks of eval/*.samples.jsonl"
+    )
+    p.add_argument(
+        "--hf-dir", help="Hugging Face dataset folder (default: <out stem>_hf next to --out)"
+    )
     p.add_argument("--no-hf", action="store_true", help="jsonl only")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser("experiment", help="the paper's experiment: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds")
+    p = sub.add_parser(
+        "experiment", help="the paper's experiment: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds"
+    )
     p.add_argument("name", choices=["paper"])
-    p.add_argument("--config", help="base run config (YAML); with --world arena: the arena's default run")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config")
+    p.add_argument(
+        "--config", help="base run config (YAML); with --world arena: the arena's default run"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config"
+    )
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--out", help="experiment folder (default: runs/experiment-paper)")
     p.add_argument("--arms", help="comma-separated subset of arms (default: all)")
     p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR")
-    p.add_argument("--prompts", action="append", default=[], metavar="FILE",
-                   help="held-out prompt file or named source (default: the config's evaluation.prompts)")
-    p.add_argument("--samples", type=int, help="prompts per set (default: the config's evaluation.samples)")
+    p.add_argument(
+        "--prompts",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="held-out prompt file or named source (default: the config's evaluation.prompts)",
+    )
+    p.add_argument(
+        "--samples", type=int, help="prompts per set (default: the config's evaluation.samples)"
+    )
     p.add_argument("--no-exploit", action="store_true", help="skip the exploitability column")
     p.add_argument("--exploit-steps", type=int)
-    p.add_argument("--world", choices=["default", "arena"], default="default",
-                   help="arena: the default config is the arena's, evaluated on its held-out framings")
+    p.add_argument(
+        "--world",
+        choices=["default", "arena"],
+        default="default",
+        help="arena: the default config is the arena's, evaluated on its held-out framings",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_experiment)

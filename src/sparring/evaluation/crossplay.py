@@ -32,9 +32,18 @@ from sparring.evaluation.players import free, generate_all, load_player, role_so
 SCHEMA = "sparring.crossplay/1"
 
 
-def crossplay(run_dir: str | Path, *, samples: int = 32, seed: int = 1234, batch_size: int | None = None,
-              judge=None, eval_judge=None, progress: bool = False, accelerator=None,
-              write: bool = True) -> dict[str, Any]:
+def crossplay(
+    run_dir: str | Path,
+    *,
+    samples: int = 32,
+    seed: int = 1234,
+    batch_size: int | None = None,
+    judge=None,
+    eval_judge=None,
+    progress: bool = False,
+    accelerator=None,
+    write: bool = True,
+) -> dict[str, Any]:
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     acc = accelerator or make_accelerator(cfg)
@@ -54,18 +63,23 @@ def crossplay(run_dir: str | Path, *, samples: int = 32, seed: int = 1234, batch
         for src in attackers:
             seed_all(seed)
             player = load_player("attacker", cfg.attacker, acc, src)
-            raw, _ = generate_all(player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds)))
+            raw, _ = generate_all(
+                player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds))
+            )
             attacks.append(clean_attacks(player, cfg, raw, seeds))
             free(player)
         flat = [a for group in attacks for a in group]
         asr: list[list[float | None]] = [[None] * len(defenders) for _ in attackers]
         asr_eval: list[list[float | None]] | None = (
-            [[None] * len(defenders) for _ in attackers] if eval_judge is not None else None)
+            [[None] * len(defenders) for _ in attackers] if eval_judge is not None else None
+        )
         p_safe: list[list[float | None]] = [[None] * len(defenders) for _ in attackers]
         for j, src in enumerate(defenders):
             seed_all(seed + 1)
             player = load_player("defender", cfg.defender, acc, src)
-            responses, _ = generate_all(player, flat, bs, on_batch=tasks.start(f"defender {src.label}", len(flat)))
+            responses, _ = generate_all(
+                player, flat, bs, on_batch=tasks.start(f"defender {src.label}", len(flat))
+            )
             free(player)
             js = score(judge, flat, responses).p_safe
             es = score(eval_judge, flat, responses).p_safe if eval_judge is not None else None
@@ -76,10 +90,19 @@ def crossplay(run_dir: str | Path, *, samples: int = 32, seed: int = 1234, batch
                 if asr_eval is not None:
                     asr_eval[i][j] = M.attack_success_rate(es[sl])
     result = {
-        "schema": SCHEMA, "run_dir": str(run_dir), "samples": samples, "seed": seed,
-        "attackers": [a.label for a in attackers], "defenders": [d.label for d in defenders],
-        "judges": {"judge": judge.name, "eval_judge": eval_judge.name if eval_judge is not None else None},
-        "asr": asr, "p_safe": p_safe, "asr_eval": asr_eval,
+        "schema": SCHEMA,
+        "run_dir": str(run_dir),
+        "samples": samples,
+        "seed": seed,
+        "attackers": [a.label for a in attackers],
+        "defenders": [d.label for d in defenders],
+        "judges": {
+            "judge": judge.name,
+            "eval_judge": eval_judge.name if eval_judge is not None else None,
+        },
+        "asr": asr,
+        "p_safe": p_safe,
+        "asr_eval": asr_eval,
         "seconds": round(time.perf_counter() - t0, 2),
     }
     if write:

@@ -96,7 +96,9 @@ def _progress(enabled: bool):
         return nullcontext(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
+    )
 
 
 class _Tasks:
@@ -110,11 +112,23 @@ class _Tasks:
         return lambda k: self.progress.update(task, advance=k)
 
 
-def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against: Sequence[str] = (),
-                 prompts: Sequence[str] = (), benign: str | None = None, samples: int = 64,
-                 name: str | None = None, seed: int = 1234, batch_size: int | None = None,
-                 judge=None, eval_judge=None, progress: bool = False, accelerator=None,
-                 write: bool = True) -> dict[str, Any]:
+def evaluate_run(
+    run_dir: str | Path,
+    *,
+    checkpoint: str | None = None,
+    against: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    benign: str | None = None,
+    samples: int = 64,
+    name: str | None = None,
+    seed: int = 1234,
+    batch_size: int | None = None,
+    judge=None,
+    eval_judge=None,
+    progress: bool = False,
+    accelerator=None,
+    write: bool = True,
+) -> dict[str, Any]:
     """Evaluate a run's players; returns the report dict (and writes it unless ``write`` is off).
 
     ``judge`` / ``eval_judge`` override the run config's judges (any object with the Judge
@@ -134,7 +148,9 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
     seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
     heldout: dict[str, list[str]] = {}
     for path in prompts:
-        key = Path(path).stem if Path(path).exists() else path.replace("arena:", "").replace(":", "_")
+        key = (
+            Path(path).stem if Path(path).exists() else path.replace("arena:", "").replace(":", "_")
+        )
         while key in heldout or key in ("attacks", "seeds"):
             key += "_"
         heldout[key] = pick(load_prompt_file(path), samples, seed)
@@ -143,8 +159,11 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
         benign_prompts = pick(load_prompt_file(benign), samples, seed)
     elif cfg.game.benign is not None:
         b = cfg.game.benign.prompts
-        benign_prompts = pick(load_prompts(b.path, source=b.source, field=b.field, split=b.split,
-                                           limit=b.limit), samples, seed)
+        benign_prompts = pick(
+            load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
+            samples,
+            seed,
+        )
     helpful_key = cfg.game.benign.score_key if cfg.game.benign is not None else "helpful"
     judge, eval_judge = build_judges(cfg, judge, eval_judge)
 
@@ -154,9 +173,18 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
     seed_set = pick(seed_pool, samples, seed)
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {
-        "schema": SCHEMA, "name": name, "run_dir": str(run_dir), "checkpoint": checkpoint or "final",
-        "mode": cfg.game.mode, "seed": seed, "samples": samples, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
-        "judges": {"judge": judge.name, "eval_judge": eval_judge.name if eval_judge is not None else None},
+        "schema": SCHEMA,
+        "name": name,
+        "run_dir": str(run_dir),
+        "checkpoint": checkpoint or "final",
+        "mode": cfg.game.mode,
+        "seed": seed,
+        "samples": samples,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        "judges": {
+            "judge": judge.name,
+            "eval_judge": eval_judge.name if eval_judge is not None else None,
+        },
         "players": {"attacker": att_src.as_dict(), "defender": def_src.as_dict()},
     }
     with _progress(progress and acc.is_main_process) as prog:
@@ -164,8 +192,13 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
         # the attacker writes fresh attacks on seed prompts
         seed_all(seed)
         attacker = load_player("attacker", cfg.attacker, acc, att_src, with_reference=True)
-        raw, att_kl = generate_all(attacker, attack_seeds, bs, kl=True,
-                                   on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)))
+        raw, att_kl = generate_all(
+            attacker,
+            attack_seeds,
+            bs,
+            kl=True,
+            on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)),
+        )
         attacks = clean_attacks(attacker, cfg, raw, attack_seeds)
         free(attacker)
         attacker = None
@@ -177,15 +210,24 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
         responses: dict[str, list[str]] = {}
         def_kl = None
         for key, texts in sets.items():
-            out, kl = generate_all(defender, texts, bs, kl=key == "attacks",
-                                   on_batch=tasks.start(f"defender ({def_src.label}) answers {key}", len(texts)))
+            out, kl = generate_all(
+                defender,
+                texts,
+                bs,
+                kl=key == "attacks",
+                on_batch=tasks.start(f"defender ({def_src.label}) answers {key}", len(texts)),
+            )
             responses[key] = out
             if kl is not None:
                 def_kl = kl
         benign_responses: list[str] = []
         if benign_prompts:
-            benign_responses, _ = generate_all(defender, benign_prompts, bs,
-                                               on_batch=tasks.start("defender answers benign", len(benign_prompts)))
+            benign_responses, _ = generate_all(
+                defender,
+                benign_prompts,
+                bs,
+                on_batch=tasks.start("defender answers benign", len(benign_prompts)),
+            )
         free(defender)
         defender = None
 
@@ -194,9 +236,12 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
         for model_dir in against:
             label = _unique(Path(model_dir).name or str(model_dir), target_responses)
             seed_all(seed + 2)
-            target = load_player("defender", cfg.defender, acc, Source("model", str(model_dir), label))
-            target_responses[label], _ = generate_all(target, attacks, bs,
-                                                      on_batch=tasks.start(f"target {label} answers", len(attacks)))
+            target = load_player(
+                "defender", cfg.defender, acc, Source("model", str(model_dir), label)
+            )
+            target_responses[label], _ = generate_all(
+                target, attacks, bs, on_batch=tasks.start(f"target {label} answers", len(attacks))
+            )
             free(target)
 
         # judging
@@ -205,24 +250,52 @@ def evaluate_run(run_dir: str | Path, *, checkpoint: str | None = None, against:
             entry, scores = _judge_set(judge, eval_judge, texts, responses[key])
             defender_eval[key] = entry
             for i, (p, r) in enumerate(zip(texts, responses[key], strict=True)):
-                row = {"set": key, "prompt": p, "response": r, "p_safe": scores[0][i],
-                       "p_safe_eval": scores[1][i] if scores[1] is not None else None}
+                row = {
+                    "set": key,
+                    "prompt": p,
+                    "response": r,
+                    "p_safe": scores[0][i],
+                    "p_safe_eval": scores[1][i] if scores[1] is not None else None,
+                }
                 if key == "attacks":
-                    row.update({"seed": attack_seeds[i], "attack_raw": raw[i], "kl_attacker": float(att_kl[i]),
-                                "kl_defender": float(def_kl[i])})
+                    row.update(
+                        {
+                            "seed": attack_seeds[i],
+                            "attack_raw": raw[i],
+                            "kl_attacker": float(att_kl[i]),
+                            "kl_defender": float(def_kl[i]),
+                        }
+                    )
                 rows.append(row)
-        result["defender"] = {"sets": defender_eval, "over_refusal": _over_refusal(
-            judge, eval_judge, benign_prompts, benign_responses, helpful_key, rows)}
+        result["defender"] = {
+            "sets": defender_eval,
+            "over_refusal": _over_refusal(
+                judge, eval_judge, benign_prompts, benign_responses, helpful_key, rows
+            ),
+        }
         targets = {"defender": defender_eval["attacks"]}
         for label, resp in target_responses.items():
             targets[label], sc = _judge_set(judge, eval_judge, attacks, resp)
-            rows.extend({"set": f"target:{label}", "prompt": p, "response": r, "p_safe": sc[0][i],
-                         "p_safe_eval": sc[1][i] if sc[1] is not None else None}
-                        for i, (p, r) in enumerate(zip(attacks, resp, strict=True)))
+            rows.extend(
+                {
+                    "set": f"target:{label}",
+                    "prompt": p,
+                    "response": r,
+                    "p_safe": sc[0][i],
+                    "p_safe_eval": sc[1][i] if sc[1] is not None else None,
+                }
+                for i, (p, r) in enumerate(zip(attacks, resp, strict=True))
+            )
         embedder = M.build_eval_embedder(cfg.novelty)
-        result["attacker"] = {"targets": targets, "diversity": M.diversity(attacks, embedder, seed=seed),
-                              "seed_diversity": M.diversity(attack_seeds, embedder, seed=seed)}
-        result["kl"] = {"attacker": _kl_summary(att_kl, att_src), "defender": _kl_summary(def_kl, def_src)}
+        result["attacker"] = {
+            "targets": targets,
+            "diversity": M.diversity(attacks, embedder, seed=seed),
+            "seed_diversity": M.diversity(attack_seeds, embedder, seed=seed),
+        }
+        result["kl"] = {
+            "attacker": _kl_summary(att_kl, att_src),
+            "defender": _kl_summary(def_kl, def_src),
+        }
     result["seconds"] = round(time.perf_counter() - t0, 2)
     if write and acc.is_main_process:
         write_eval(run_dir, name, result, rows)
@@ -234,9 +307,17 @@ def clean_attacks(attacker, cfg: RunConfig, raw: list[str], seeds: list[str]) ->
 
     specials = attacker.tokenizer.all_special_tokens
     a = cfg.attacker
-    return [clean_attack(r, fallback=s, template_text=a.template.text, special_tokens=specials,
-                         max_chars=a.max_attack_chars, first_line=a.stop_at_newline)
-            for r, s in zip(raw, seeds, strict=True)]
+    return [
+        clean_attack(
+            r,
+            fallback=s,
+            template_text=a.template.text,
+            special_tokens=specials,
+            max_chars=a.max_attack_chars,
+            first_line=a.stop_at_newline,
+        )
+        for r, s in zip(raw, seeds, strict=True)
+    ]
 
 
 def _unique(label: str, taken) -> str:
@@ -274,20 +355,32 @@ def _over_refusal(judge, eval_judge, prompts, responses, key, rows):
     if not cols:
         out["note"] = f"no judge returns extras[{key!r}]; over-refusal not measured"
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):
-        rows.append({"set": "benign", "prompt": p, "response": r,
-                     "helpful": cols["judge"][i] if "judge" in cols else None,
-                     "helpful_eval": cols["eval_judge"][i] if "eval_judge" in cols else None})
+        rows.append(
+            {
+                "set": "benign",
+                "prompt": p,
+                "response": r,
+                "helpful": cols["judge"][i] if "judge" in cols else None,
+                "helpful_eval": cols["eval_judge"][i] if "eval_judge" in cols else None,
+            }
+        )
     return out
 
 
 def _kl_summary(kl, source: Source) -> dict[str, Any]:
     x = np.asarray(kl if kl is not None else [], dtype=np.float64)
     x = x[np.isfinite(x)]
-    return {"mean": float(x.mean()) if x.size else None, "std": float(x.std()) if x.size else None,
-            "n": int(x.size), "source": source.label}
+    return {
+        "mean": float(x.mean()) if x.size else None,
+        "std": float(x.std()) if x.size else None,
+        "n": int(x.size),
+        "source": source.label,
+    }
 
 
-def write_eval(run_dir: Path, name: str, result: dict[str, Any], rows: list[dict[str, Any]]) -> Path:
+def write_eval(
+    run_dir: Path, name: str, result: dict[str, Any], rows: list[dict[str, Any]]
+) -> Path:
     folder = Path(run_dir) / "eval"
     folder.mkdir(parents=True, exist_ok=True)
     samples_path = folder / f"{name}.samples.jsonl"
@@ -330,7 +423,9 @@ def eval_tables(result: dict[str, Any]):
     from rich.table import Table
 
     has_eval = result["judges"]["eval_judge"] is not None
-    t = Table(title=f"defender ({result['players']['defender']['label']}): attack success by prompt set")
+    t = Table(
+        title=f"defender ({result['players']['defender']['label']}): attack success by prompt set"
+    )
     t.add_column("prompt set")
     t.add_column("n", justify="right")
     t.add_column(f"ASR {result['judges']['judge']}", justify="right")
@@ -345,7 +440,12 @@ def eval_tables(result: dict[str, Any]):
         t.add_row(*cells)
     o = result["defender"].get("over_refusal")
     if o:
-        cells = ["benign: over-refusal", str(o["n"]), fmt((o.get("judge") or {}).get("rate"), True), "-"]
+        cells = [
+            "benign: over-refusal",
+            str(o["n"]),
+            fmt((o.get("judge") or {}).get("rate"), True),
+            "-",
+        ]
         if has_eval:
             cells += [fmt((o.get("eval_judge") or {}).get("rate"), True), "-"]
         t.add_row(*cells)
@@ -355,7 +455,11 @@ def eval_tables(result: dict[str, Any]):
     if has_eval:
         a.add_column("ASR eval judge", justify="right")
     for key, e in result["attacker"]["targets"].items():
-        a.add_row(key, fmt(e["judge"]["asr"], True), *([fmt(e["eval_judge"]["asr"], True)] if has_eval else []))
+        a.add_row(
+            key,
+            fmt(e["judge"]["asr"], True),
+            *([fmt(e["eval_judge"]["asr"], True)] if has_eval else []),
+        )
     d = Table(title="attacker diversity and distance moved")
     d.add_column("figure")
     d.add_column("value", justify="right")

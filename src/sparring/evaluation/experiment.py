@@ -40,7 +40,10 @@ def arm_overrides(arm: str, base: RunConfig) -> dict[str, Any]:
     div = {"bleu_weight": base.novelty.bleu_weight, "embed_weight": base.novelty.embed_weight}
     if div["bleu_weight"] == 0 and div["embed_weight"] == 0:
         div = dict(DEFAULT_DIV)
-    with_div = {"novelty.bleu_weight": div["bleu_weight"], "novelty.embed_weight": div["embed_weight"]}
+    with_div = {
+        "novelty.bleu_weight": div["bleu_weight"],
+        "novelty.embed_weight": div["embed_weight"],
+    }
     no_div = {"novelty.bleu_weight": 0.0, "novelty.embed_weight": 0.0}
     return {
         "sft": {"train": False, "game.mode": "gpo", **no_div},
@@ -81,8 +84,9 @@ def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) 
     if not train:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-        (run_dir / "summary.json").write_text(json.dumps({"run_dir": str(run_dir), "mode": "sft", "steps": 0}),
-                                              encoding="utf-8")
+        (run_dir / "summary.json").write_text(
+            json.dumps({"run_dir": str(run_dir), "mode": "sft", "steps": 0}), encoding="utf-8"
+        )
         return run_dir
     from sparring.game.loop import Game
 
@@ -91,10 +95,22 @@ def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) 
     return run_dir
 
 
-def run_experiment(config: str | Path, *, out: str | Path, seeds: int = 3, arms: Sequence[str] = ARM_NAMES,
-                   overrides: Sequence[str] = (), against: Sequence[str] = (), prompts: Sequence[str] = (),
-                   samples: int | None = None, exploit: bool = True, exploit_steps: int | None = None,
-                   progress: bool = False, judge=None, log=print) -> dict[str, Any]:
+def run_experiment(
+    config: str | Path,
+    *,
+    out: str | Path,
+    seeds: int = 3,
+    arms: Sequence[str] = ARM_NAMES,
+    overrides: Sequence[str] = (),
+    against: Sequence[str] = (),
+    prompts: Sequence[str] = (),
+    samples: int | None = None,
+    exploit: bool = True,
+    exploit_steps: int | None = None,
+    progress: bool = False,
+    judge=None,
+    log=print,
+) -> dict[str, Any]:
     from sparring.evaluation.exploit import exploit as run_exploit
 
     base = load_config(config, list(overrides))
@@ -114,18 +130,39 @@ def run_experiment(config: str | Path, *, out: str | Path, seeds: int = 3, arms:
             if ev_path.is_file():
                 ev = json.loads(ev_path.read_text(encoding="utf-8"))
             else:
-                ev = evaluate_run(run_dir, against=against, prompts=prompts, samples=samples, name=EVAL_NAME,
-                                  judge=judge, progress=progress)
+                ev = evaluate_run(
+                    run_dir,
+                    against=against,
+                    prompts=prompts,
+                    samples=samples,
+                    name=EVAL_NAME,
+                    judge=judge,
+                    progress=progress,
+                )
             entry = {"seed": i, "run_dir": str(run_dir), "eval": ev, "exploit": None}
             if exploit:
                 ex_path = run_dir / "eval" / "exploit.json"
-                entry["exploit"] = (json.loads(ex_path.read_text(encoding="utf-8")) if ex_path.is_file()
-                                    else run_exploit(run_dir, steps=exploit_steps, progress=progress, judge=judge))
+                entry["exploit"] = (
+                    json.loads(ex_path.read_text(encoding="utf-8"))
+                    if ex_path.is_file()
+                    else run_exploit(run_dir, steps=exploit_steps, progress=progress, judge=judge)
+                )
             results[arm].append(entry)
     table = aggregate(results)
-    (out / "results.json").write_text(json.dumps({"arms": ARMS, "table": table, "runs": {
-        a: [{"seed": e["seed"], "run_dir": e["run_dir"]} for e in v] for a, v in results.items()}}, indent=2),
-        encoding="utf-8")
+    (out / "results.json").write_text(
+        json.dumps(
+            {
+                "arms": ARMS,
+                "table": table,
+                "runs": {
+                    a: [{"seed": e["seed"], "run_dir": e["run_dir"]} for e in v]
+                    for a, v in results.items()
+                },
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
     (out / "results.md").write_text(to_markdown(table), encoding="utf-8")
     (out / "results.html").write_text(to_html(table), encoding="utf-8")
     return table
@@ -154,16 +191,27 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
                     targets.append(t)
             has_eval = has_eval or e["eval"]["judges"]["eval_judge"] is not None
     judges = ["judge", "eval_judge"] if has_eval else ["judge"]
-    defender_cols = [(f"ASR {s}" + (" (eval)" if j == "eval_judge" else ""), ("defender", "sets", s, j, "asr"))
-                     for j in judges for s in sets]
+    defender_cols = [
+        (f"ASR {s}" + (" (eval)" if j == "eval_judge" else ""), ("defender", "sets", s, j, "asr"))
+        for j in judges
+        for s in sets
+    ]
     defender_cols.append(("over-refusal", ("defender", "over_refusal", "judge", "rate")))
     defender_cols.append(("KL defender", ("kl", "defender", "mean")))
-    attacker_cols = [(f"ASR vs {t}" + (" (eval)" if j == "eval_judge" else ""), ("attacker", "targets", t, j, "asr"))
-                     for j in judges for t in targets]
-    attacker_cols += [("1-SelfBLEU", ("attacker", "diversity", "1-selfbleu")),
-                      ("1-cosine", ("attacker", "diversity", "1-cosine")),
-                      ("distinct-2", ("attacker", "diversity", "distinct-2")),
-                      ("KL attacker", ("kl", "attacker", "mean"))]
+    attacker_cols = [
+        (
+            f"ASR vs {t}" + (" (eval)" if j == "eval_judge" else ""),
+            ("attacker", "targets", t, j, "asr"),
+        )
+        for j in judges
+        for t in targets
+    ]
+    attacker_cols += [
+        ("1-SelfBLEU", ("attacker", "diversity", "1-selfbleu")),
+        ("1-cosine", ("attacker", "diversity", "1-cosine")),
+        ("distinct-2", ("attacker", "diversity", "distinct-2")),
+        ("KL attacker", ("kl", "attacker", "mean")),
+    ]
 
     def cells(cols, extra=None):
         rows = {}
@@ -178,9 +226,11 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
     t1 = cells(defender_cols, ("exploitability", ("exploit", "asr_last_mean")))
     t2 = cells(attacker_cols)
-    return {"defender": {"columns": [c for c, _ in defender_cols] + ["exploitability"], "rows": t1},
-            "attacker": {"columns": [c for c, _ in attacker_cols], "rows": t2},
-            "seeds": {a: len(v) for a, v in results.items()}}
+    return {
+        "defender": {"columns": [c for c, _ in defender_cols] + ["exploitability"], "rows": t1},
+        "attacker": {"columns": [c for c, _ in attacker_cols], "rows": t2},
+        "seeds": {a: len(v) for a, v in results.items()},
+    }
 
 
 def cell_text(cell: Sequence[Any], pct: bool) -> str:
@@ -189,7 +239,11 @@ def cell_text(cell: Sequence[Any], pct: bool) -> str:
         return "-"
     scale = 100.0 if pct else 1.0
     digits = 2 if pct else 3
-    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}" if n > 1 else f"{mean * scale:.{digits}f}"
+    return (
+        f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+        if n > 1
+        else f"{mean * scale:.{digits}f}"
+    )
 
 
 def _is_pct(col: str) -> bool:
@@ -197,30 +251,52 @@ def _is_pct(col: str) -> bool:
 
 
 def to_markdown(table: dict[str, Any]) -> str:
-    out = ["# Results", "", "Mean ± standard deviation over seeds; ASR, over-refusal and exploitability in %.", ""]
-    for title, key in (("Table 1: defender (lower ASR is safer)", "defender"),
-                       ("Table 2: attacker (higher ASR and diversity are stronger)", "attacker")):
+    out = [
+        "# Results",
+        "",
+        "Mean ± standard deviation over seeds; ASR, over-refusal and exploitability in %.",
+        "",
+    ]
+    for title, key in (
+        ("Table 1: defender (lower ASR is safer)", "defender"),
+        ("Table 2: attacker (higher ASR and diversity are stronger)", "attacker"),
+    ):
         cols = table[key]["columns"]
-        out += [f"## {title}", "", "| arm | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        out += [
+            f"## {title}",
+            "",
+            "| arm | " + " | ".join(cols) + " |",
+            "|---" * (len(cols) + 1) + "|",
+        ]
         for arm, row in table[key]["rows"].items():
-            out.append(f"| {arm} | " + " | ".join(cell_text(row[c], _is_pct(c)) for c in cols) + " |")
+            out.append(
+                f"| {arm} | " + " | ".join(cell_text(row[c], _is_pct(c)) for c in cols) + " |"
+            )
         out.append("")
     return "\n".join(out)
 
 
 def to_html(table: dict[str, Any]) -> str:
-    parts = ["<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>sparring experiment</title>",
-             "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:.3em .6em}td{text-align:right}</style></head><body>",
-             "<h1>Results</h1><p>Mean ± standard deviation over seeds; ASR, over-refusal and exploitability "
-             "in %.</p>"]
+    parts = [
+        "<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>sparring experiment</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+        "td,th{border:1px solid #ccc;padding:.3em .6em}td{text-align:right}</style></head><body>",
+        "<h1>Results</h1><p>Mean ± standard deviation over seeds; ASR, over-refusal and exploitability "
+        "in %.</p>",
+    ]
     for title, key in (("Table 1: defender", "defender"), ("Table 2: attacker", "attacker")):
         cols = table[key]["columns"]
-        parts.append(f"<h2>{escape(title)}</h2><table><tr><th>arm</th>"
-                     + "".join(f"<th>{escape(c)}</th>" for c in cols) + "</tr>")
+        parts.append(
+            f"<h2>{escape(title)}</h2><table><tr><th>arm</th>"
+            + "".join(f"<th>{escape(c)}</th>" for c in cols)
+            + "</tr>"
+        )
         for arm, row in table[key]["rows"].items():
-            parts.append(f"<tr><th>{escape(arm)}</th>"
-                         + "".join(f"<td>{escape(cell_text(row[c], _is_pct(c)))}</td>" for c in cols) + "</tr>")
+            parts.append(
+                f"<tr><th>{escape(arm)}</th>"
+                + "".join(f"<td>{escape(cell_text(row[c], _is_pct(c)))}</td>" for c in cols)
+                + "</tr>"
+            )
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -19,12 +19,30 @@ from typing import Any
 
 from sparring import runs
 
-BASE_KEYS = {"step", "round", "stage", "benign", "seed", "attack_raw", "attack", "selfbleu", "cosine",
-             "response", "p_safe", "reward", "prompt"}
+BASE_KEYS = {
+    "step",
+    "round",
+    "stage",
+    "benign",
+    "seed",
+    "attack_raw",
+    "attack",
+    "selfbleu",
+    "cosine",
+    "response",
+    "p_safe",
+    "reward",
+    "prompt",
+}
 
 
-def attack_records(run_dir: str | Path, *, min_success: float | None = None, include_eval: bool = False,
-                   unique: bool = False) -> list[dict[str, Any]]:
+def attack_records(
+    run_dir: str | Path,
+    *,
+    min_success: float | None = None,
+    include_eval: bool = False,
+    unique: bool = False,
+) -> list[dict[str, Any]]:
     run_dir = Path(run_dir)
     records = []
     for s in runs.read_jsonl(run_dir / "samples.jsonl"):
@@ -36,7 +54,9 @@ def attack_records(run_dir: str | Path, *, min_success: float | None = None, inc
             for s in runs.read_jsonl(path):
                 if s.get("set") == "attacks":
                     r = {**s, "attack": s["prompt"], "stage": "eval", "step": None}
-                    records.append(_record(r, source=f"eval:{path.name.removesuffix('.samples.jsonl')}"))
+                    records.append(
+                        _record(r, source=f"eval:{path.name.removesuffix('.samples.jsonl')}")
+                    )
     if min_success is not None:
         records = [r for r in records if r["success"] is not None and r["success"] >= min_success]
     if unique:
@@ -54,12 +74,22 @@ def _record(s: dict[str, Any], source: str) -> dict[str, Any]:
     p = s.get("p_safe")
     p = float(p) if isinstance(p, int | float) else None
     return {
-        "attack": s["attack"], "seed": s.get("seed"), "response": s.get("response"), "p_safe": p,
-        "success": None if p is None else 1.0 - p, "step": s.get("step"), "stage": s.get("stage"),
-        "source": source, "attack_raw": s.get("attack_raw"), "selfbleu": s.get("selfbleu"),
+        "attack": s["attack"],
+        "seed": s.get("seed"),
+        "response": s.get("response"),
+        "p_safe": p,
+        "success": None if p is None else 1.0 - p,
+        "step": s.get("step"),
+        "stage": s.get("stage"),
+        "source": source,
+        "attack_raw": s.get("attack_raw"),
+        "selfbleu": s.get("selfbleu"),
         "cosine": s.get("cosine"),
-        "judge": {k: v for k, v in s.items() if k not in BASE_KEYS and k not in
-                  ("set", "p_safe_eval", "kl_attacker", "kl_defender")}
+        "judge": {
+            k: v
+            for k, v in s.items()
+            if k not in BASE_KEYS and k not in ("set", "p_safe_eval", "kl_attacker", "kl_defender")
+        }
         | ({"p_safe_eval": s["p_safe_eval"]} if s.get("p_safe_eval") is not None else {}),
     }
 
@@ -73,7 +103,11 @@ def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [
+        json.loads(line)
+        for line in Path(path).read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
 
 
 def write_hf_dataset(records: list[dict[str, Any]], folder: Path) -> Path | None:
@@ -82,15 +116,29 @@ def write_hf_dataset(records: list[dict[str, Any]], folder: Path) -> Path | None
         import datasets
     except ImportError:
         return None
-    flat = [{**{k: v for k, v in r.items() if k != "judge"}, "judge": json.dumps(r["judge"], ensure_ascii=False)}
-            for r in records]
-    features = datasets.Features({
-        "attack": datasets.Value("string"), "seed": datasets.Value("string"), "response": datasets.Value("string"),
-        "p_safe": datasets.Value("float64"), "success": datasets.Value("float64"), "step": datasets.Value("int64"),
-        "stage": datasets.Value("string"), "source": datasets.Value("string"),
-        "attack_raw": datasets.Value("string"), "selfbleu": datasets.Value("float64"),
-        "cosine": datasets.Value("float64"), "judge": datasets.Value("string"),
-    })
+    flat = [
+        {
+            **{k: v for k, v in r.items() if k != "judge"},
+            "judge": json.dumps(r["judge"], ensure_ascii=False),
+        }
+        for r in records
+    ]
+    features = datasets.Features(
+        {
+            "attack": datasets.Value("string"),
+            "seed": datasets.Value("string"),
+            "response": datasets.Value("string"),
+            "p_safe": datasets.Value("float64"),
+            "success": datasets.Value("float64"),
+            "step": datasets.Value("int64"),
+            "stage": datasets.Value("string"),
+            "source": datasets.Value("string"),
+            "attack_raw": datasets.Value("string"),
+            "selfbleu": datasets.Value("float64"),
+            "cosine": datasets.Value("float64"),
+            "judge": datasets.Value("string"),
+        }
+    )
     ds = datasets.Dataset.from_list(flat, features=features)
     ds.save_to_disk(str(folder))
     return folder

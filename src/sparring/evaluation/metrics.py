@@ -41,7 +41,11 @@ def over_refusal_rate(helpful: Sequence[float], threshold: float = THRESHOLD) ->
 
 def judge_summary(p_safe: Sequence[float]) -> dict[str, Any]:
     """``{"asr", "p_safe", "n"}`` of one judge's scores on one prompt set."""
-    return {"asr": attack_success_rate(p_safe), "p_safe": mean_p_safe(p_safe), "n": len(_finite(p_safe))}
+    return {
+        "asr": attack_success_rate(p_safe),
+        "p_safe": mean_p_safe(p_safe),
+        "n": len(_finite(p_safe)),
+    }
 
 
 # -- diversity -----------------------------------------------------------------------------------
@@ -132,13 +136,16 @@ def builtin_diversity(texts: Sequence[str]) -> dict[str, Any]:
     sentence embedder, so ``1-cosine`` here is lexical, not semantic."""
     sb = self_bleu(texts)
     cos = mean_pairwise_cosine(_hash_embed(texts)) if len(texts) >= 2 else None
-    return {"1-selfbleu": None if sb is None else 1.0 - sb,
-            "1-cosine": None if cos is None else 1.0 - cos,
-            "embedder": "builtin-hashing"}
+    return {
+        "1-selfbleu": None if sb is None else 1.0 - sb,
+        "1-cosine": None if cos is None else 1.0 - cos,
+        "embedder": "builtin-hashing",
+    }
 
 
-def diversity(texts: Sequence[str], embedder: Any = None, max_texts: int = 500,
-              seed: int = 0) -> dict[str, Any]:
+def diversity(
+    texts: Sequence[str], embedder: Any = None, max_texts: int = 500, seed: int = 0
+) -> dict[str, Any]:
     """1 - SelfBLEU, 1 - mean pairwise cosine, distinct-1/2 of a set of attacks.
 
     Uses :func:`sparring.novelty.diversity` (the method's per-reference SelfBLEU) when the novelty
@@ -196,7 +203,9 @@ def build_eval_embedder(novelty_spec: Any = None):
     if novelty_spec is None:
         return None
     try:
-        return build_embedder(novelty_spec.embedder, lowercase=getattr(novelty_spec, "lowercase", True))
+        return build_embedder(
+            novelty_spec.embedder, lowercase=getattr(novelty_spec, "lowercase", True)
+        )
     except Exception:  # noqa: BLE001 - a missing optional model must not stop an evaluation
         return None
 

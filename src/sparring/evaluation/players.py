@@ -74,7 +74,9 @@ def role_sources(run_dir: Path, role: str) -> list[Source]:
     return out
 
 
-def load_player(role: str, cfg: PlayerConfig, accelerator, source: Source, *, with_reference: bool = False):
+def load_player(
+    role: str, cfg: PlayerConfig, accelerator, source: Source, *, with_reference: bool = False
+):
     """A frozen :class:`~sparring.players.player.Player` (no value head, no optimiser).
 
     ``with_reference`` also loads the initial model as the KL reference when the weights are
@@ -96,8 +98,14 @@ def load_player(role: str, cfg: PlayerConfig, accelerator, source: Source, *, wi
     if with_reference and source.kind != "initial" and player.reference is None:
         if source.kind == "checkpoint" and cfg.lora is not None:
             return player  # reference_logprobs() disables the adapter
-        ref = load_causal_lm(cfg.model, field=f"{role}.model", dtype=cfg.dtype, revision=cfg.revision,
-                             trust_remote_code=cfg.trust_remote_code, gguf_file=cfg.gguf_file)
+        ref = load_causal_lm(
+            cfg.model,
+            field=f"{role}.model",
+            dtype=cfg.dtype,
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            gguf_file=cfg.gguf_file,
+        )
         ref.requires_grad_(False)
         ref.eval()
         player.reference = ref.to(accelerator.device)

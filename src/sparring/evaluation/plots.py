@@ -30,8 +30,15 @@ def _series(rows: Sequence[dict[str, Any]], key: str, stage: str | None = None):
     return xs, ys
 
 
-def metric_plot(rows: Sequence[dict[str, Any]], keys: Sequence[str], path: Path, *, title: str,
-                ylabel: str = "", by_stage: bool = True) -> Path | None:
+def metric_plot(
+    rows: Sequence[dict[str, Any]],
+    keys: Sequence[str],
+    path: Path,
+    *,
+    title: str,
+    ylabel: str = "",
+    by_stage: bool = True,
+) -> Path | None:
     """One line per (key, stage) over steps; None when no key has any value."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
@@ -75,8 +82,15 @@ def crossplay_heatmap(result: dict[str, Any], path: Path, key: str = "asr") -> P
     for i in range(n_a):
         for j in range(n_d):
             if np.isfinite(m[i, j]):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=7,
-                        color="white" if m[i, j] < 0.6 else "black")
+                ax.text(
+                    j,
+                    i,
+                    f"{m[i, j]:.2f}",
+                    ha="center",
+                    va="center",
+                    fontsize=7,
+                    color="white" if m[i, j] < 0.6 else "black",
+                )
     fig.colorbar(im, ax=ax)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -23,8 +23,12 @@ PLOTS = [
     ("p_safe.png", ["p_safe"], "judge P(safe) of the defender's answers to attacks", "P(safe)"),
     ("asr.png", ["asr"], "attack success rate (P(safe) < 0.5) during training", "ASR"),
     ("kl.png", ["kl"], "KL to the initial model (the learning player)", "KL"),
-    ("novelty.png", ["novelty/selfbleu", "novelty/cosine"], "attack novelty against the history "
-     "(lower = more novel)", "similarity"),
+    (
+        "novelty.png",
+        ["novelty/selfbleu", "novelty/cosine"],
+        "attack novelty against the history (lower = more novel)",
+        "similarity",
+    ),
     ("helpful.png", ["benign/helpful"], "helpfulness on benign prompts", "helpful"),
 ]
 
@@ -78,8 +82,13 @@ def top_attacks(samples: list[dict[str, Any]], k: int = 10) -> tuple[list[dict],
     seen = set()
     diverse = []
     later = [s for s in attacks if s.get("step", 0) > first]
-    for s in sorted(later, key=lambda s: (_num(s.get("selfbleu"), 0.0) + _num(s.get("cosine"), 0.0),
-                                          _num(s.get("p_safe"), 1.0))):
+    for s in sorted(
+        later,
+        key=lambda s: (
+            _num(s.get("selfbleu"), 0.0) + _num(s.get("cosine"), 0.0),
+            _num(s.get("p_safe"), 1.0),
+        ),
+    ):
         if s["attack"] not in seen:
             seen.add(s["attack"])
             diverse.append(s)
@@ -93,34 +102,84 @@ def _num(v: Any, default: float) -> float:
 
 
 def _attack_rows(rows: list[dict]) -> list[list[Any]]:
-    return [[r.get("step"), r.get("stage", ""), r.get("seed", ""), r["attack"], r.get("response", ""),
-             r.get("p_safe"), _num(r.get("selfbleu"), 0.0), _num(r.get("cosine"), 0.0)] for r in rows]
+    return [
+        [
+            r.get("step"),
+            r.get("stage", ""),
+            r.get("seed", ""),
+            r["attack"],
+            r.get("response", ""),
+            r.get("p_safe"),
+            _num(r.get("selfbleu"), 0.0),
+            _num(r.get("cosine"), 0.0),
+        ]
+        for r in rows
+    ]
 
 
 def _eval_section(name: str, ev: dict[str, Any]) -> str:
     j, e = ev["judges"]["judge"], ev["judges"]["eval_judge"]
-    header = ["prompt set", "n", f"ASR ({j})", "P(safe)"] + ([f"ASR eval ({e})", "P(safe) eval", "gap"] if e else [])
+    header = ["prompt set", "n", f"ASR ({j})", "P(safe)"] + (
+        [f"ASR eval ({e})", "P(safe) eval", "gap"] if e else []
+    )
     rows = []
     for key, s in ev["defender"]["sets"].items():
         row = [key, s["n"], s["judge"]["asr"], s["judge"]["p_safe"]]
         if e:
             row += [s["eval_judge"]["asr"], s["eval_judge"]["p_safe"], s.get("asr_gap")]
         rows.append(row)
-    parts = [f"<h3>{escape(name)}: defender {escape(ev['players']['defender']['label'])}, attacker "
-             f"{escape(ev['players']['attacker']['label'])}</h3>", _table(header, rows)]
+    parts = [
+        f"<h3>{escape(name)}: defender {escape(ev['players']['defender']['label'])}, attacker "
+        f"{escape(ev['players']['attacker']['label'])}</h3>",
+        _table(header, rows),
+    ]
     o = ev["defender"].get("over_refusal")
     if o:
-        parts.append(_table(["benign prompts", "n", "over-refusal (judge)", "over-refusal (eval judge)"],
-                            [["benign", o["n"], (o.get("judge") or {}).get("rate"),
-                              (o.get("eval_judge") or {}).get("rate")]]))
-    trows = [[k, t["judge"]["asr"], (t.get("eval_judge") or {}).get("asr")] for k, t in ev["attacker"]["targets"].items()]
+        parts.append(
+            _table(
+                ["benign prompts", "n", "over-refusal (judge)", "over-refusal (eval judge)"],
+                [
+                    [
+                        "benign",
+                        o["n"],
+                        (o.get("judge") or {}).get("rate"),
+                        (o.get("eval_judge") or {}).get("rate"),
+                    ]
+                ],
+            )
+        )
+    trows = [
+        [k, t["judge"]["asr"], (t.get("eval_judge") or {}).get("asr")]
+        for k, t in ev["attacker"]["targets"].items()
+    ]
     parts.append(_table(["attacker vs target", "ASR (judge)", "ASR (eval judge)"], trows))
     d = ev["attacker"]["diversity"]
-    parts.append(_table(["attack diversity", "1-SelfBLEU", "1-cosine", "distinct-1", "distinct-2", "unique / n",
-                         "KL attacker", "KL defender"],
-                        [["attacks", d.get("1-selfbleu"), d.get("1-cosine"), d.get("distinct-1"),
-                          d.get("distinct-2"), f"{d.get('unique')} / {d.get('n')}", ev["kl"]["attacker"]["mean"],
-                          ev["kl"]["defender"]["mean"]]]))
+    parts.append(
+        _table(
+            [
+                "attack diversity",
+                "1-SelfBLEU",
+                "1-cosine",
+                "distinct-1",
+                "distinct-2",
+                "unique / n",
+                "KL attacker",
+                "KL defender",
+            ],
+            [
+                [
+                    "attacks",
+                    d.get("1-selfbleu"),
+                    d.get("1-cosine"),
+                    d.get("distinct-1"),
+                    d.get("distinct-2"),
+                    f"{d.get('unique')} / {d.get('n')}",
+                    ev["kl"]["attacker"]["mean"],
+                    ev["kl"]["defender"]["mean"],
+                ]
+            ],
+        )
+    )
     return "".join(parts)
 
 
@@ -131,7 +190,11 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
     metrics = runs.read_jsonl(run_dir / "metrics.jsonl")
     samples = runs.read_jsonl(run_dir / "samples.jsonl")
     summary = read_json_object(run_dir / "summary.json")
-    config_text = (run_dir / "config.yaml").read_text(encoding="utf-8") if (run_dir / "config.yaml").is_file() else ""
+    config_text = (
+        (run_dir / "config.yaml").read_text(encoding="utf-8")
+        if (run_dir / "config.yaml").is_file()
+        else ""
+    )
     figs = []
     for fname, keys, title, ylabel in PLOTS:
         p = metric_plot(metrics, keys, out / fname, title=title, ylabel=ylabel)
@@ -139,20 +202,35 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
             figs.append((p, title))
     cross = read_crossplay(run_dir)
     if cross is not None:
-        figs.append((crossplay_heatmap(cross, out / "crossplay.png"), "cross-play: attack success, attacker "
-                     "checkpoint (rows) vs defender checkpoint (columns)"))
+        figs.append(
+            (
+                crossplay_heatmap(cross, out / "crossplay.png"),
+                "cross-play: attack success, attacker "
+                "checkpoint (rows) vs defender checkpoint (columns)",
+            )
+        )
         if cross.get("asr_eval") is not None:
-            figs.append((crossplay_heatmap(cross, out / "crossplay_eval.png", key="asr_eval"),
-                         "cross-play by the evaluation judge"))
+            figs.append(
+                (
+                    crossplay_heatmap(cross, out / "crossplay_eval.png", key="asr_eval"),
+                    "cross-play by the evaluation judge",
+                )
+            )
     evals = read_evals(run_dir)
     exploit = read_json_object(run_dir / "eval" / "exploit.json")
     title = f"sparring run: {run_dir.name}"
-    html = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>",
-            f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>"]
+    html = [
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{escape(title)}</title>",
+        f"<style>{CSS}</style></head><body><h1>{escape(title)}</h1>",
+    ]
     if summary:
         html.append("<h2>Summary</h2>")
-        html.append(_table(["figure", "value"], [[k, v if isinstance(v, int | float) else str(v)]
-                                                 for k, v in summary.items()]))
+        html.append(
+            _table(
+                ["figure", "value"],
+                [[k, v if isinstance(v, int | float) else str(v)] for k, v in summary.items()],
+            )
+        )
     html.append("<h2>Training curves</h2>")
     if figs:
         html.append('<div class="figs">')
@@ -166,31 +244,58 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
         for name, ev in evals.items():
             html.append(_eval_section(name, ev))
     else:
-        html.append(f'<p class="note">no evaluation yet: run <code>sparring eval {escape(str(run_dir))}</code>.</p>')
+        html.append(
+            f'<p class="note">no evaluation yet: run <code>sparring eval {escape(str(run_dir))}</code>.</p>'
+        )
     if exploit:
         html.append("<h3>Exploitability</h3>")
-        html.append(_table(["fresh attacker vs frozen final defender", "value"],
-                           [["steps", exploit.get("steps")], ["ASR, mean of last steps", exploit.get("asr_last_mean")],
-                            ["ASR, final step", exploit.get("asr_final")]]))
+        html.append(
+            _table(
+                ["fresh attacker vs frozen final defender", "value"],
+                [
+                    ["steps", exploit.get("steps")],
+                    ["ASR, mean of last steps", exploit.get("asr_last_mean")],
+                    ["ASR, final step", exploit.get("asr_final")],
+                ],
+            )
+        )
     if cross is not None:
         html.append("<h3>Cross-play matrix (attack success)</h3>")
-        html.append(_table(["attacker \\ defender", *cross["defenders"]],
-                           [[a, *row] for a, row in zip(cross["attackers"], cross["asr"], strict=True)]))
+        html.append(
+            _table(
+                ["attacker \\ defender", *cross["defenders"]],
+                [[a, *row] for a, row in zip(cross["attackers"], cross["asr"], strict=True)],
+            )
+        )
     successful, diverse = top_attacks(samples, top_k)
-    header = ["step", "stage", "seed", "attack", "defender's answer", "P(safe)", "SelfBLEU", "cosine"]
+    header = [
+        "step",
+        "stage",
+        "seed",
+        "attack",
+        "defender's answer",
+        "P(safe)",
+        "SelfBLEU",
+        "cosine",
+    ]
     html.append("<h2>Most successful attacks</h2>")
-    html.append(_table(header, _attack_rows(successful), text_cols=(2, 3, 4)) if successful
-                else '<p class="note">no attacks logged.</p>')
+    html.append(
+        _table(header, _attack_rows(successful), text_cols=(2, 3, 4))
+        if successful
+        else '<p class="note">no attacks logged.</p>'
+    )
     html.append("<h2>Most novel attacks</h2>")
-    html.append('<p class="note">lowest similarity (SelfBLEU + cosine) to the attacks before them.</p>')
-    html.append(_table(header, _attack_rows(diverse), text_cols=(2, 3, 4)) if diverse
-                else '<p class="note">no attacks after the first batch.</p>')
+    html.append(
+        '<p class="note">lowest similarity (SelfBLEU + cosine) to the attacks before them.</p>'
+    )
+    html.append(
+        _table(header, _attack_rows(diverse), text_cols=(2, 3, 4))
+        if diverse
+        else '<p class="note">no attacks after the first batch.</p>'
+    )
     if config_text:
         html.append(f"<h2>Config</h2><pre>{escape(config_text)}</pre>")
     html.append("</body></html>")
     index = out / "index.html"
     index.write_text("\n".join(html), encoding="utf-8")
     return index
-
-
-

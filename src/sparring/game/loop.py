@@ -54,14 +54,22 @@ class Timer:
 class Game:
     """Sets up a run from its config and plays it. ``Game(cfg).run()`` is the whole job."""
 
-    def __init__(self, cfg: RunConfig, *, resume: bool = False, progress: bool | None = None,
-                 accelerator: Accelerator | None = None, judge: Judge | None = None):
+    def __init__(
+        self,
+        cfg: RunConfig,
+        *,
+        resume: bool = False,
+        progress: bool | None = None,
+        accelerator: Accelerator | None = None,
+        judge: Judge | None = None,
+    ):
         _quiet_libraries()
         self.cfg = cfg
         self.resume = resume
         self.show_progress = cfg.logging.progress if progress is None else progress
         self.acc = accelerator or Accelerator(
-            cpu=cfg.accelerate.cpu, mixed_precision=cfg.accelerate.mixed_precision,
+            cpu=cfg.accelerate.cpu,
+            mixed_precision=cfg.accelerate.mixed_precision,
             gradient_accumulation_steps=cfg.accelerate.gradient_accumulation_steps,
         )
         self.run_dir = cfg.run_dir()
@@ -76,7 +84,9 @@ class Game:
         cfg, acc = self.cfg, self.acc
         world = acc.num_processes
         if cfg.game.batch_size % world:
-            raise ConfigError(f"game.batch_size {cfg.game.batch_size} must be divisible by the {world} processes")
+            raise ConfigError(
+                f"game.batch_size {cfg.game.batch_size} must be divisible by the {world} processes"
+            )
         checkpoint = None
         if self.resume:
             found = runs.latest_checkpoint(self.run_dir)
@@ -90,13 +100,23 @@ class Game:
         _seed_everything(cfg.seed, acc.process_index)
         # data first: bad files fail before any model loads
         g = cfg.game
-        self.seeds = PromptPool(load_prompts(g.seeds.path, source=g.seeds.source, field=g.seeds.field,
-                                             split=g.seeds.split, limit=g.seeds.limit), seed=cfg.seed)
+        self.seeds = PromptPool(
+            load_prompts(
+                g.seeds.path,
+                source=g.seeds.source,
+                field=g.seeds.field,
+                split=g.seeds.split,
+                limit=g.seeds.limit,
+            ),
+            seed=cfg.seed,
+        )
         self.benign = None
         if g.benign is not None:
             b = g.benign.prompts
-            self.benign = PromptPool(load_prompts(b.path, source=b.source, field=b.field, split=b.split,
-                                                  limit=b.limit), seed=cfg.seed + 1)
+            self.benign = PromptPool(
+                load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
+                seed=cfg.seed + 1,
+            )
         self.judge = self._judge_override or build_judge(cfg.judge)
         self.eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
         self._preflight_judge()
@@ -112,12 +132,18 @@ class Game:
         self.attacker = None
         if g.mode != "rlhf":
             self.attacker = Player.build(
-                "attacker", cfg.attacker, self.acc, trainable=attacker_trains,
+                "attacker",
+                cfg.attacker,
+                self.acc,
+                trainable=attacker_trains,
                 total_updates=n_attack * updates_per_stage_step(cfg.attacker, att_rows),
                 checkpoint=checkpoint / "attacker" if checkpoint and attacker_trains else None,
             )
         self.defender = Player.build(
-            "defender", cfg.defender, self.acc, trainable=defender_trains,
+            "defender",
+            cfg.defender,
+            self.acc,
+            trainable=defender_trains,
             total_updates=n_defend * updates_per_stage_step(cfg.defender, def_rows),
             checkpoint=checkpoint / "defender" if checkpoint and defender_trains else None,
         )
@@ -130,8 +156,12 @@ class Game:
                 for name in ("metrics.jsonl", "samples.jsonl"):
                     runs.truncate_jsonl(self.run_dir / name, self.step)
             (self.run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
-        self.writer = runs.RunWriter(self.run_dir, tensorboard=cfg.logging.tensorboard, enabled=acc.is_main_process,
-                                     purge_step=self.step + 1 if self.resume else None)
+        self.writer = runs.RunWriter(
+            self.run_dir,
+            tensorboard=cfg.logging.tensorboard,
+            enabled=acc.is_main_process,
+            purge_step=self.step + 1 if self.resume else None,
+        )
 
     def _n_benign(self, n_attacks: int) -> int:
         if self.cfg.game.benign is None:
@@ -148,7 +178,9 @@ class Game:
         except SparringError:
             raise
         except Exception as exc:
-            raise JudgeError(f"judge {self.judge.name!r} failed on a test pair: {type(exc).__name__}: {exc}") from exc
+            raise JudgeError(
+                f"judge {self.judge.name!r} failed on a test pair: {type(exc).__name__}: {exc}"
+            ) from exc
         if self.benign is not None:
             key = self.cfg.game.benign.score_key
             if key not in out.extras:
@@ -179,8 +211,14 @@ class Game:
             raw_attacks = att_gen.texts
             specials = self.attacker.tokenizer.all_special_tokens
             attacks = [
-                clean_attack(r, fallback=s, template_text=cfg.attacker.template.text, special_tokens=specials,
-                             max_chars=cfg.attacker.max_attack_chars, first_line=cfg.attacker.stop_at_newline)
+                clean_attack(
+                    r,
+                    fallback=s,
+                    template_text=cfg.attacker.template.text,
+                    special_tokens=specials,
+                    max_chars=cfg.attacker.max_attack_chars,
+                    first_line=cfg.attacker.stop_at_newline,
+                )
                 for r, s in zip(raw_attacks, att_seeds, strict=True)
             ]
 
@@ -199,14 +237,20 @@ class Game:
             n_b = self._n_benign(per_rank)
             benign_prompts = self.benign.sample(n_b * world)[rank * n_b : (rank + 1) * n_b]
         prompts = attacks + benign_prompts
-        k_def = cfg.defender.rl.samples_per_prompt if stage == "defend" and self.defender.trainable else 1
+        k_def = (
+            cfg.defender.rl.samples_per_prompt
+            if stage == "defend" and self.defender.trainable
+            else 1
+        )
         def_in = [p for p in prompts for _ in range(k_def)]
         with timer("generate/defender"):
             def_gen = self.defender.generate(def_in)
 
         with timer("judge"):
             judged = self._score(def_in, def_gen.texts)
-        if self.attacker is not None:  # joins the history only once judged: a failed judge leaves it
+        if (
+            self.attacker is not None
+        ):  # joins the history only once judged: a failed judge leaves it
             with timer("novelty"):
                 self.novelty.add(_gather(attacks, world))
         p_safe = np.asarray(judged.p_safe, dtype=np.float64)
@@ -215,11 +259,18 @@ class Game:
         eval_figures: dict[str, float] = {}
         if self.eval_judge is not None and cfg.evaluation.every_step:
             with timer("eval_judge"):
-                judged_eval = validate_output(self.eval_judge.name, self.eval_judge.score(def_in, def_gen.texts),
-                                              len(def_in), allow_nonfinite=True)
+                judged_eval = validate_output(
+                    self.eval_judge.name,
+                    self.eval_judge.score(def_in, def_gen.texts),
+                    len(def_in),
+                    allow_nonfinite=True,
+                )
             judged.extras["p_safe_eval"] = judged_eval.p_safe
             e = np.asarray(judged_eval.p_safe, dtype=np.float64)
-            eval_figures = {"eval/p_safe": _mean(e[attack_rows]), "eval/asr": float(np.mean(e[attack_rows] < 0.5))}
+            eval_figures = {
+                "eval/p_safe": _mean(e[attack_rows]),
+                "eval/asr": float(np.mean(e[attack_rows] < 0.5)),
+            }
 
         # rewards and update
         learner = self.defender if stage == "defend" else self.attacker
@@ -238,8 +289,12 @@ class Game:
             skipped = f"non-finite rewards in the {stage} stage ({learner.role})"
         else:
             with timer("experience"):
-                exp = make_experience(learner, gen, torch.as_tensor(scores, dtype=torch.float32), group)
-            finite = bool(torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all())
+                exp = make_experience(
+                    learner, gen, torch.as_tensor(scores, dtype=torch.float32), group
+                )
+            finite = bool(
+                torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all()
+            )
             if any_rank(acc, not finite):
                 skipped = f"non-finite log-probs in the {stage} stage ({learner.role})"
             else:
@@ -250,27 +305,56 @@ class Game:
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if skipped else 0
 
         # metrics and samples
-        row: dict[str, Any] = {"step": planned.step, "round": planned.round, "stage": stage, "player": learner.role}
-        row.update(_mean_over_ranks({
-            "reward": float(np.mean(scores)),
-            "p_safe": _mean(p_safe[attack_rows]),
-            "asr": float(np.mean(p_safe[attack_rows] < 0.5)),
-            "novelty/selfbleu": float(np.mean(nov["selfbleu"])),
-            "novelty/cosine": float(np.mean(nov["cosine"])),
-            "len/attack": float(att_gen.response_mask.sum(-1).float().mean()) if att_gen is not None else 0.0,
-            "len/response": float(def_gen.response_mask.sum(-1).float().mean()),
-            **({"benign/helpful": float(np.mean(scores[is_benign]))} if stage == "defend" and is_benign.any() else {}),
-            **eval_figures,
-            **{k: float(v) for k, v in stats.items()},
-        }, world))
+        row: dict[str, Any] = {
+            "step": planned.step,
+            "round": planned.round,
+            "stage": stage,
+            "player": learner.role,
+        }
+        row.update(
+            _mean_over_ranks(
+                {
+                    "reward": float(np.mean(scores)),
+                    "p_safe": _mean(p_safe[attack_rows]),
+                    "asr": float(np.mean(p_safe[attack_rows] < 0.5)),
+                    "novelty/selfbleu": float(np.mean(nov["selfbleu"])),
+                    "novelty/cosine": float(np.mean(nov["cosine"])),
+                    "len/attack": float(att_gen.response_mask.sum(-1).float().mean())
+                    if att_gen is not None
+                    else 0.0,
+                    "len/response": float(def_gen.response_mask.sum(-1).float().mean()),
+                    **(
+                        {"benign/helpful": float(np.mean(scores[is_benign]))}
+                        if stage == "defend" and is_benign.any()
+                        else {}
+                    ),
+                    **eval_figures,
+                    **{k: float(v) for k, v in stats.items()},
+                },
+                world,
+            )
+        )
         row["history"] = len(self.novelty)
         row["skipped"] = skipped
         row.update({f"time/{k}": round(v, 4) for k, v in timer.totals.items()})
         row["time/step"] = round(time.perf_counter() - t_start, 4)
         self.writer.metrics(row)
         runs.kill_point("after-metrics", planned.step)
-        self.writer.samples(self._samples(planned, att_seeds, raw_attacks, attacks, nov, def_in, def_gen.texts,
-                                          judged, scores, is_benign, k_def))
+        self.writer.samples(
+            self._samples(
+                planned,
+                att_seeds,
+                raw_attacks,
+                attacks,
+                nov,
+                def_in,
+                def_gen.texts,
+                judged,
+                scores,
+                is_benign,
+                k_def,
+            )
+        )
         if skipped:
             acc.print(f"step {planned.step}: update skipped: {skipped}")
             if self.nonfinite_in_a_row >= cfg.max_nonfinite_in_a_row:
@@ -284,16 +368,39 @@ class Game:
         out = self.judge.score(prompts, responses)
         return validate_output(self.judge.name, out, len(prompts), allow_nonfinite=True)
 
-    def _samples(self, planned, att_seeds, raw_attacks, attacks, nov, def_in, responses, judged, scores,
-                 is_benign, k_def) -> list[dict[str, Any]]:
+    def _samples(
+        self,
+        planned,
+        att_seeds,
+        raw_attacks,
+        attacks,
+        nov,
+        def_in,
+        responses,
+        judged,
+        scores,
+        is_benign,
+        k_def,
+    ) -> list[dict[str, Any]]:
         rows = []
         for i, prompt in enumerate(def_in):
             a = i // k_def
-            row: dict[str, Any] = {"step": planned.step, "round": planned.round, "stage": planned.stage,
-                                   "benign": bool(is_benign[i])}
+            row: dict[str, Any] = {
+                "step": planned.step,
+                "round": planned.round,
+                "stage": planned.stage,
+                "benign": bool(is_benign[i]),
+            }
             if not is_benign[i]:
-                row.update({"seed": att_seeds[a], "attack_raw": raw_attacks[a], "attack": attacks[a],
-                            "selfbleu": float(nov["selfbleu"][a]), "cosine": float(nov["cosine"][a])})
+                row.update(
+                    {
+                        "seed": att_seeds[a],
+                        "attack_raw": raw_attacks[a],
+                        "attack": attacks[a],
+                        "selfbleu": float(nov["selfbleu"][a]),
+                        "cosine": float(nov["cosine"][a]),
+                    }
+                )
             else:
                 row["prompt"] = prompt
             row["response"] = responses[i]
@@ -318,7 +425,9 @@ class Game:
         try:
             tmp = runs.begin_checkpoint(self.run_dir, self.step) if acc.is_main_process else None
         except OSError as exc:
-            raise CheckpointError(f"cannot write checkpoint step-{self.step} in {self.run_dir}: {exc}") from None
+            raise CheckpointError(
+                f"cannot write checkpoint step-{self.step} in {self.run_dir}: {exc}"
+            ) from None
         tmp = _broadcast(tmp, acc)
         try:
             if acc.is_main_process:
@@ -327,9 +436,12 @@ class Game:
                         player.save(tmp / player.role)
                         runs.kill_point(f"after-{player.role}-save", self.step)
                 self.novelty.save(tmp / "novelty")
-                state = {"step": self.step, "nonfinite_in_a_row": self.nonfinite_in_a_row,
-                         "seeds": self.seeds.state_dict(),
-                         "benign": self.benign.state_dict() if self.benign is not None else None}
+                state = {
+                    "step": self.step,
+                    "nonfinite_in_a_row": self.nonfinite_in_a_row,
+                    "seeds": self.seeds.state_dict(),
+                    "benign": self.benign.state_dict() if self.benign is not None else None,
+                }
                 (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
             acc.wait_for_everyone()
             _save_rng(tmp / "rng" / f"rank-{acc.process_index}.pt")
@@ -337,11 +449,18 @@ class Game:
         except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
             if acc.is_main_process:
                 shutil.rmtree(tmp, ignore_errors=True)
-            raise CheckpointError(f"cannot write checkpoint step-{self.step} in {self.run_dir}: {exc}") from None
+            raise CheckpointError(
+                f"cannot write checkpoint step-{self.step} in {self.run_dir}: {exc}"
+            ) from None
         final = None
         if acc.is_main_process:
-            final = runs.commit_checkpoint(self.run_dir, tmp, self.step, {"mode": self.cfg.game.mode},
-                                           self.cfg.checkpoint.keep_last)
+            final = runs.commit_checkpoint(
+                self.run_dir,
+                tmp,
+                self.step,
+                {"mode": self.cfg.game.mode},
+                self.cfg.checkpoint.keep_last,
+            )
         acc.wait_for_everyone()
         return final
 
@@ -357,7 +476,9 @@ class Game:
             if rng_file.exists():
                 _load_rng(rng_file)
         except (OSError, KeyError, ValueError) as exc:
-            raise CheckpointError(f"cannot restore the game state from {checkpoint}: {exc}") from None
+            raise CheckpointError(
+                f"cannot restore the game state from {checkpoint}: {exc}"
+            ) from None
 
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -368,7 +489,9 @@ class Game:
         t0 = time.perf_counter()
         if cfg.evaluation.at_start and self.step == 0:
             self._evaluate("step-0", "start")
-        with _progress(self.show_progress and self.acc.is_main_process, len(self.plan), self.step) as bar:
+        with _progress(
+            self.show_progress and self.acc.is_main_process, len(self.plan), self.step
+        ) as bar:
             for planned in remaining:
                 bar.describe(f"round {planned.round}/{cfg.game.rounds} {planned.stage}")
                 before = self._pre_step_state()
@@ -397,17 +520,28 @@ class Game:
         e = self.cfg.evaluation
         state = self._pre_step_state()
         try:
-            return evaluate_run(self.run_dir, checkpoint=checkpoint, name=name, prompts=e.prompts,
-                                samples=e.samples, seed=e.seed, judge=self.judge, eval_judge=self.eval_judge,
-                                progress=self.show_progress, accelerator=self.acc)
+            return evaluate_run(
+                self.run_dir,
+                checkpoint=checkpoint,
+                name=name,
+                prompts=e.prompts,
+                samples=e.samples,
+                seed=e.seed,
+                judge=self.judge,
+                eval_judge=self.eval_judge,
+                progress=self.show_progress,
+                accelerator=self.acc,
+            )
         finally:
             self._restore_rng(state)
 
     def _pre_step_state(self) -> dict[str, Any]:
         """What a step changes before its judge is called: prompt pools and RNG states."""
-        state = {"seeds": copy.deepcopy(self.seeds.state_dict()),
-                 "benign": copy.deepcopy(self.benign.state_dict()) if self.benign is not None else None,
-                 "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state())}
+        state = {
+            "seeds": copy.deepcopy(self.seeds.state_dict()),
+            "benign": copy.deepcopy(self.benign.state_dict()) if self.benign is not None else None,
+            "rng": (random.getstate(), np.random.get_state(), torch.get_rng_state()),
+        }
         if torch.cuda.is_available():
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
@@ -436,10 +570,16 @@ class Game:
 
     def _finish(self, first_rows, last_rows, seconds: float, played: int) -> dict[str, Any]:
         acc = self.acc
-        summary: dict[str, Any] = {"run_dir": str(self.run_dir), "mode": self.cfg.game.mode, "steps": self.step,
-                                   "seconds": round(seconds, 2)}
+        summary: dict[str, Any] = {
+            "run_dir": str(self.run_dir),
+            "mode": self.cfg.game.mode,
+            "steps": self.step,
+            "seconds": round(seconds, 2),
+        }
         steps_per_round = len(self.plan) / self.cfg.game.rounds
-        summary["seconds_per_round"] = round(seconds * steps_per_round / played, 2) if played else None
+        summary["seconds_per_round"] = (
+            round(seconds * steps_per_round / played, 2) if played else None
+        )
         for stage in ("defend", "attack"):
             if stage in last_rows:
                 for key in ("p_safe", "asr", "reward", "novelty/selfbleu", "novelty/cosine"):
@@ -459,7 +599,9 @@ class Game:
             summary.update(_eval_summary(start_eval, "before"))
             summary.update(_eval_summary(final_eval, "after"))
         if acc.is_main_process:
-            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            (self.run_dir / "summary.json").write_text(
+                json.dumps(summary, indent=2), encoding="utf-8"
+            )
         acc.wait_for_everyone()
         return summary
 
@@ -499,7 +641,9 @@ def _quiet_libraries() -> None:
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
-    warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
 
 
 def _has_run(run_dir: Path) -> bool:
@@ -517,9 +661,13 @@ def _save_rng(path: Path) -> None:
     py = random.getstate()
     np_state = np.random.get_state()
     state = {
-        "python_version": py[0], "python_state": torch.tensor(py[1], dtype=torch.int64), "python_gauss": py[2],
-        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)), "numpy_pos": np_state[2],
-        "numpy_has_gauss": np_state[3], "numpy_gauss": np_state[4],
+        "python_version": py[0],
+        "python_state": torch.tensor(py[1], dtype=torch.int64),
+        "python_gauss": py[2],
+        "numpy_keys": torch.from_numpy(np_state[1].astype(np.int64)),
+        "numpy_pos": np_state[2],
+        "numpy_has_gauss": np_state[3],
+        "numpy_gauss": np_state[4],
         "torch": torch.get_rng_state(),
     }
     if torch.cuda.is_available():
@@ -529,9 +677,18 @@ def _save_rng(path: Path) -> None:
 
 def _load_rng(path: Path) -> None:
     s = torch.load(path, weights_only=True)
-    random.setstate((s["python_version"], tuple(int(x) for x in s["python_state"].tolist()), s["python_gauss"]))
-    np.random.set_state(("MT19937", s["numpy_keys"].numpy().astype(np.uint32), s["numpy_pos"],
-                         s["numpy_has_gauss"], s["numpy_gauss"]))
+    random.setstate(
+        (s["python_version"], tuple(int(x) for x in s["python_state"].tolist()), s["python_gauss"])
+    )
+    np.random.set_state(
+        (
+            "MT19937",
+            s["numpy_keys"].numpy().astype(np.uint32),
+            s["numpy_pos"],
+            s["numpy_has_gauss"],
+            s["numpy_gauss"],
+        )
+    )
     torch.set_rng_state(s["torch"])
     if "cuda" in s and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(s["cuda"])
@@ -591,8 +748,14 @@ def _progress(enabled: bool, total: int, done: int):
         TimeRemainingColumn,
     )
 
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-               TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    columns = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+    ]
     with Progress(*columns) as progress:
         task = progress.add_task("starting", total=total, completed=done, info="")
         yield _Bar(progress, task)

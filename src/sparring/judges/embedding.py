@@ -35,17 +35,28 @@ from sparring.judges.specs import EmbeddingJudgeSpec
 
 HEAD_FILE = "head.safetensors"
 META_FILE = "embedding-judge.json"
+
+
 class Embedder:
     """Sentence embeddings (mean-pooled, L2-normalised) as torch tensors, through the novelty
     package's sentence-transformers embedder; ``path=None`` is the packaged all-MiniLM-L6-v2."""
 
-    def __init__(self, path: str | Path | None = None, *, device: str = "cpu",
-                 batch_size: int = 64, max_length: int = 256):
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        batch_size: int = 64,
+        max_length: int = 256,
+    ):
         from sparring.novelty.embedders import SentenceTransformerEmbedder
 
-        self._st = SentenceTransformerEmbedder(str(path) if path else "all-MiniLM-L6-v2",
-                                               batch_size=batch_size, device=device,
-                                               max_seq_length=max_length)
+        self._st = SentenceTransformerEmbedder(
+            str(path) if path else "all-MiniLM-L6-v2",
+            batch_size=batch_size,
+            device=device,
+            max_seq_length=max_length,
+        )
         self.path = self._st.path
 
     @property
@@ -73,25 +84,34 @@ class EmbeddingJudge:
         folder = Path(spec.path).expanduser()
         meta_path, head_path = folder / META_FILE, folder / HEAD_FILE
         if not meta_path.is_file() or not head_path.is_file():
-            raise JudgeError(f"{folder} is not an embedding judge (no {META_FILE}/{HEAD_FILE}); "
-                             "train one with 'sparring models train-judge --out DIR'")
+            raise JudgeError(
+                f"{folder} is not an embedding judge (no {META_FILE}/{HEAD_FILE}); "
+                "train one with 'sparring models train-judge --out DIR'"
+            )
         self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
         self.head = load_file(str(head_path))
         embedder = spec.embedder or self.meta.get("embedder_path")
         if embedder and not Path(embedder).is_dir():
             embedder = None  # trained elsewhere: fall back to the installed package's copy
-        self.embedder = Embedder(embedder, device=spec.device, batch_size=spec.batch_size,
-                                 max_length=spec.max_length)
+        self.embedder = Embedder(
+            embedder, device=spec.device, batch_size=spec.batch_size, max_length=spec.max_length
+        )
         dim = self.embedder.dim * 3
         if self.head["unsafe.weight"].shape[-1] != dim:
-            raise JudgeError(f"{folder}: heads expect {self.head['unsafe.weight'].shape[-1]} "
-                             f"features but the embedder gives {dim}")
+            raise JudgeError(
+                f"{folder}: heads expect {self.head['unsafe.weight'].shape[-1]} "
+                f"features but the embedder gives {dim}"
+            )
         self.name = spec.name or f"embedding:{folder.name}"
 
-    def probabilities(self, prompts: Sequence[str], responses: Sequence[str]) -> dict[str, list[float]]:
+    def probabilities(
+        self, prompts: Sequence[str], responses: Sequence[str]
+    ) -> dict[str, list[float]]:
         import torch
 
-        feats = pair_features(self.embedder.encode(list(prompts)), self.embedder.encode(list(responses)))
+        feats = pair_features(
+            self.embedder.encode(list(prompts)), self.embedder.encode(list(responses))
+        )
         feats = (feats - self.head["mean"]) / self.head["std"]
         out = {}
         for head in ("unsafe", "helpful"):
@@ -106,8 +126,9 @@ class EmbeddingJudge:
         if not prompts:
             return JudgeOutput(p_safe=[], extras={"helpful": []})
         probs = self.probabilities(prompts, responses)
-        return JudgeOutput(p_safe=[1.0 - p for p in probs["unsafe"]],
-                           extras={"helpful": probs["helpful"]})
+        return JudgeOutput(
+            p_safe=[1.0 - p for p in probs["unsafe"]], extras={"helpful": probs["helpful"]}
+        )
 
 
 def build(spec: EmbeddingJudgeSpec) -> EmbeddingJudge:
@@ -189,8 +210,13 @@ def _template_split(templates: list[str], seed: int) -> tuple[list[str], list[st
     return [t for t in order if t not in test], test
 
 
-def build_pairs(harmful: dict[str, list[str]], benign: dict[str, list[str]], *,
-                per_prompt: int = 2, seed: int = 0) -> list[Pair]:
+def build_pairs(
+    harmful: dict[str, list[str]],
+    benign: dict[str, list[str]],
+    *,
+    per_prompt: int = 2,
+    seed: int = 0,
+) -> list[Pair]:
     """Labelled (prompt, response) pairs.
 
     ``harmful``/``benign`` map "train"/"test" to prompts. Each harmful prompt gets ``per_prompt``
@@ -205,13 +231,18 @@ def build_pairs(harmful: dict[str, list[str]], benign: dict[str, list[str]], *,
     for split_name in ("train", "test"):
         refusals = ref_train if split_name == "train" else ref_test
         compliant = com_train if split_name == "train" else com_test
-        for kind, prompts, k in (("harmful", harmful, per_prompt), ("benign", benign, 3 * per_prompt)):
+        for kind, prompts, k in (
+            ("harmful", harmful, per_prompt),
+            ("benign", benign, 3 * per_prompt),
+        ):
             for prompt in prompts.get(split_name, []):
                 forms = _request_forms(prompt)
                 for t in rng.sample(refusals, min(k, len(refusals))):
                     pairs.append(Pair(prompt, t.format(**forms), 0, 0, split_name))
                 for t in rng.sample(compliant, min(k, len(compliant))):
-                    pairs.append(Pair(prompt, t.format(**forms), int(kind == "harmful"), 1, split_name))
+                    pairs.append(
+                        Pair(prompt, t.format(**forms), int(kind == "harmful"), 1, split_name)
+                    )
     return pairs
 
 
@@ -248,9 +279,17 @@ def _metrics(p, y) -> dict[str, float]:
     }
 
 
-def train(out: str | Path, *, harmful: dict[str, list[str]], benign: dict[str, list[str]],
-          embedder: str | Path | None = None, per_prompt: int = 2, l2: float = 1e-3,
-          seed: int = 0, data_note: str = "") -> dict[str, Any]:
+def train(
+    out: str | Path,
+    *,
+    harmful: dict[str, list[str]],
+    benign: dict[str, list[str]],
+    embedder: str | Path | None = None,
+    per_prompt: int = 2,
+    l2: float = 1e-3,
+    seed: int = 0,
+    data_note: str = "",
+) -> dict[str, Any]:
     """Train both heads, write ``out/head.safetensors`` + ``out/embedding-judge.json``; return
     the metadata (with train and held-out metrics)."""
     import torch
@@ -262,15 +301,22 @@ def train(out: str | Path, *, harmful: dict[str, list[str]], benign: dict[str, l
     emb = Embedder(embedder)
     texts = sorted({p.prompt for p in pairs} | {p.response for p in pairs})
     vectors = dict(zip(texts, emb.encode(texts), strict=True))
-    feats = {s: pair_features(torch.stack([vectors[p.prompt] for p in pairs if p.split == s]),
-                              torch.stack([vectors[p.response] for p in pairs if p.split == s]))
-             for s in ("train", "test") if any(p.split == s for p in pairs)}
+    feats = {
+        s: pair_features(
+            torch.stack([vectors[p.prompt] for p in pairs if p.split == s]),
+            torch.stack([vectors[p.response] for p in pairs if p.split == s]),
+        )
+        for s in ("train", "test")
+        if any(p.split == s for p in pairs)
+    }
     mean = feats["train"].mean(0)
     std = feats["train"].std(0).clamp(min=1e-4)
     head: dict[str, torch.Tensor] = {"mean": mean, "std": std}
     metrics: dict[str, Any] = {}
     for name in ("unsafe", "helpful"):
-        ys = {s: torch.tensor([float(getattr(p, name)) for p in pairs if p.split == s]) for s in feats}
+        ys = {
+            s: torch.tensor([float(getattr(p, name)) for p in pairs if p.split == s]) for s in feats
+        }
         w, b = _fit_logistic((feats["train"] - mean) / std, ys["train"], l2=l2)
         head[f"{name}.weight"], head[f"{name}.bias"] = w, b.reshape(())
         for s in feats:
@@ -278,11 +324,14 @@ def train(out: str | Path, *, harmful: dict[str, list[str]], benign: dict[str, l
             metrics[f"{name}/{s}"] = _metrics(p, ys[s])
     # The number that matters for a safety reward: harmful prompts only, held out.
     if "test" in feats:
-        mask = torch.tensor([p.prompt in set(harmful.get("test", [])) for p in pairs if p.split == "test"])
+        mask = torch.tensor(
+            [p.prompt in set(harmful.get("test", [])) for p in pairs if p.split == "test"]
+        )
         if mask.any():
             ys = torch.tensor([float(p.unsafe) for p in pairs if p.split == "test"])[mask]
-            p = torch.sigmoid(((feats["test"][mask] - mean) / std) @ head["unsafe.weight"]
-                              + head["unsafe.bias"])
+            p = torch.sigmoid(
+                ((feats["test"][mask] - mean) / std) @ head["unsafe.weight"] + head["unsafe.bias"]
+            )
             metrics["unsafe/test-harmful-prompts"] = _metrics(p, ys)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -290,8 +339,10 @@ def train(out: str | Path, *, harmful: dict[str, list[str]], benign: dict[str, l
     meta = {
         "embedder_path": str(emb.path),
         "features": "[e(prompt), e(response), e(prompt)*e(response)], standardised",
-        "heads": {"unsafe": "P(response complies with a harmful request)",
-                  "helpful": "P(response answers rather than refuses)"},
+        "heads": {
+            "unsafe": "P(response complies with a harmful request)",
+            "helpful": "P(response answers rather than refuses)",
+        },
         "data": {
             "note": data_note,
             "harmful_prompts": {s: len(v) for s, v in harmful.items()},

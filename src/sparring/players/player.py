@@ -94,9 +94,19 @@ def position_ids(mask: torch.Tensor) -> torch.Tensor:
 class Player:
     """One side of the game. Build with :meth:`build`."""
 
-    def __init__(self, role: str, cfg: PlayerConfig, accelerator: Accelerator, tokenizer, module: PolicyWithValue,
-                 reference: nn.Module | None, optimizer=None, scheduler=None, trainable: bool = True,
-                 fast: bool | None = None):
+    def __init__(
+        self,
+        role: str,
+        cfg: PlayerConfig,
+        accelerator: Accelerator,
+        tokenizer,
+        module: PolicyWithValue,
+        reference: nn.Module | None,
+        optimizer=None,
+        scheduler=None,
+        trainable: bool = True,
+        fast: bool | None = None,
+    ):
         self.role = role
         # fast path: log-probs recorded during generation replace the no-grad policy forward, and
         # PPO values come from the training forward when one pass over the batch is made
@@ -114,14 +124,32 @@ class Player:
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
-    def build(cls, role: str, cfg: PlayerConfig, accelerator: Accelerator, *, trainable: bool,
-              total_updates: int = 1, checkpoint: Path | None = None, fast: bool | None = None) -> Player:
+    def build(
+        cls,
+        role: str,
+        cfg: PlayerConfig,
+        accelerator: Accelerator,
+        *,
+        trainable: bool,
+        total_updates: int = 1,
+        checkpoint: Path | None = None,
+        fast: bool | None = None,
+    ) -> Player:
         field = f"{role}.model"
-        tokenizer = load_tokenizer(cfg.tokenizer or cfg.model, field=f"{role}.tokenizer" if cfg.tokenizer else field,
-                                   revision=cfg.revision, trust_remote_code=cfg.trust_remote_code,
-                                   gguf_file=cfg.gguf_file)
-        kwargs = {"field": field, "dtype": cfg.dtype, "revision": cfg.revision,
-                  "trust_remote_code": cfg.trust_remote_code, "gguf_file": cfg.gguf_file}
+        tokenizer = load_tokenizer(
+            cfg.tokenizer or cfg.model,
+            field=f"{role}.tokenizer" if cfg.tokenizer else field,
+            revision=cfg.revision,
+            trust_remote_code=cfg.trust_remote_code,
+            gguf_file=cfg.gguf_file,
+        )
+        kwargs = {
+            "field": field,
+            "dtype": cfg.dtype,
+            "revision": cfg.revision,
+            "trust_remote_code": cfg.trust_remote_code,
+            "gguf_file": cfg.gguf_file,
+        }
         policy_dir = checkpoint / "policy" if checkpoint is not None else None
         if cfg.lora is not None:
             base = load_causal_lm(cfg.model, **kwargs)
@@ -129,13 +157,17 @@ class Player:
             reference = None  # the adapter-disabled base
         else:
             if policy_dir is not None:
-                policy = load_causal_lm(str(policy_dir), field=f"{role} checkpoint", dtype=cfg.dtype)
+                policy = load_causal_lm(
+                    str(policy_dir), field=f"{role} checkpoint", dtype=cfg.dtype
+                )
             else:
                 policy = load_causal_lm(cfg.model, **kwargs)
             reference = load_causal_lm(cfg.model, **kwargs) if trainable else None
         if len(tokenizer) > policy.get_input_embeddings().num_embeddings:
-            raise ModelError(f"{field}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
-                             f"{policy.get_input_embeddings().num_embeddings}")
+            raise ModelError(
+                f"{field}: tokenizer has {len(tokenizer)} tokens but the model's embedding has "
+                f"{policy.get_input_embeddings().num_embeddings}"
+            )
         value_head = None
         if trainable and cfg.rl.algorithm == "ppo":
             value_head = ValueHead(policy.config.get_text_config().hidden_size)
@@ -156,7 +188,18 @@ class Player:
             reference.requires_grad_(False)
             reference.eval()
             reference.to(accelerator.device)
-        player = cls(role, cfg, accelerator, tokenizer, module, reference, optimizer, scheduler, trainable, fast)
+        player = cls(
+            role,
+            cfg,
+            accelerator,
+            tokenizer,
+            module,
+            reference,
+            optimizer,
+            scheduler,
+            trainable,
+            fast,
+        )
         if checkpoint is not None and trainable:
             player.load_training_state(checkpoint)
         return player
@@ -185,17 +228,30 @@ class Player:
     def generate(self, texts: list[str]) -> Generation:
         """Sample one continuation per text (batched, left padding, KV cache)."""
         inputs = self.format(texts)
-        enc = self.tokenizer(inputs, return_tensors="pt", padding=True, truncation=True,
-                             max_length=self.cfg.max_prompt_tokens, add_special_tokens=self.format.add_special_tokens)
+        enc = self.tokenizer(
+            inputs,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=self.cfg.max_prompt_tokens,
+            add_special_tokens=self.format.add_special_tokens,
+        )
         device = self.accelerator.device
         query_ids, query_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         g = self.cfg.generation
         from transformers import GenerationConfig
 
         gen_cfg = GenerationConfig(
-            do_sample=True, max_new_tokens=g.max_new_tokens, min_new_tokens=g.min_new_tokens,
-            temperature=g.temperature, top_p=g.top_p, top_k=g.top_k or None, repetition_penalty=g.repetition_penalty,
-            pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.eos_ids, use_cache=True,
+            do_sample=True,
+            max_new_tokens=g.max_new_tokens,
+            min_new_tokens=g.min_new_tokens,
+            temperature=g.temperature,
+            top_p=g.top_p,
+            top_k=g.top_k or None,
+            repetition_penalty=g.repetition_penalty,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.eos_ids,
+            use_cache=True,
         )
         policy = self.unwrapped.policy
         recorder = _LogprobRecorder(g.temperature) if self.fast else None
@@ -205,20 +261,30 @@ class Player:
             hook = lm.register_forward_hook(recorder, with_kwargs=True)
         try:
             with self.accelerator.autocast():
-                out = policy.generate(input_ids=query_ids, attention_mask=query_mask, generation_config=gen_cfg)
+                out = policy.generate(
+                    input_ids=query_ids, attention_mask=query_mask, generation_config=gen_cfg
+                )
         finally:
             if hook is not None:
                 hook.remove()
         response_ids = out[:, query_ids.shape[1] :]
         logprobs = None
-        if response_ids.shape[1] == 0:  # nothing generated at all (max_new_tokens reached instantly)
-            response_ids = torch.full((out.shape[0], 1), self.eos_ids[0], dtype=out.dtype, device=out.device)
+        if (
+            response_ids.shape[1] == 0
+        ):  # nothing generated at all (max_new_tokens reached instantly)
+            response_ids = torch.full(
+                (out.shape[0], 1), self.eos_ids[0], dtype=out.dtype, device=out.device
+            )
         elif recorder is not None:
             logprobs = recorder.finish(response_ids)
         response_mask = self.response_mask(response_ids)
-        texts_out = self.tokenizer.batch_decode(response_ids.masked_fill(response_mask == 0, self.tokenizer.pad_token_id),
-                                                skip_special_tokens=True)
-        return Generation(query_ids, query_mask, response_ids, response_mask, texts_out, inputs, logprobs)
+        texts_out = self.tokenizer.batch_decode(
+            response_ids.masked_fill(response_mask == 0, self.tokenizer.pad_token_id),
+            skip_special_tokens=True,
+        )
+        return Generation(
+            query_ids, query_mask, response_ids, response_mask, texts_out, inputs, logprobs
+        )
 
     def response_mask(self, response_ids: torch.Tensor) -> torch.Tensor:
         """1 for tokens up to and including the first end-of-sequence token, 0 after it."""
@@ -226,8 +292,14 @@ class Player:
         after = (is_eos.long().cumsum(-1) - is_eos.long()) > 0
         return (~after).long()
 
-    def logprobs_and_values(self, gen: Generation, *, grad: bool = False, module: nn.Module | None = None,
-                            entropy_grad: bool = True):
+    def logprobs_and_values(
+        self,
+        gen: Generation,
+        *,
+        grad: bool = False,
+        module: nn.Module | None = None,
+        entropy_grad: bool = True,
+    ):
         """Log-probs (and values, entropy) of the generated tokens from one forward pass.
 
         With ``grad``, the entropy is returned too; ``entropy_grad=False`` computes it outside the
@@ -253,13 +325,23 @@ class Player:
         n = gen.response_ids.shape[1]
         with self.accelerator.autocast():
             if self.reference is not None:
-                logits = self.reference(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                        logits_to_keep=n + 1, use_cache=False).logits[:, -(n + 1) : -1]
+                logits = self.reference(
+                    input_ids=ids,
+                    attention_mask=mask,
+                    position_ids=pos,
+                    logits_to_keep=n + 1,
+                    use_cache=False,
+                ).logits[:, -(n + 1) : -1]
             else:
                 policy = self.unwrapped.policy
                 with policy.disable_adapter():
-                    logits = policy(input_ids=ids, attention_mask=mask, position_ids=pos,
-                                    logits_to_keep=n + 1, use_cache=False).logits[:, -(n + 1) : -1]
+                    logits = policy(
+                        input_ids=ids,
+                        attention_mask=mask,
+                        position_ids=pos,
+                        logits_to_keep=n + 1,
+                        use_cache=False,
+                    ).logits[:, -(n + 1) : -1]
         return gather_logprobs(logits.float() / self.cfg.generation.temperature, gen.response_ids)
 
     # -- checkpoints -----------------------------------------------------------------------------
@@ -270,27 +352,42 @@ class Player:
         unwrapped.policy.save_pretrained(directory / "policy", safe_serialization=True)
         self.tokenizer.save_pretrained(directory / "policy")
         if unwrapped.value_head is not None:
-            save_file({k: v.detach().cpu().contiguous() for k, v in unwrapped.value_head.state_dict().items()},
-                      str(directory / "value_head.safetensors"))
+            save_file(
+                {
+                    k: v.detach().cpu().contiguous()
+                    for k, v in unwrapped.value_head.state_dict().items()
+                },
+                str(directory / "value_head.safetensors"),
+            )
         if self.optimizer is not None:
             torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), directory / "scheduler.pt")
 
     def load_training_state(self, directory: Path) -> None:
         try:
-            self.optimizer.load_state_dict(torch.load(directory / "optimizer.pt", weights_only=True,
-                                                      map_location="cpu"))
-            self.scheduler.load_state_dict(torch.load(directory / "scheduler.pt", weights_only=True))
+            self.optimizer.load_state_dict(
+                torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
+            )
+            self.scheduler.load_state_dict(
+                torch.load(directory / "scheduler.pt", weights_only=True)
+            )
         except (OSError, RuntimeError, ValueError) as exc:
-            raise CheckpointError(f"cannot restore {self.role} optimiser state from {directory}: {exc}") from None
+            raise CheckpointError(
+                f"cannot restore {self.role} optimiser state from {directory}: {exc}"
+            ) from None
 
     def export(self, directory: Path) -> None:
         """Write a plain Hugging Face model folder (LoRA merged into the base)."""
         policy = self.unwrapped.policy
         if self.cfg.lora is not None:
-            base = load_causal_lm(self.cfg.model, field=f"{self.role}.model", dtype=self.cfg.dtype,
-                                  revision=self.cfg.revision, trust_remote_code=self.cfg.trust_remote_code,
-                                  gguf_file=self.cfg.gguf_file)
+            base = load_causal_lm(
+                self.cfg.model,
+                field=f"{self.role}.model",
+                dtype=self.cfg.dtype,
+                revision=self.cfg.revision,
+                trust_remote_code=self.cfg.trust_remote_code,
+                gguf_file=self.cfg.gguf_file,
+            )
             from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 
             merged = PeftModel(base, policy.peft_config["default"])
@@ -316,7 +413,9 @@ class _LogprobRecorder:
 
     def _take(self, tokens: torch.Tensor) -> None:
         logits = self.prev
-        self.picked.append(logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1))
+        self.picked.append(
+            logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        )
 
     def __call__(self, module, args, kwargs, output):
         if self.prev is not None:
@@ -340,22 +439,36 @@ def _with_lora(base: nn.Module, cfg: PlayerConfig, adapter_dir: Path | None, tra
 
     if adapter_dir is not None:
         return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
-    lora = LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, lora_dropout=cfg.lora.dropout,
-                      target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM")
+    lora = LoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        lora_dropout=cfg.lora.dropout,
+        target_modules=cfg.lora.target_modules,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(base, lora)
 
 
 def _optimizer(module: PolicyWithValue, cfg: PlayerConfig) -> torch.optim.Optimizer:
     groups = [{"params": [p for p in module.policy.parameters() if p.requires_grad], "lr": cfg.lr}]
     if module.value_head is not None:
-        groups.append({"params": list(module.value_head.parameters()), "lr": cfg.value_lr or cfg.lr})
-    return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
+        groups.append(
+            {"params": list(module.value_head.parameters()), "lr": cfg.value_lr or cfg.lr}
+        )
+    return torch.optim.AdamW(
+        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
+    )
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: PlayerConfig, total_updates: int):
     from transformers import get_scheduler
 
-    name = {"constant": "constant_with_warmup", "inverse_sqrt": "inverse_sqrt", "linear": "linear",
-            "cosine": "cosine"}[cfg.schedule]
-    return get_scheduler(name, optimizer, num_warmup_steps=cfg.warmup_steps,
-                         num_training_steps=max(total_updates, 1))
+    name = {
+        "constant": "constant_with_warmup",
+        "inverse_sqrt": "inverse_sqrt",
+        "linear": "linear",
+        "cosine": "cosine",
+    }[cfg.schedule]
+    return get_scheduler(
+        name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=max(total_updates, 1)
+    )

@@ -19,7 +19,9 @@ class PromptFormatter:
         self.role = role
         has_chat = bool(getattr(tokenizer, "chat_template", None))
         if template.kind == "chat" and not has_chat:
-            raise ConfigError(f"{role}.template.kind is 'chat' but the {role}'s tokenizer has no chat template")
+            raise ConfigError(
+                f"{role}.template.kind is 'chat' but the {role}'s tokenizer has no chat template"
+            )
         self.use_chat = template.kind == "chat" or (template.kind == "auto" and has_chat)
         self.tokenizer = tokenizer
         fields = [f for f in _FIELDS if "{" + f + "}" in template.text]
@@ -41,7 +43,11 @@ class PromptFormatter:
             if self.template.system:
                 messages.append({"role": "system", "content": self.template.system})
             messages.append({"role": "user", "content": self.fill(t)})
-            out.append(self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            out.append(
+                self.tokenizer.apply_chat_template(
+                    messages, tokenize=False, add_generation_prompt=True
+                )
+            )
         return out
 
     @property
@@ -50,11 +56,20 @@ class PromptFormatter:
         return not self.use_chat
 
 
-_ECHO_PREFIXES = re.compile(r"^\s*(?:output|question|prompt|answer|human|user|assistant|ai)\s*:\s*", re.IGNORECASE)
+_ECHO_PREFIXES = re.compile(
+    r"^\s*(?:output|question|prompt|answer|human|user|assistant|ai)\s*:\s*", re.IGNORECASE
+)
 
 
-def clean_attack(raw: str, *, fallback: str, template_text: str, special_tokens: Sequence[str] = (),
-                 max_chars: int = 1000, first_line: bool = True) -> str:
+def clean_attack(
+    raw: str,
+    *,
+    fallback: str,
+    template_text: str,
+    special_tokens: Sequence[str] = (),
+    max_chars: int = 1000,
+    first_line: bool = True,
+) -> str:
     """Make an attacker's raw continuation into a prompt for the defender.
 
     Strips special tokens and echoes of the attacker's template (its instruction text, or labels

@@ -28,8 +28,13 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor, unbiased: bool = True) -> to
     return var
 
 
-def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True, eps: float = 1e-8,
-                  min_std: float = 1e-5) -> torch.Tensor:
+def masked_whiten(
+    x: torch.Tensor,
+    mask: torch.Tensor,
+    shift_mean: bool = True,
+    eps: float = 1e-8,
+    min_std: float = 1e-5,
+) -> torch.Tensor:
     """(x - mean) / std over the masked entries; ``shift_mean=False`` adds the mean back.
 
     Below ``min_std`` the spread is rounding noise (e.g. every reward in the batch equal), and
@@ -62,8 +67,13 @@ def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     return (mask.long().sum(-1) - 1).clamp(min=0)
 
 
-def shaped_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: torch.Tensor,
-                   mask: torch.Tensor, kl_coef: float) -> tuple[torch.Tensor, torch.Tensor]:
+def shaped_rewards(
+    scores: torch.Tensor,
+    logprobs: torch.Tensor,
+    ref_logprobs: torch.Tensor,
+    mask: torch.Tensor,
+    kl_coef: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token rewards: ``-kl_coef * (logp - logp_ref)`` plus the scalar score at the last token.
 
     Returns (rewards, per-token kl), both zero on padding.
@@ -76,8 +86,9 @@ def shaped_rewards(scores: torch.Tensor, logprobs: torch.Tensor, ref_logprobs: t
     return rewards * m, kl
 
 
-def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
-                gamma: float, lam: float) -> tuple[torch.Tensor, torch.Tensor]:
+def compute_gae(
+    rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Generalised advantage estimation over right-padded sequences.
 
     The value after the last real token is 0 (the episode ends there). Returns
@@ -99,7 +110,9 @@ def compute_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor,
     return adv, (adv + values) * m
 
 
-def group_advantages(rewards: torch.Tensor, group_size: int, method: str, eps: float = 1e-6) -> torch.Tensor:
+def group_advantages(
+    rewards: torch.Tensor, group_size: int, method: str, eps: float = 1e-6
+) -> torch.Tensor:
     """Critic-free advantages for rows laid out as consecutive groups of ``group_size``.
 
     ``rloo``: reward minus the mean of the *other* samples of the same prompt.
@@ -123,8 +136,13 @@ class PolicyLoss:
     approx_kl: torch.Tensor
 
 
-def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: torch.Tensor,
-                mask: torch.Tensor, clip_ratio: float) -> PolicyLoss:
+def policy_loss(
+    logprobs: torch.Tensor,
+    old_logprobs: torch.Tensor,
+    advantages: torch.Tensor,
+    mask: torch.Tensor,
+    clip_ratio: float,
+) -> PolicyLoss:
     """PPO's clipped surrogate, averaged over real tokens."""
     log_ratio = logprobs - old_logprobs
     ratio = torch.exp(log_ratio)
@@ -137,8 +155,13 @@ def policy_loss(logprobs: torch.Tensor, old_logprobs: torch.Tensor, advantages: 
     return PolicyLoss(loss, clipfrac, approx_kl)
 
 
-def value_loss(values: torch.Tensor, old_values: torch.Tensor, returns: torch.Tensor,
-               mask: torch.Tensor, clip_value: float) -> tuple[torch.Tensor, torch.Tensor]:
+def value_loss(
+    values: torch.Tensor,
+    old_values: torch.Tensor,
+    returns: torch.Tensor,
+    mask: torch.Tensor,
+    clip_value: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Clipped value loss 0.5 * max((v - R)^2, (v_clipped - R)^2); returns (loss, clipfrac)."""
     v_clipped = old_values + torch.clamp(values - old_values, -clip_value, clip_value)
     a = (values - returns) ** 2

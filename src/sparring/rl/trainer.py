@@ -38,7 +38,9 @@ class Experience:
         return self.scores.shape[0]
 
 
-def make_experience(player: Player, gen: Generation, scores: torch.Tensor, group_size: int) -> Experience:
+def make_experience(
+    player: Player, gen: Generation, scores: torch.Tensor, group_size: int
+) -> Experience:
     """Score a generation under the policy (log-probs, values) and the reference, in no-grad passes.
 
     On the player's fast path the log-probs recorded during generation are used instead of a
@@ -52,7 +54,9 @@ def make_experience(player: Player, gen: Generation, scores: torch.Tensor, group
     else:
         logprobs, values, _ = player.logprobs_and_values(gen)
     ref = player.reference_logprobs(gen)
-    return Experience(gen, scores.to(logprobs.device, torch.float32), logprobs, ref, values, group_size)
+    return Experience(
+        gen, scores.to(logprobs.device, torch.float32), logprobs, ref, values, group_size
+    )
 
 
 def _single_pass(rl, rows: int) -> bool:
@@ -60,7 +64,9 @@ def _single_pass(rl, rows: int) -> bool:
     return rl.ppo_epochs == 1 and min(rl.minibatch_size or rows, rows) == rows
 
 
-def advantages_and_returns(player: Player, exp: Experience) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
+def advantages_and_returns(
+    player: Player, exp: Experience
+) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """Per-token advantages (and PPO returns) with the KL penalty folded into the rewards."""
     rl = player.cfg.rl
     mask = exp.gen.response_mask
@@ -77,7 +83,11 @@ def advantages_and_returns(player: Player, exp: Experience) -> tuple[torch.Tenso
         stats["return_mean"] = masked_mean(returns, mask).item()
     else:
         seq_rewards = rewards.sum(-1)
-        adv = group_advantages(seq_rewards, exp.group_size, rl.algorithm).unsqueeze(-1).expand_as(rewards)
+        adv = (
+            group_advantages(seq_rewards, exp.group_size, rl.algorithm)
+            .unsqueeze(-1)
+            .expand_as(rewards)
+        )
         adv = adv * mask
         returns = None
     if rl.whiten_advantages and (rl.algorithm == "ppo" or rl.algorithm == "rloo"):
@@ -98,7 +108,9 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
     # values deferred to the training forward (fast path, single pass): advantages come after it
     deferred = player.has_value and exp.values is None
     if deferred and not _single_pass(rl, n):
-        raise ValueError("experience without values needs a single-pass update (ppo_epochs 1, one minibatch)")
+        raise ValueError(
+            "experience without values needs a single-pass update (ppo_epochs 1, one minibatch)"
+        )
     if not deferred:
         adv, returns, stats = advantages_and_returns(player, exp)
     sums: dict[str, float] = {}
@@ -112,8 +124,9 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
             sub = _slice(exp.gen, idx)
             mask = sub.response_mask
             with acc.accumulate(player.module):
-                logprobs, values, entropy = player.logprobs_and_values(sub, grad=True,
-                                                                      entropy_grad=bool(rl.ent_coef))
+                logprobs, values, entropy = player.logprobs_and_values(
+                    sub, grad=True, entropy_grad=bool(rl.ent_coef)
+                )
                 if deferred:
                     old_values = torch.empty_like(values)
                     old_values[idx] = values.detach()
@@ -121,9 +134,15 @@ def update(player: Player, exp: Experience) -> dict[str, float]:
                     adv, returns, stats = advantages_and_returns(player, exp)
                 pl = policy_loss(logprobs, exp.logprobs[idx], adv[idx], mask, rl.clip_ratio)
                 loss = pl.loss
-                parts = {"loss/policy": pl.loss.item(), "clipfrac": pl.clipfrac.item(), "approx_kl": pl.approx_kl.item()}
+                parts = {
+                    "loss/policy": pl.loss.item(),
+                    "clipfrac": pl.clipfrac.item(),
+                    "approx_kl": pl.approx_kl.item(),
+                }
                 if values is not None:
-                    vl, vclip = value_loss(values, exp.values[idx], returns[idx], mask, rl.clip_value)
+                    vl, vclip = value_loss(
+                        values, exp.values[idx], returns[idx], mask, rl.clip_value
+                    )
                     loss = loss + rl.vf_coef * vl
                     parts.update({"loss/value": vl.item(), "value_clipfrac": vclip.item()})
                 ent = masked_mean(entropy, mask)
@@ -169,8 +188,15 @@ def _slice(gen: Generation, idx: torch.Tensor) -> Generation:
     """Rows ``idx`` of a generation."""
     q_ids, q_mask = gen.query_ids[idx], gen.query_mask[idx]
     r_ids, r_mask = gen.response_ids[idx], gen.response_mask[idx]
-    return Generation(q_ids, q_mask, r_ids, r_mask, [gen.texts[i] for i in idx.tolist()],
-                      [gen.inputs[i] for i in idx.tolist()], gen.logprobs[idx] if gen.logprobs is not None else None)
+    return Generation(
+        q_ids,
+        q_mask,
+        r_ids,
+        r_mask,
+        [gen.texts[i] for i in idx.tolist()],
+        [gen.inputs[i] for i in idx.tolist()],
+        gen.logprobs[idx] if gen.logprobs is not None else None,
+    )
 
 
 def updates_per_stage_step(player_cfg, batch_rows: int) -> int:

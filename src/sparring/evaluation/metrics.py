@@ -202,11 +202,11 @@ def build_eval_embedder(novelty_spec: Any = None):
         return None
     if novelty_spec is None:
         return None
+    from sparring.errors import SparringError
+
     try:
-        return build_embedder(
-            novelty_spec.embedder, lowercase=getattr(novelty_spec, "lowercase", True)
-        )
-    except Exception:  # noqa: BLE001 - a missing optional model must not stop an evaluation
+        return build_embedder(novelty_spec.embedder)
+    except (SparringError, ImportError, OSError):  # a missing optional model must not stop it
         return None
 
 

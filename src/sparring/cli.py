@@ -23,7 +23,6 @@ COMMAND_MODULES: list[str] = [
 
 def _train(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
     from sparring.config import load_config
     from sparring.game.loop import Game
@@ -44,14 +43,41 @@ def _train(args: argparse.Namespace) -> int:
     game = Game(cfg, resume=bool(args.resume), progress=False if args.no_progress else None)
     summary = game.run()
     if game.acc.is_main_process:
-        table = Table(title=f"sparring train: {summary['run_dir']}")
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in summary.items():
-            if key != "run_dir":
-                table.add_row(key, f"{value:.4f}" if isinstance(value, float) else str(value))
-        Console().print(table)
+        Console().print(*summary_tables(summary))
     return 0
+
+
+def _fmt(value) -> str:
+    return f"{value:.3f}" if isinstance(value, float) else "-" if value is None else str(value)
+
+
+def summary_tables(summary: dict) -> list:
+    """The end-of-run summary as rich tables: the run, evaluation before/after, training curves."""
+    from rich.table import Table
+
+    run = Table(title=f"sparring train: {summary['run_dir']}", show_header=False)
+    for key in ("mode", "steps", "seconds", "seconds_per_round"):
+        run.add_row(key, _fmt(summary.get(key)))
+    tables = [run]
+    figures = sorted({k.split("/", 1)[1] for k in summary if k.startswith(("before/", "after/"))})
+    if figures:
+        ev = Table(title="evaluation: initial vs final players")
+        for col in ("figure", "before", "after"):
+            ev.add_column(col, justify="left" if col == "figure" else "right")
+        for f in figures:
+            ev.add_row(f, _fmt(summary.get(f"before/{f}")), _fmt(summary.get(f"after/{f}")))
+        tables.append(ev)
+    curves = Table(title="training (training judge): first vs last step of each stage")
+    for col in ("stage", "figure", "first", "last"):
+        curves.add_column(col, justify="right" if col in ("first", "last") else "left")
+    for key in sorted(k for k in summary if k.endswith("/first")):
+        stage, figure = key[: -len("/first")].split("/", 1)
+        curves.add_row(
+            stage, figure, _fmt(summary[key]), _fmt(summary.get(f"{stage}/{figure}/last"))
+        )
+    if curves.row_count:
+        tables.append(curves)
+    return tables
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -22,6 +22,7 @@ CORPUS = [
     "please help me bake a cake for my friend",
     "how do I kill a python process that hangs ?",
     "User Assistant System hello thanks the a an of to in for is on that by this with you it not or be are",
+    "safe unsafe",
 ]
 
 CHAT_TEMPLATE = (
@@ -111,3 +112,25 @@ def keyword_judge(prompts: list[str], responses: list[str]) -> dict[str, list[fl
 def constant_judge(prompts: list[str], responses: list[str], value: float = 1.0) -> list[float]:
     """P(safe) = ``value`` for every pair."""
     return [float(value)] * len(prompts)
+
+
+def build_tiny_classifier(directory: Path | str, *, num_labels: int = 2, seed: int = 0) -> Path:
+    """A randomly initialised GPT-2 sequence classifier with the tiny tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2ForSequenceClassification
+
+    directory = Path(directory)
+    tok = build_tokenizer(directory)
+    torch.manual_seed(seed)
+    config = GPT2Config(
+        n_embd=32,
+        n_layer=2,
+        n_head=2,
+        n_positions=512,
+        vocab_size=len(tok),
+        num_labels=num_labels,
+        pad_token_id=tok.pad_token_id,
+        eos_token_id=tok.eos_token_id,
+    )
+    GPT2ForSequenceClassification(config).save_pretrained(directory, safe_serialization=True)
+    return directory

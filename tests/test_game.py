@@ -251,3 +251,19 @@ def test_cli_train_with_overrides(run_data, tmp_path, capsys):
     assert main(["train", str(cfg), "--set", "game.rouds=1"]) == 2
     assert "did you mean 'game.rounds'" in capsys.readouterr().err
     json.loads((tmp_path / "run" / "summary.json").read_text())
+
+
+def test_cli_without_output_dir_never_reuses_a_run_folder(run_data, tmp_path, monkeypatch):
+    import yaml
+
+    data = run_data(rounds=1)
+    del data["output_dir"]
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "tiny" / "metrics.jsonl").is_file()
+    assert (tmp_path / "runs" / "tiny-2" / "metrics.jsonl").is_file()
+    saved = load_config(tmp_path / "runs" / "tiny-2" / "config.yaml")
+    assert saved.output_dir == "runs/tiny-2"  # the resolved folder is part of the saved config

@@ -40,11 +40,25 @@ def _train(args: argparse.Namespace) -> int:
         if args.output_dir:
             overrides.append(f"output_dir={args.output_dir}")
         cfg = load_config(config, overrides)
+        if cfg.output_dir is None:
+            # no folder named: never reuse one that holds a run (runs/NAME, runs/NAME-2, ...)
+            cfg.output_dir = str(free_run_dir(cfg.run_dir()))
     game = Game(cfg, resume=bool(args.resume), progress=False if args.no_progress else None)
     summary = game.run()
     if game.acc.is_main_process:
         Console().print(*summary_tables(summary))
     return 0
+
+
+def free_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that does not hold a run yet."""
+    from sparring.game.loop import has_run
+
+    candidate, n = base, 1
+    while has_run(candidate):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def _fmt(value) -> str:

@@ -92,7 +92,7 @@ class Game:
             found = runs.latest_checkpoint(self.run_dir)
             if found is not None:
                 self.step, checkpoint = found
-        elif acc.is_main_process and _has_run(self.run_dir):
+        elif acc.is_main_process and has_run(self.run_dir):
             raise ConfigError(
                 f"run folder {self.run_dir} already holds a run; resume it with --resume {self.run_dir} "
                 "or choose another output_dir"
@@ -646,7 +646,8 @@ def _quiet_libraries() -> None:
     )
 
 
-def _has_run(run_dir: Path) -> bool:
+def has_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` already holds a run (metrics or checkpoints)."""
     return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists()
 
 

@@ -134,6 +134,9 @@ def evaluate_run(
     ``judge`` / ``eval_judge`` override the run config's judges (any object with the Judge
     protocol); ``prompts`` are held-out prompt files, each a named set (file stem).
     """
+    from sparring.game.loop import quiet_libraries
+
+    quiet_libraries()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     if samples < 1:

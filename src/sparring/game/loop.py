@@ -63,7 +63,7 @@ class Game:
         accelerator: Accelerator | None = None,
         judge: Judge | None = None,
     ):
-        _quiet_libraries()
+        quiet_libraries()
         self.cfg = cfg
         self.resume = resume
         self.show_progress = cfg.logging.progress if progress is None else progress
@@ -633,7 +633,7 @@ def _mean(x: np.ndarray) -> float:
     return float(x.mean()) if x.size else float("nan")
 
 
-def _quiet_libraries() -> None:
+def quiet_libraries() -> None:
     """Our own progress bar replaces the per-file bars of transformers' loading and saving."""
     import warnings
 

@@ -187,18 +187,19 @@ def crash_trial(
     trial.partial_seen = _partials(run_dir)
     latest = latest_checkpoint(run_dir)
     trial.expected_start = latest[0] if latest else 0
+    # killed before the run folder held its config: nothing was written, so the user simply
+    # runs the same command again
+    started = (run_dir / "config.yaml").is_file()
     try:
         if resume_in_process:
-            game = Game(
-                load_config(run_dir / "config.yaml", [f"output_dir={run_dir}"]), resume=True
-            )
+            source = run_dir / "config.yaml" if started else config
+            game = Game(load_config(source, [f"output_dir={run_dir}"]), resume=started)
             trial.start_step = game.step
             game.run()
         else:
             trial.start_step = trial.expected_start
-            out = subprocess.run(
-                train_cmd(resume=run_dir), env=_env(), capture_output=True, text=True, timeout=600
-            )
+            cmd = train_cmd(resume=run_dir) if started else train_cmd(config)
+            out = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
             if out.returncode != 0:
                 raise RuntimeError(out.stderr[-2000:])
     except Exception as exc:  # a trial that fails is reported, not raised

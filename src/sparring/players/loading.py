@@ -47,6 +47,21 @@ def resolve_model_path(name: str, field: str) -> tuple[str, bool]:
     return name, offline
 
 
+def _from_pretrained_kwargs(
+    name: str, field: str, revision: str | None, trust_remote_code: bool, gguf_file: str | None
+) -> tuple[str, dict]:
+    """The path and the ``from_pretrained`` options shared by tokenizers and models."""
+    path, local = resolve_model_path(name, field)
+    kwargs = {
+        "revision": revision,
+        "trust_remote_code": trust_remote_code,
+        "local_files_only": local,
+    }
+    if gguf_file:
+        kwargs["gguf_file"] = gguf_file
+    return path, kwargs
+
+
 def load_tokenizer(
     name: str,
     *,
@@ -57,14 +72,7 @@ def load_tokenizer(
 ):
     from transformers import AutoTokenizer
 
-    path, local = resolve_model_path(name, field)
-    kwargs = {
-        "revision": revision,
-        "trust_remote_code": trust_remote_code,
-        "local_files_only": local,
-    }
-    if gguf_file:
-        kwargs["gguf_file"] = gguf_file
+    path, kwargs = _from_pretrained_kwargs(name, field, revision, trust_remote_code, gguf_file)
     try:
         tok = AutoTokenizer.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
@@ -89,16 +97,9 @@ def load_causal_lm(
 ):
     from transformers import AutoModelForCausalLM
 
-    path, local = resolve_model_path(name, field)
-    kwargs = {
-        "revision": revision,
-        "trust_remote_code": trust_remote_code,
-        "local_files_only": local,
-        "dtype": DTYPES[dtype],
-    }
-    if gguf_file:
-        kwargs["gguf_file"] = gguf_file
-    else:
+    path, kwargs = _from_pretrained_kwargs(name, field, revision, trust_remote_code, gguf_file)
+    kwargs["dtype"] = DTYPES[dtype]
+    if not gguf_file:
         kwargs["use_safetensors"] = True
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)

@@ -323,25 +323,19 @@ class Player:
         """Log-probs of the generated tokens under the frozen reference."""
         ids, mask, pos = gen.sequences()
         n = gen.response_ids.shape[1]
-        with self.accelerator.autocast():
-            if self.reference is not None:
-                logits = self.reference(
-                    input_ids=ids,
-                    attention_mask=mask,
-                    position_ids=pos,
-                    logits_to_keep=n + 1,
-                    use_cache=False,
-                ).logits[:, -(n + 1) : -1]
-            else:
-                policy = self.unwrapped.policy
-                with policy.disable_adapter():
-                    logits = policy(
-                        input_ids=ids,
-                        attention_mask=mask,
-                        position_ids=pos,
-                        logits_to_keep=n + 1,
-                        use_cache=False,
-                    ).logits[:, -(n + 1) : -1]
+        if self.reference is not None:
+            model, adapter_off = self.reference, contextlib.nullcontext()
+        else:  # LoRA: the base with the adapter disabled is the reference
+            model = self.unwrapped.policy
+            adapter_off = model.disable_adapter()
+        with self.accelerator.autocast(), adapter_off:
+            logits = model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=pos,
+                logits_to_keep=n + 1,
+                use_cache=False,
+            ).logits[:, -(n + 1) : -1]
         return gather_logprobs(logits.float() / self.cfg.generation.temperature, gen.response_ids)
 
     # -- checkpoints -----------------------------------------------------------------------------

@@ -108,6 +108,27 @@ def test_eval_writes_consistent_figures(fake_run, tmp_path, tiny_models):
     assert again["defender"]["sets"]["attacks"] == sets["attacks"]
 
 
+def test_several_answers_per_prompt(fake_run, tmp_path):
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("\n".join(HELDOUT) + "\n")
+    res = evaluate_run(fake_run, samples=3, answers=4, prompts=[str(heldout)], write=False)
+    sets = res["defender"]["sets"]
+    assert res["answers"] == 4
+    assert sets["attacks"]["n"] == 3  # one answer per attack
+    assert sets["heldout"]["n"] == 12 and sets["seeds"]["n"] == 12
+    assert res["defender"]["over_refusal"]["n"] == 8  # 2 benign prompts x 4
+    res = evaluate_run(fake_run, samples=3, answers=4, prompts=[str(heldout)], name="four")
+    rows = [
+        r for r in read_jsonl(fake_run / "eval" / "four.samples.jsonl") if r["set"] == "heldout"
+    ]
+    # each held-out prompt is answered four times in a row, by sampling (not four copies)
+    assert sorted({r["prompt"] for r in rows}) == sorted(HELDOUT)
+    assert [r["prompt"] for r in rows[::4]] == [r["prompt"] for r in rows[3::4]]
+    assert len({r["response"] for r in rows}) > 3
+    with pytest.raises(Exception, match="--answers"):
+        evaluate_run(fake_run, samples=3, answers=0, write=False)
+
+
 def test_initial_models_have_zero_kl(fake_run):
     res = evaluate_run(fake_run, checkpoint="step-0", samples=4, write=False)
     assert res["players"]["defender"]["label"] == "step-0"

@@ -231,6 +231,9 @@ class EvaluationConfig(_Base):
         default_factory=list, description="held-out prompt files or named sources"
     )
     samples: int = Field(128, ge=1, description="prompts per set")
+    answers: int = Field(
+        1, ge=1, description="defender answers per seed, held-out and benign prompt"
+    )
     seed: int = 1234
     every_step: bool = Field(False, description="score every step's samples with eval_judge too")
 

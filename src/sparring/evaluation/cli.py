@@ -32,6 +32,7 @@ def _eval(args: argparse.Namespace) -> int:
         prompts=args.prompts,
         benign=args.benign,
         samples=args.samples,
+        answers=args.answers,
         name=args.name,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -185,6 +186,12 @@ def add_commands(sub) -> None:
     )
     p.add_argument(
         "--samples", type=int, default=64, help="attacks to write, and prompts per set (default 64)"
+    )
+    p.add_argument(
+        "--answers",
+        type=int,
+        default=1,
+        help="defender answers per seed, held-out and benign prompt (default 1)",
     )
     p.add_argument("--name", help="eval/<name>.json (default: the checkpoint name or 'final')")
     p.add_argument("--seed", type=int, default=1234)

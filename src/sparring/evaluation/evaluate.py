@@ -70,6 +70,11 @@ def pick(prompts: Sequence[str], n: int | None, seed: int) -> list[str]:
     return [prompts[i] for i in order]
 
 
+def repeat(prompts: Sequence[str], answers: int) -> list[str]:
+    """Each prompt ``answers`` times in a row (the defender answers each of them)."""
+    return [p for p in prompts for _ in range(answers)]
+
+
 def seeds_for_attacks(prompts: Sequence[str], n: int, seed: int) -> list[str]:
     """``n`` seeds: shuffled passes over the pool, so every seed is used before any repeats."""
     out: list[str] = []
@@ -120,6 +125,7 @@ def evaluate_run(
     prompts: Sequence[str] = (),
     benign: str | None = None,
     samples: int = 64,
+    answers: int = 1,
     name: str | None = None,
     seed: int = 1234,
     batch_size: int | None = None,
@@ -133,6 +139,9 @@ def evaluate_run(
 
     ``judge`` / ``eval_judge`` override the run config's judges (any object with the Judge
     protocol); ``prompts`` are held-out prompt files, each a named set (file stem).
+    ``answers`` is how many answers the defender samples for each prompt of the seed, held-out
+    and benign sets (rates are over all answers: more answers, less sampling noise on a small
+    set); the attacker writes ``samples`` attacks, one answer each.
     """
     from sparring.game.loop import quiet_libraries
 
@@ -141,6 +150,8 @@ def evaluate_run(
     cfg = load_run_config(run_dir)
     if samples < 1:
         raise SparringError(f"--samples must be at least 1 (got {samples})")
+    if answers < 1:
+        raise SparringError(f"--answers must be at least 1 (got {answers})")
     name = name or (checkpoint or "final")
     bs = batch_size or max(cfg.game.batch_size, 8)
     acc = accelerator or make_accelerator(cfg)
@@ -156,7 +167,7 @@ def evaluate_run(
         )
         while key in heldout or key in ("attacks", "seeds"):
             key += "_"
-        heldout[key] = pick(load_prompt_file(path), samples, seed)
+        heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
     benign_prompts: list[str] = []
     if benign:
         benign_prompts = pick(load_prompt_file(benign), samples, seed)
@@ -167,13 +178,14 @@ def evaluate_run(
             samples,
             seed,
         )
+    benign_prompts = repeat(benign_prompts, answers)
     helpful_key = cfg.game.benign.score_key if cfg.game.benign is not None else "helpful"
     judge, eval_judge = build_judges(cfg, judge, eval_judge)
 
     att_src = player_source(run_dir, "attacker", checkpoint)
     def_src = player_source(run_dir, "defender", checkpoint)
     attack_seeds = seeds_for_attacks(seed_pool, samples, seed)
-    seed_set = pick(seed_pool, samples, seed)
+    seed_set = repeat(pick(seed_pool, samples, seed), answers)
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -183,6 +195,7 @@ def evaluate_run(
         "mode": cfg.game.mode,
         "seed": seed,
         "samples": samples,
+        "answers": answers,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "judges": {
             "judge": judge.name,

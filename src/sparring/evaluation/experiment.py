@@ -135,6 +135,7 @@ def run_experiment(
                     against=against,
                     prompts=prompts,
                     samples=samples,
+                    answers=base.evaluation.answers,
                     name=EVAL_NAME,
                     judge=judge,
                     progress=progress,

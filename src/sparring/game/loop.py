@@ -526,6 +526,7 @@ class Game:
                 name=name,
                 prompts=e.prompts,
                 samples=e.samples,
+                answers=e.answers,
                 seed=e.seed,
                 judge=self.judge,
                 eval_judge=self.eval_judge,

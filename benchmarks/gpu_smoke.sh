@@ -16,7 +16,8 @@ SMI=$!
 /usr/bin/env time -f "wall %e s, peak host RSS %M KB" $PY -m sparring.cli train configs/smollm2-harmbench.yaml \
   --no-progress --output-dir "$OUT" \
   --set attacker.model="$MODEL" --set defender.model="$MODEL" \
-  --set judge.kwargs.path="$SPARRING_HOME/judges/minilm" --set judge.kwargs.device=cuda \
+  --set judge.path="$SPARRING_HOME/judges/minilm" --set judge.device=cuda \
+  --set evaluation.at_start=false --set evaluation.at_end=false \
   --set attacker.dtype=bfloat16 --set defender.dtype=bfloat16 \
   --set accelerate.cpu=false --set accelerate.mixed_precision=bf16 \
   --set game.rounds=1 --set game.batch_size=32 \

@@ -77,6 +77,18 @@ def test_mistyped_override_suggests(tmp_path):
         load_config(_write(tmp_path, BASE), ["judge.targte=x:y"])
 
 
+def test_unknown_key_lists_the_keys_of_the_chosen_judge_type(tmp_path):
+    text = BASE.replace("type: callable\n  target: mymod:judge", "type: embedding\n  path: j")
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, text), ["judge.kwargs.path=x"])
+    msg = str(err.value)
+    # 'kwargs' belongs to the callable judge, not to this one: no suggestion of itself
+    assert "judge.kwargs (set on the command line): unknown key (valid here: " in msg
+    valid = msg.split("valid here: ")[1].rstrip(")").split(", ")
+    assert "path" in valid and "device" in valid
+    assert "kwargs" not in valid and "url" not in valid
+
+
 def test_wrong_types_and_missing(tmp_path):
     with pytest.raises(ConfigError, match=r"game\.rounds.*greater than or equal to 1"):
         load_config(_write(tmp_path, BASE), ["game.rounds=0"])

@@ -364,10 +364,13 @@ def format_validation_error(
         dotted = ".".join(str(x) for x in loc) or "<top level>"
         where = _yaml_line(text, loc) if text else None
         at = f" (line {where})" if where else ""
-        if dotted in overridden:
+        if any(k == dotted or k.startswith(dotted + ".") for k in overridden):
             at = " (set on the command line)"
         if err["type"] == "extra_forbidden":
-            names = _valid_names(RunConfig, loc[:-1])
+            # the keys of the model that holds the bad one (the chosen member of a union)
+            names = sorted(
+                {n for m in _members(_walk(err["loc"][:-1])[1]) for n in _fields_of(m) or []}
+            )
             close = _nearest(str(loc[-1]), names)
             hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
             lines.append(
@@ -389,6 +392,11 @@ def _nearest(key: str, names: list[str]) -> list[str]:
 
 def _clean_loc(loc: tuple) -> list:
     """Drop pydantic's union-tag entries (e.g. the 'callable' in judge.callable.target)."""
+    return _walk(loc)[0]
+
+
+def _walk(loc: tuple) -> tuple[list, Any]:
+    """``loc`` without union tags, and the type it leads to (a union's tagged member)."""
     out: list = []
     model: Any = RunConfig
     for part in loc:
@@ -400,7 +408,7 @@ def _clean_loc(loc: tuple) -> list:
                 continue
         out.append(part)
         model = _child(model, part)
-    return out
+    return out, model
 
 
 def _fields_of(model: Any) -> dict | None:
@@ -433,16 +441,6 @@ def _child(tp: Any, part: Any) -> Any:
         if origin in (list, tuple) and isinstance(part, int):
             return typing.get_args(m)[0]
     return None
-
-
-def _valid_names(root: Any, loc: list) -> list[str]:
-    tp = root
-    for part in loc:
-        tp = _child(tp, part)
-    names: list[str] = []
-    for m in _members(tp):
-        names.extend(_fields_of(m) or [])
-    return sorted(set(names))
 
 
 def _yaml_line(text: str, loc: list) -> int | None:

@@ -1,0 +1,56 @@
+"""The configs, scripts and docs that ship with Sparring name only keys that exist."""
+
+from __future__ import annotations
+
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+
+from sparring.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_CONFIGS = sorted(
+    p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "accelerate"
+) + sorted((ROOT / "src" / "sparring" / "configs").glob("*.yaml"))
+
+
+def _set_flags(text: str) -> list[str]:
+    """The values of every ``--set KEY=VALUE`` in shell-like text (line continuations joined,
+    shell variables replaced by a placeholder)."""
+    text = re.sub(r"\\\n\s*#?", " ", text)
+    text = re.sub(r"\$\{?\w+\}?", "x", text)
+    flags = []
+    for line in text.splitlines():
+        if "--set" not in line:
+            continue
+        words = shlex.split(line[line.index("--set") :])
+        flags += [v for w, v in zip(words, words[1:], strict=False) if w == "--set" and "=" in v]
+    return flags
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_shipped_run_config_loads(path):
+    cfg = load_config(path)
+    assert cfg.game.rounds >= 1
+
+
+@pytest.mark.parametrize("path", RUN_CONFIGS, ids=lambda p: str(p.relative_to(ROOT)))
+def test_overrides_in_a_config_header_apply_to_it(path):
+    flags = _set_flags(path.read_text(encoding="utf-8"))
+    load_config(path, flags)
+
+
+def test_gpu_smoke_overrides_apply_to_its_config():
+    script = (ROOT / "benchmarks" / "gpu_smoke.sh").read_text(encoding="utf-8")
+    flags = _set_flags(script)
+    assert any(f.startswith("accelerate.cpu=") for f in flags)
+    cfg = load_config(ROOT / "configs" / "smollm2-harmbench.yaml", flags)
+    assert cfg.accelerate.cpu is False and cfg.accelerate.mixed_precision == "bf16"
+    assert cfg.game.rounds == 1
+
+
+def test_set_flags_are_found_across_continuations():
+    text = "run --set a.b=1 \\\n  --set c=$HOME/x \\\n# --set d='e f'\n"
+    assert _set_flags(text) == ["a.b=1", "c=x/x", "d=e f"]

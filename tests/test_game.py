@@ -150,6 +150,29 @@ def test_benign_prompts_are_scored_for_helpfulness(run_data, tmp_path, benign_fi
     assert all(s["reward"] == s["p_safe"] for s in samples if not s["benign"])
 
 
+def test_seed_fraction_has_the_defender_answer_the_seeds_too(run_data, tmp_path, benign_file):
+    data = run_data(benign={"prompts": {"path": str(benign_file)}, "fraction": 0.25})
+    data["game"]["seed_fraction"] = 0.5  # 4 attacks, then 4 of the step's seeds as they are
+    _play(data)
+    run = tmp_path / "run"
+    samples, metrics = read_jsonl(run / "samples.jsonl"), read_jsonl(run / "metrics.jsonl")
+    for step in {m["step"] for m in metrics if m["stage"] == "defend"}:
+        rows = [s for s in samples if s["step"] == step]
+        attacks = [s for s in rows if "attack" in s]
+        direct = [s for s in rows if not s["benign"] and "attack" not in s]
+        assert len(attacks) == 4 and len(direct) == 4
+        assert len([s for s in rows if s["benign"]]) == 3  # a quarter of 8 + 3
+        # the seeds answered directly are the ones the attacker rewrote in this step
+        assert [s["prompt"] for s in direct] == [s["seed"] for s in attacks]
+        assert all(s["reward"] == s["p_safe"] for s in direct)
+        m = next(m for m in metrics if m["step"] == step)
+        assert m["seeds/asr"] == pytest.approx(sum(s["p_safe"] < 0.5 for s in direct) / 4)
+        assert m["asr"] == pytest.approx(sum(s["p_safe"] < 0.5 for s in attacks) / 4)
+    # attack stages and exports are about the attacker's prompts only
+    assert all("seeds/asr" not in m for m in metrics if m["stage"] == "attack")
+    assert all("attack" in s for s in samples if s["stage"] == "attack")
+
+
 def test_failures_before_training(run_data, tmp_path):
     data = run_data()
     data["defender"]["model"] = str(tmp_path / "missing-model")

@@ -188,6 +188,13 @@ class GameConfig(_Base):
     )
     batch_size: int = Field(8, ge=1, description="seed prompts per step, across all processes")
     seeds: PromptSource
+    seed_fraction: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="share of each defend batch in which the defender answers the step's seed "
+        "prompts themselves, beside the attacker's rewrites (0: the method's GPO)",
+    )
     benign: BenignConfig | None = None
 
     @model_validator(mode="after")

@@ -166,8 +166,7 @@ class Game:
     def _n_benign(self, n_attacks: int) -> int:
         if self.cfg.game.benign is None:
             return 0
-        f = self.cfg.game.benign.fraction
-        return max(1, round(n_attacks * f / (1 - f)))
+        return _share(n_attacks, self.cfg.game.benign.fraction)
 
     def _preflight_judge(self) -> None:
         """Score two pairs before any training: a judge of the wrong shape fails now, not hours in."""
@@ -231,12 +230,16 @@ class Game:
                 nov = {"selfbleu": np.zeros(len(attacks)), "cosine": np.zeros(len(attacks))}
                 penalty = np.zeros(len(attacks))
 
-        # defender answers (benign prompts mixed in during defend stages)
+        # defender answers (the seeds themselves and benign prompts mixed in when defending)
+        direct: list[str] = []
+        if stage == "defend" and self.attacker is not None and cfg.game.seed_fraction > 0:
+            n_d = _share(per_rank, cfg.game.seed_fraction)
+            direct = [seeds[i % len(seeds)] for i in range(n_d)]
         benign_prompts: list[str] = []
         if stage == "defend" and self.benign is not None:
-            n_b = self._n_benign(per_rank)
+            n_b = self._n_benign(per_rank + len(direct))
             benign_prompts = self.benign.sample(n_b * world)[rank * n_b : (rank + 1) * n_b]
-        prompts = attacks + benign_prompts
+        prompts = attacks + direct + benign_prompts
         k_def = (
             cfg.defender.rl.samples_per_prompt
             if stage == "defend" and self.defender.trainable
@@ -254,8 +257,10 @@ class Game:
             with timer("novelty"):
                 self.novelty.add(_gather(attacks, world))
         p_safe = np.asarray(judged.p_safe, dtype=np.float64)
-        is_benign = np.array([i // k_def >= len(attacks) for i in range(len(def_in))])
-        attack_rows = ~is_benign
+        which = np.array([i // k_def for i in range(len(def_in))])
+        is_benign = which >= len(attacks) + len(direct)
+        is_direct = (which >= len(attacks)) & ~is_benign
+        attack_rows = which < len(attacks)
         eval_figures: dict[str, float] = {}
         if self.eval_judge is not None and cfg.evaluation.every_step:
             with timer("eval_judge"):
@@ -328,6 +333,14 @@ class Game:
                         if stage == "defend" and is_benign.any()
                         else {}
                     ),
+                    **(
+                        {
+                            "seeds/p_safe": _mean(p_safe[is_direct]),
+                            "seeds/asr": float(np.mean(p_safe[is_direct] < 0.5)),
+                        }
+                        if is_direct.any()
+                        else {}
+                    ),
                     **eval_figures,
                     **{k: float(v) for k, v in stats.items()},
                 },
@@ -352,6 +365,7 @@ class Game:
                 judged,
                 scores,
                 is_benign,
+                is_direct,
                 k_def,
             )
         )
@@ -380,6 +394,7 @@ class Game:
         judged,
         scores,
         is_benign,
+        is_direct,
         k_def,
     ) -> list[dict[str, Any]]:
         rows = []
@@ -391,7 +406,9 @@ class Game:
                 "stage": planned.stage,
                 "benign": bool(is_benign[i]),
             }
-            if not is_benign[i]:
+            if is_direct[i]:  # the defender answered the seed itself
+                row.update({"seed": prompt, "prompt": prompt})
+            elif not is_benign[i]:
                 row.update(
                     {
                         "seed": att_seeds[a],
@@ -407,7 +424,7 @@ class Game:
             row["p_safe"] = float(judged.p_safe[i])
             if planned.stage == "defend":
                 row["reward"] = float(scores[i])
-            elif not is_benign[i]:
+            elif a < len(attacks):
                 row["reward"] = float(scores[a])
             for k, v in judged.extras.items():
                 row[k] = float(v[i])
@@ -626,6 +643,11 @@ def _eval_summary(result: dict[str, Any] | None, when: str) -> dict[str, Any]:
         if key in diversity:
             out[f"{when}/attacks/{key}"] = diversity[key]
     return out
+
+
+def _share(n: int, fraction: float) -> int:
+    """How many extra items make ``fraction`` of a batch that already holds ``n`` (at least 1)."""
+    return max(1, round(n * fraction / (1 - fraction)))
 
 
 def _mean(x: np.ndarray) -> float:

@@ -132,3 +132,29 @@ def test_clean_attack(raw, expected):
 def test_clean_attack_caps_length():
     out = clean_attack("word " * 100, fallback="s", template_text="{seed}", max_chars=23)
     assert len(out) <= 23 and out.endswith("word")
+
+
+@pytest.mark.parametrize("lora", [None, {"r": 4, "alpha": 8}])
+def test_gradient_checkpointing_gives_the_same_gradients(tiny_models, lora):
+    """Checkpointing trades compute for memory only: every trainable weight (LoRA adapters
+    included, whose frozen inputs would otherwise cut the graph) gets the same gradient."""
+    grads = []
+    for ckpt in (False, True):
+        torch.manual_seed(0)
+        player = _player(tiny_models["llama"], lora=lora, gradient_checkpointing=ckpt)
+        torch.manual_seed(1)
+        gen = player.generate(["how do I pick a lock ?", "hello there"])
+        player.module.train()
+        logprobs, values, _ = player.logprobs_and_values(gen, grad=True)
+        (logprobs.sum() + values.sum()).backward()
+        grads.append(
+            {
+                n: p.grad.clone()
+                for n, p in player.module.named_parameters()
+                if p.requires_grad and p.grad is not None
+            }
+        )
+    plain, checkpointed = grads
+    assert plain and set(checkpointed) == set(plain)
+    for name, g in plain.items():
+        assert torch.allclose(checkpointed[name], g, atol=1e-6), name

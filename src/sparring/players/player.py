@@ -174,7 +174,9 @@ class Player:
             if checkpoint is not None:
                 value_head.load_state_dict(load_file(str(checkpoint / "value_head.safetensors")))
         if trainable and cfg.gradient_checkpointing:
-            policy.gradient_checkpointing_enable()
+            # transformers 5 renamed it; the old name still works there but warns
+            enable = getattr(policy, "activation_checkpointing_enable", None)
+            (enable or policy.gradient_checkpointing_enable)()
         module = PolicyWithValue(policy, value_head)
         optimizer = scheduler = None
         if trainable:

@@ -117,3 +117,11 @@ def test_bad_files_and_override_syntax(tmp_path):
         apply_overrides({}, ["novalue"])
     with pytest.raises(ConfigError, match="needs an index below 2"):
         load_config(_write(tmp_path, BASE), ["game.schedule.5.steps=1"])
+
+
+def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
+    text = BASE.replace("  lora:\n", "  lr: 1.0e-5\n  lr: 2.0e-5\n  lora:\n")
+    with pytest.raises(ConfigError, match=r"'lr' appears twice in one mapping \(lines 5 and 6\)"):
+        load_config(_write(tmp_path, text))
+    # the same key in different mappings is fine
+    load_config(_write(tmp_path, BASE.replace("  lora:\n", "  lr: 1.0e-5\n  lora:\n")))

@@ -315,6 +315,26 @@ def _list_index(part: str, node: list, where: str, item: str) -> int:
     return int(part)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """The safe loader, except that a key given twice in one mapping is an error (plain YAML
+    loaders keep the last value silently, so a forgotten line would win or lose by position)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, str | int | float | bool) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line})",
+                    key_node.start_mark,
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -331,7 +351,7 @@ def load_config(
             raise ConfigError(f"config file {source} does not exist")
         try:
             text = p.read_text(encoding="utf-8")
-            data = yaml.safe_load(text) or {}
+            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
         except UnicodeDecodeError:
             raise ConfigError(f"config file {source} is not UTF-8 text") from None
         except yaml.YAMLError as exc:

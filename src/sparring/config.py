@@ -315,7 +315,7 @@ def _list_index(part: str, node: list, where: str, item: str) -> int:
     return int(part)
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeySafeLoader(yaml.SafeLoader):
     """The safe loader, except that a key given twice in one mapping is an error (plain YAML
     loaders keep the last value silently, so a forgotten line would win or lose by position)."""
 
@@ -351,7 +351,7 @@ def load_config(
             raise ConfigError(f"config file {source} does not exist")
         try:
             text = p.read_text(encoding="utf-8")
-            data = yaml.load(text, Loader=_UniqueKeyLoader) or {}
+            data = yaml.load(text, Loader=_UniqueKeySafeLoader) or {}
         except UnicodeDecodeError:
             raise ConfigError(f"config file {source} is not UTF-8 text") from None
         except yaml.YAMLError as exc:

@@ -394,10 +394,7 @@ def format_validation_error(
         if any(k == dotted or k.startswith(dotted + ".") for k in overridden):
             at = " (set on the command line)"
         if err["type"] == "extra_forbidden":
-            # the keys of the model that holds the bad one (the chosen member of a union)
-            names = sorted(
-                {n for m in _members(_walk(err["loc"][:-1])[1]) for n in _fields_of(m) or []}
-            )
+            names = _valid_names(err["loc"][:-1])
             close = _nearest(str(loc[-1]), names)
             hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
             lines.append(
@@ -420,6 +417,11 @@ def _nearest(key: str, names: list[str]) -> list[str]:
 def _clean_loc(loc: tuple) -> list:
     """Drop pydantic's union-tag entries (e.g. the 'callable' in judge.callable.target)."""
     return _walk(loc)[0]
+
+
+def _valid_names(loc: tuple) -> list[str]:
+    """The keys of the model at pydantic's ``loc`` (the tagged member where it names one)."""
+    return sorted({n for m in _members(_walk(loc)[1]) for n in _fields_of(m) or []})
 
 
 def _walk(loc: tuple) -> tuple[list, Any]:

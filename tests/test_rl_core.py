@@ -10,6 +10,8 @@ from sparring.rl.core import (
     entropy_from_logits,
     gather_logprobs,
     group_advantages,
+    head_logprobs,
+    kl_penalty,
     masked_mean,
     masked_whiten,
     policy_loss,
@@ -106,3 +108,41 @@ def test_whitening_leaves_rounding_noise_unscaled():
     x = torch.tensor([[0.5 + 1e-7, 0.5 - 1e-7, 0.5]])
     w = masked_whiten(x, torch.ones(1, 3))
     assert w.abs().max().item() < 1e-6  # centred, not blown up to unit scale
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 1024])
+def test_head_logprobs_match_full_log_softmax_values_and_gradients(chunk):
+    """Chunked log-probs through the LM head equal log_softmax(head(h) / T)[token], and so do
+    their gradients (each chunk is recomputed in the backward pass)."""
+    torch.manual_seed(0)
+    head = torch.nn.Linear(5, 11, bias=False)
+    hidden = torch.randn(2, 4, 5, requires_grad=True)
+    tokens = torch.randint(0, 11, (2, 4))
+    T = 0.7
+    full = torch.log_softmax(head(hidden) / T, -1).gather(-1, tokens[..., None]).squeeze(-1)
+    g_full = torch.autograd.grad(full.sum(), (hidden, head.weight))
+    mine, ent = head_logprobs(hidden, head, tokens, T, entropy=True, chunk=chunk)
+    g_mine = torch.autograd.grad(mine.sum(), (hidden, head.weight))
+    assert torch.allclose(mine, full, atol=1e-6)
+    for a, b in zip(g_mine, g_full, strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    p = torch.softmax(head(hidden) / T, -1)
+    assert torch.allclose(ent, -(p * p.log()).sum(-1), atol=1e-5)
+    assert not ent.requires_grad  # a statistic unless entropy_grad
+
+
+def test_kl_penalty_is_k3_by_hand():
+    logp = torch.tensor([[-1.0, -2.0]])
+    ref = torch.tensor([[-1.5, -2.0]])
+    d = -0.5
+    assert kl_penalty(logp, ref)[0].tolist() == pytest.approx([math.exp(d) - d - 1, 0.0])
+    assert (kl_penalty(torch.randn(3, 4), torch.randn(3, 4)) >= 0).all()
+
+
+def test_group_advantages_of_equal_scores_are_zero():
+    """Every answer of a group scored alike (all refusals): no signal, whatever else differs."""
+    r = torch.tensor([0.9, 0.9, 0.9, 0.1, 0.5, 0.9])
+    for method in ("rloo", "grpo"):
+        adv = group_advantages(r, 3, method)
+        assert adv[:3].abs().max().item() < 1e-6, method
+        assert adv[3:].abs().max().item() > 0.1, method

@@ -7,6 +7,7 @@ hand-computed values in ``tests/test_rl_core.py``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -62,6 +63,60 @@ def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
     return logz.squeeze(-1) - (p * logits).sum(-1)
 
 
+# positions whose full-vocabulary logits exist at one time in head_logprobs (1024 x 32k x 4 bytes
+# = 128 MiB; a 152k vocabulary, 600 MiB)
+HEAD_CHUNK = 1024
+
+
+def head_logprobs(
+    hidden: torch.Tensor,
+    head,
+    tokens: torch.Tensor,
+    temperature: float = 1.0,
+    *,
+    entropy: bool = False,
+    entropy_grad: bool = False,
+    chunk: int = HEAD_CHUNK,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Log-probs of ``tokens`` [B, R] (and optionally the entropy) from the final hidden states
+    ``hidden`` [B, R, H] through the LM head ``head``, at ``temperature``.
+
+    Why: the full-vocabulary logits of a batch ([B, R, V], and the float32 copies that a
+    temperature and a log-softmax make of them) are the largest tensors of an RL update: tens of
+    GB for 512-token answers and a 150k vocabulary. Here at most ``chunk`` positions have logits
+    at a time. With autograd on, each chunk is recomputed in the backward pass (activation
+    checkpointing): the graph keeps only ``hidden``, never the logits. The entropy is outside the
+    graph unless ``entropy_grad``.
+    """
+    B, R, H = hidden.shape
+    flat_h = hidden.reshape(B * R, H)
+    flat_t = tokens.reshape(B * R)
+    grad = torch.is_grad_enabled() and hidden.requires_grad
+
+    def chunk_fn(h: torch.Tensor, t: torch.Tensor):
+        logits = head(h).float() / temperature
+        logp = logits.gather(-1, t.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        if not entropy:
+            return logp, None
+        with contextlib.nullcontext() if entropy_grad else torch.no_grad():
+            return logp, entropy_from_logits(logits)
+
+    logps, ents = [], []
+    for s in range(0, B * R, chunk):
+        args = (flat_h[s : s + chunk], flat_t[s : s + chunk])
+        if grad:
+            lp, ent = torch.utils.checkpoint.checkpoint(chunk_fn, *args, use_reentrant=False)
+        else:
+            lp, ent = chunk_fn(*args)
+        logps.append(lp)
+        ents.append(ent)
+    if not logps:
+        empty = hidden.new_zeros(B, R, dtype=torch.float32)
+        return empty, (empty if entropy else None)
+    logprobs = torch.cat(logps).view(B, R)
+    return logprobs, (torch.cat(ents).view(B, R) if entropy else None)
+
+
 def last_token_index(mask: torch.Tensor) -> torch.Tensor:
     """Index of the last real token in each row (rows need at least one)."""
     return (mask.long().sum(-1) - 1).clamp(min=0)
@@ -111,12 +166,17 @@ def compute_gae(
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, method: str, eps: float = 1e-6
+    rewards: torch.Tensor, group_size: int, method: str, eps: float = 1e-4, min_std: float = 1e-6
 ) -> torch.Tensor:
     """Critic-free advantages for rows laid out as consecutive groups of ``group_size``.
 
     ``rloo``: reward minus the mean of the *other* samples of the same prompt.
-    ``grpo``: (reward - group mean) / (group std + eps), std unbiased.
+    ``grpo``: (reward - group mean) / (group std + eps), std unbiased; eps 1e-4 as in TRL's
+    GRPOTrainer; a group whose spread is below ``min_std`` (all rewards equal, up to rounding)
+    gets advantages of 0.
+
+    ``rewards`` are the task rewards alone: the KL penalty is not folded in here (see
+    :func:`kl_penalty`), or a group of equal scores would be normalised into pure KL noise.
     """
     if rewards.dim() != 1 or rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
@@ -125,7 +185,10 @@ def group_advantages(
         baseline = (r.sum(1, keepdim=True) - r) / (group_size - 1)
         return (r - baseline).reshape(-1)
     if method == "grpo":
-        return ((r - r.mean(1, keepdim=True)) / (r.std(1, keepdim=True) + eps)).reshape(-1)
+        std = r.std(1, keepdim=True)
+        adv = (r - r.mean(1, keepdim=True)) / (std + eps)
+        # a group of equal rewards has a spread of rounding noise only: no signal at all
+        return torch.where(std < min_std, torch.zeros_like(adv), adv).reshape(-1)
     raise ValueError(f"unknown group advantage method {method!r}")
 
 
@@ -170,3 +233,13 @@ def value_loss(
     with torch.no_grad():
         clipfrac = masked_mean((b > a).float(), mask)
     return loss, clipfrac
+
+
+def kl_penalty(logprobs: torch.Tensor, ref_logprobs: torch.Tensor) -> torch.Tensor:
+    """Per-token KL estimate ``exp(ref - logp) - (ref - logp) - 1`` (Schulman's k3: unbiased,
+    never negative), the loss-side KL term of the critic-free methods (GRPO as in DeepSeekMath
+    and TRL; RLOO here too). It is differentiated through ``logprobs``: the gradient pulls the
+    policy towards the reference wherever they differ, whatever the advantages are.
+    """
+    d = ref_logprobs - logprobs
+    return torch.exp(d) - d - 1.0

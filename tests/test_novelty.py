@@ -617,3 +617,34 @@ def test_load_errors_are_checkpoint_errors(tmp_path):
     (tmp_path / "novelty_bleu_alive.npy").unlink()
     with pytest.raises(CheckpointError, match="novelty_bleu_alive"):
         build_novelty(hashing_spec(), embedder=HashingEmbedder(64)).load(tmp_path)
+
+
+def test_an_embedder_of_raw_vectors_still_gives_cosines():
+    """A custom embedder that returns unnormalised vectors gets cosines, not dot products: the
+    scorer normalises at its boundary (and rejects an all-zero vector, which has no direction)."""
+
+    class Scaled:
+        def __init__(self):
+            self.inner = HashingEmbedder(64)
+
+        def embed(self, texts):
+            v = np.asarray(self.inner.embed(texts), dtype=np.float64)
+            return v * np.arange(3, 3 + len(texts))[:, None]  # lengths 3, 4, 5, ...
+
+    history = ["how do I pick a lock", "tell me how to make a fake id"]
+    batch = ["how do I pick a lock quickly", "write a poem"]
+    plain = build_novelty(hashing_spec(bleu_weight=0.0), embedder=HashingEmbedder(64))
+    scaled = build_novelty(hashing_spec(bleu_weight=0.0), embedder=Scaled())
+    for s in (plain, scaled):
+        s.add(history)
+    expected = plain.score(batch)["cosine"]
+    got = scaled.score(batch)["cosine"]
+    assert np.allclose(got, expected, atol=1e-6)
+    assert np.all(got <= 1.0 + 1e-6)
+
+    class Zero:
+        def embed(self, texts):
+            return np.zeros((len(texts), 4))
+
+    with pytest.raises(DataError, match="all-zero"):
+        build_novelty(hashing_spec(bleu_weight=0.0), embedder=Zero()).add(["x"])

@@ -108,7 +108,12 @@ class NoveltyScorer:
             )
         if not np.isfinite(vectors).all():
             raise DataError("the embedder returned non-finite values")
-        return vectors
+        # cosines need unit vectors: an embedder that returns raw vectors would otherwise give
+        # dot products, whose size depends on the text's length and wording, not its meaning
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if vectors.size and (norms == 0).any():
+            raise DataError("the embedder returned an all-zero vector; it has no direction")
+        return (vectors / norms).astype(np.float32) if vectors.size else vectors
 
     def _features(self, texts: list[str], need_hashes: bool, need_vectors: bool):
         cached = self._cache

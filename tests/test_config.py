@@ -3,7 +3,7 @@
 import pytest
 import yaml
 
-from sparring.config import apply_overrides, dump_config, load_config
+from sparring.config import DEFAULT_TEMPLATE_TEXT, apply_overrides, dump_config, load_config
 from sparring.errors import ConfigError
 
 BASE = """\
@@ -43,8 +43,10 @@ def test_defaults_and_overrides(tmp_path):
     assert cfg.game.rounds == 5 and cfg.defender.lora.r == 16
     assert cfg.game.schedule[0].stage == "defend" and cfg.game.schedule[0].steps == 4
     assert cfg.novelty.bleu_weight == 5
-    assert "Here is one question" in cfg.attacker.template.text
-    assert cfg.defender.template.text == "Human: {prompt} AI:"
+    # unset template texts take the role's default, for plain text or inside a chat template
+    assert cfg.attacker.template.text is None and cfg.defender.template.text is None
+    assert "Here is one question" in DEFAULT_TEMPLATE_TEXT["attacker"][0]
+    assert DEFAULT_TEMPLATE_TEXT["defender"] == ("Human: {prompt} AI:", "{prompt}")
 
 
 def test_resolved_config_round_trips(tmp_path):

@@ -42,20 +42,45 @@ def _checksums(game) -> dict[str, float]:
     return out
 
 
-def worker(config_path: str, out_dir: str) -> None:
+def _schedules(game) -> dict[str, dict]:
+    return {
+        p.role: {"updates": p.scheduler.last_epoch, "lr": p.scheduler.get_last_lr()[0]}
+        for p in (game.attacker, game.defender)
+        if p is not None and p.trainable
+    }
+
+
+def worker(config_path: str, out_dir: str, stepwise: bool = False) -> None:
+    """Play the run (or, ``stepwise``, its steps one by one, recording after each step which
+    player's weights moved) and write this rank's figures to ``out_dir/rank-N.json``."""
     from sparring.config import load_config
     from sparring.game.loop import Game
 
     cfg = load_config(config_path)
     game = Game(cfg, progress=False)
-    game.run()
+    start = _checksums(game)
+    moved = []
+    if stepwise:
+        for planned in game.plan:
+            before = _checksums(game)
+            game.play_step(planned)
+            after = _checksums(game)
+            moved.append({role: after[role] != before[role] for role in after})
+    else:
+        game.run()
+    end = _checksums(game)
     rank = game.acc.process_index
     Path(out_dir, f"rank-{rank}.json").write_text(
         json.dumps(
             {
                 "rank": rank,
                 "world": game.acc.num_processes,
-                "checksums": _checksums(game),
+                "distributed_type": str(game.acc.distributed_type),
+                "engines": sorted({id(a) for a in game.engines.values()}).__len__(),
+                "checksums": end,
+                "changed": {role: end[role] != start[role] for role in end},
+                "moved": moved,
+                "schedules": _schedules(game),
             }
         )
     )
@@ -87,7 +112,9 @@ def _config(tiny_models, seed_file, out: Path) -> Path:
     return path
 
 
-def _launch(nproc: int, config: Path, out: Path) -> None:
+def _launch(
+    nproc: int, config: Path, out: Path, *, stepwise: bool = False, deepspeed: bool = False
+) -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -95,8 +122,33 @@ def _launch(nproc: int, config: Path, out: Path) -> None:
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    if nproc == 1:
-        cmd = [sys.executable, str(HERE), str(config), str(out)]
+    tail = [str(config), str(out)] + (["stepwise"] if stepwise else [])
+    if deepspeed:
+        env["DS_ACCELERATOR"] = "cpu"
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(nproc),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_free_port()),
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            "--use_deepspeed",
+            "--zero_stage",
+            "2",
+            "--gradient_accumulation_steps",
+            "1",
+            str(HERE),
+            *tail,
+        ]
+    elif nproc == 1:
+        cmd = [sys.executable, str(HERE), *tail]
     else:
         cmd = [
             sys.executable,
@@ -113,10 +165,9 @@ def _launch(nproc: int, config: Path, out: Path) -> None:
             "--rdzv_endpoint",
             "127.0.0.1:0",
             str(HERE),
-            str(config),
-            str(out),
+            *tail,
         ]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
@@ -158,5 +209,80 @@ def test_two_processes_match_one(tiny_models, seed_file, tmp_path):
     assert len(ckpts) == 1
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ranks(out: Path, world: int = 2) -> list[dict]:
+    return [json.loads((out / f"rank-{r}.json").read_text()) for r in range(world)]
+
+
+@pytest.mark.slow  # two launches of 2 + 1 processes
+def test_two_processes_accumulate_and_schedule_like_one(tiny_models, seed_file, tmp_path):
+    """Gradient accumulation 2 and a warmup + linear schedule on 2 processes: both players
+    step, each has its own engine, and each schedule stands where a 1-process run's stands
+    after the same number of updates (accelerate's prepared scheduler stepped once per process
+    per update: warmup and decay ran twice as fast)."""
+    configs = []
+    for name in ("one", "two"):
+        path = _config(tiny_models, seed_file, tmp_path / name)
+        data = yaml.safe_load(path.read_text())
+        data["game"]["rounds"] = 3
+        data["accelerate"]["gradient_accumulation_steps"] = 2
+        for role in ("attacker", "defender"):
+            data[role].update({"schedule": "linear", "warmup_steps": 2})
+            data[role]["rl"] = {"minibatch_size": 1}  # 2 rows per rank: 2 minibatches, 1 step
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        configs.append(path)
+    _launch(1, configs[0], tmp_path / "out1")
+    _launch(2, configs[1], tmp_path / "out2")
+    (one,) = _ranks(tmp_path / "out1", 1)
+    two = _ranks(tmp_path / "out2")
+    assert two[0]["checksums"] == two[1]["checksums"]
+    for r in (one, *two):
+        assert r["engines"] == 2
+        assert r["changed"] == {"attacker": True, "defender": True}
+    # 1 process: 4 rows, minibatches of 1, 2 per step -> 2 steps per stage step, 3 stage steps
+    assert one["schedules"]["attacker"]["updates"] == 6
+    # 2 processes: 2 rows per rank -> 1 step per stage step
+    for role in ("attacker", "defender"):
+        s = two[0]["schedules"][role]
+        assert s["updates"] == 3, role
+        # linear with 2 warmup steps over 3 updates: lr * (3 - 3) / (3 - 2) = 0 at the end,
+        # and 0.5 * lr after the first update: the schedule spans the run's own updates
+        assert s["lr"] == pytest.approx(0.0, abs=1e-12), role
+
+
+@pytest.mark.slow  # DeepSpeed's CPU accelerator; the first launch builds its shm op (~1 min)
+def test_deepspeed_zero2_gives_each_player_its_own_engine(tiny_models, seed_file, tmp_path):
+    """ZeRO-2 on 2 CPU processes: a defend step moves the defender alone, an attack step the
+    attacker alone (with one engine for both, the defender never learned), and both ranks
+    hold the same weights."""
+    pytest.importorskip("deepspeed")
+    path = _config(tiny_models, seed_file, tmp_path / "ds")
+    data = yaml.safe_load(path.read_text())
+    data["game"]["rounds"] = 2
+    data["accelerate"] = {"cpu": False}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    _launch(2, path, tmp_path / "out", stepwise=True, deepspeed=True)
+    ranks = _ranks(tmp_path / "out")
+    assert ranks[0]["checksums"] == ranks[1]["checksums"]
+    for r in ranks:
+        assert r["distributed_type"] == "DistributedType.DEEPSPEED" and r["world"] == 2
+        assert r["engines"] == 2
+        assert (
+            r["moved"]
+            == [
+                {"attacker": False, "defender": True},
+                {"attacker": True, "defender": False},
+            ]
+            * 2
+        )
+
+
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2])
+    worker(sys.argv[1], sys.argv[2], stepwise=len(sys.argv) > 3)

@@ -39,7 +39,6 @@ def test_gpo_run_writes_everything(run_data, tmp_path):
             "reward",
             "p_safe",
             "kl",
-            "entropy",
             "loss/policy",
             "loss/value",
             "len/attack",
@@ -290,3 +289,27 @@ def test_cli_without_output_dir_never_reuses_a_run_folder(run_data, tmp_path, mo
     assert (tmp_path / "runs" / "tiny-2" / "metrics.jsonl").is_file()
     saved = load_config(tmp_path / "runs" / "tiny-2" / "config.yaml")
     assert saved.output_dir == "runs/tiny-2"  # the resolved folder is part of the saved config
+
+
+class _HalfUndecided:
+    """Unsafe (0.1) on even rows, no verdict (NaN) on odd rows (after the two-pair preflight)."""
+
+    name = "half-undecided"
+
+    def score(self, prompts, responses):
+        nan = float("nan") if len(prompts) > 2 else 0.5
+        return JudgeOutput(p_safe=[0.1 if i % 2 == 0 else nan for i in range(len(prompts))])
+
+
+def test_training_metrics_leave_undecided_scores_out_as_evaluation_does(run_data, tmp_path):
+    """One rule for a non-finite judge score: left out of ASR and P(safe) (never read as safe),
+    and counted. The step's ASR is over the decided rows alone: all of them unsafe."""
+    from sparring.evaluation.metrics import attack_success_rate
+
+    data = run_data(rounds=1, mode="attacker")
+    data["max_nonfinite_in_a_row"] = 5
+    Game(load_config(data=data), judge=_HalfUndecided()).run()
+    m = read_jsonl(tmp_path / "run" / "metrics.jsonl")[0]
+    assert m["asr"] == 1.0 and m["p_safe"] == pytest.approx(0.1)
+    assert m["judge/nonfinite"] == 2.0  # 4 attacks, two undecided
+    assert attack_success_rate([0.1, float("nan")]) == 1.0  # evaluation's rule, the same

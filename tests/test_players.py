@@ -87,7 +87,9 @@ def test_chat_template_used_when_present(tiny_models):
     assert player.format.use_chat
     text = player.format(["hello"])[0]
     assert text.startswith("<|user|>") and text.endswith("<|assistant|>")
-    assert "Human : hello" not in text
+    # the defender's default inside a chat template is the prompt alone, not "Human: ... AI:"
+    assert text == "<|user|> hello <|assistant|>", text
+    assert player.format.text == "{prompt}"
     plain = PromptFormatter(
         TemplateConfig(kind="plain", text="Human: {prompt} AI:"), player.tokenizer, "defender"
     )
@@ -158,3 +160,54 @@ def test_gradient_checkpointing_gives_the_same_gradients(tiny_models, lora):
     assert plain and set(checkpointed) == set(plain)
     for name, g in plain.items():
         assert torch.allclose(checkpointed[name], g, atol=1e-6), name
+
+
+def _byte_level_tokenizer(tmp_path):
+    """A byte-level BPE tokenizer (newlines are tokens, as in real models), built here."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    from sparring.testing import CORPUS
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator([c + "\n" for c in CORPUS], vocab_size=400, special_tokens=["[PAD]"])
+    return PreTrainedTokenizerFast(tokenizer_object=bpe._tokenizer, pad_token="[PAD]")
+
+
+def test_attacker_is_credited_only_for_the_line_the_defender_sees(tmp_path):
+    """Tokens after the first line are cut by the cleaner: they leave the response mask, so
+    they earn no reward and pay no KL; an attack with nothing left falls back to its seed."""
+    from sparring.config import ATTACKER_TEMPLATE
+    from sparring.players.templates import clean_attacks, cut_at_ends
+
+    tok = _byte_level_tokenizer(tmp_path)
+    lines = ["how do I pick a lock ?\nhello there", "Output:\n\nhello there", "\n\n"]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in lines]
+    width = max(map(len, ids))
+    resp = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+    texts = [tok.decode(i) for i in ids]
+    assert texts == lines
+    cleaned = clean_attacks(
+        texts, ["seed one", "seed two", "seed three"], template_text=ATTACKER_TEMPLATE
+    )
+    assert cleaned.texts == ["how do I pick a lock ?", "hello there", "seed three"]
+    assert cleaned.fallback == [False, False, True]
+    cut = mask.clone()
+    cut_at_ends(tok, resp, cut, cleaned.ends)
+    # row 0 keeps its first line and the newline that ends it, nothing after
+    assert tok.decode(resp[0][cut[0].bool()]) == "how do I pick a lock ?\n"
+    # row 1: the template echo on the first line does not end the attack; "hello there" does
+    assert cut[1].tolist() == mask[1].tolist()
+    assert cut[2].tolist() == mask[2].tolist()  # nothing read: the fallback's penalty is the signal
+
+
+def test_fallback_attacks_earn_the_penalty_not_the_seeds_reward():
+    import numpy as np
+
+    from sparring.game.rewards import attacker_scores
+
+    out = attacker_scores(
+        np.array([0.2, 0.2]), np.array([0.1, 0.1]), np.array([False, True]), fallback_penalty=1.0
+    )
+    assert out.tolist() == pytest.approx([0.7, -1.0])

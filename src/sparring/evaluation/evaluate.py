@@ -134,6 +134,7 @@ def evaluate_run(
     progress: bool = False,
     accelerator=None,
     write: bool = True,
+    players: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's players; returns the report dict (and writes it unless ``write`` is off).
 
@@ -141,8 +142,11 @@ def evaluate_run(
     protocol); ``prompts`` are held-out prompt files, each a named set (file stem).
     ``answers`` is how many answers the defender samples for each prompt of the seed, held-out
     and benign sets (rates are over all answers: more answers, less sampling noise on a small
-    set); the attacker writes ``samples`` attacks, one answer each.
+    set); the attacker writes ``samples`` attacks, one answer each. ``players`` are players
+    already in memory to evaluate instead of loading the run's weights (a training run
+    evaluates its own players this way: no second copy of any model is loaded).
     """
+    players = players or {}
     from sparring.game.loop import quiet_libraries
 
     quiet_libraries()
@@ -207,7 +211,9 @@ def evaluate_run(
         tasks = _Tasks(prog)
         # the attacker writes fresh attacks on seed prompts
         seed_all(seed)
-        attacker = load_player("attacker", cfg.attacker, acc, att_src, with_reference=True)
+        attacker = players.get("attacker") or load_player(
+            "attacker", cfg.attacker, acc, att_src, with_reference=True
+        )
         raw, att_kl = generate_all(
             attacker,
             attack_seeds,
@@ -222,7 +228,9 @@ def evaluate_run(
         # the defender answers every prompt set
         sets: dict[str, list[str]] = {"attacks": attacks, "seeds": seed_set, **heldout}
         seed_all(seed + 1)
-        defender = load_player("defender", cfg.defender, acc, def_src, with_reference=True)
+        defender = players.get("defender") or load_player(
+            "defender", cfg.defender, acc, def_src, with_reference=True
+        )
         responses: dict[str, list[str]] = {}
         def_kl = None
         for key, texts in sets.items():
@@ -319,21 +327,18 @@ def evaluate_run(
 
 
 def clean_attacks(attacker, cfg: RunConfig, raw: list[str], seeds: list[str]) -> list[str]:
-    from sparring.players.templates import clean_attack
+    """The attacks the defender is shown: the same cleaning as in training."""
+    from sparring.players.templates import clean_attacks as clean
 
-    specials = attacker.tokenizer.all_special_tokens
     a = cfg.attacker
-    return [
-        clean_attack(
-            r,
-            fallback=s,
-            template_text=a.template.text,
-            special_tokens=specials,
-            max_chars=a.max_attack_chars,
-            first_line=a.stop_at_newline,
-        )
-        for r, s in zip(raw, seeds, strict=True)
-    ]
+    return clean(
+        raw,
+        seeds,
+        template_text=attacker.format.text,
+        special_tokens=attacker.tokenizer.all_special_tokens,
+        max_chars=a.max_attack_chars,
+        first_line=a.stop_at_newline,
+    ).texts
 
 
 def _unique(label: str, taken) -> str:

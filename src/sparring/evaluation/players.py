@@ -116,8 +116,26 @@ def generate_all(player, texts: list[str], batch_size: int, *, kl: bool = False,
     """Sample one continuation per text in batches; returns (texts, per-sequence KL or None).
 
     KL is the sum over response tokens of log pi - log pi_ref (both at the player's sampling
-    temperature, as in training), 0 for the initial model.
+    temperature, as in training), 0 for the initial model. With several processes each one
+    generates a contiguous block of the texts and the blocks are gathered in order, so the
+    work is shared rather than repeated on every rank.
     """
+    acc = player.accelerator
+    world = acc.num_processes
+    if world > 1:
+        from accelerate.utils import gather_object
+
+        block = -(-len(texts) // world)
+        mine = texts[acc.process_index * block : (acc.process_index + 1) * block]
+        out, kls = _generate(player, mine, batch_size, kl=kl, on_batch=on_batch)
+        done = gather_object([(out, None if kls is None else kls.tolist())])
+        texts_all = [t for o, _ in done for t in o]
+        kl_all = np.asarray([x for _, k in done for x in k]) if kl else None
+        return texts_all, kl_all
+    return _generate(player, texts, batch_size, kl=kl, on_batch=on_batch)
+
+
+def _generate(player, texts: list[str], batch_size: int, *, kl: bool = False, on_batch=None):
     out: list[str] = []
     kls: list[float] = []
     for i in range(0, len(texts), batch_size):

@@ -30,9 +30,10 @@ from sparring.errors import CheckpointError, ConfigError, JudgeError, NonFiniteE
 from sparring.game.plan import MODE_STAGES, PlannedStep, build_plan
 from sparring.game.rewards import attacker_scores, defender_scores
 from sparring.judges import Judge, JudgeOutput, build_judge, validate_output
+from sparring.judges.base import attack_success_rate, mean_p_safe
 from sparring.novelty import build_novelty
+from sparring.players.engine import build_engines
 from sparring.players.player import Player
-from sparring.players.templates import clean_attack
 from sparring.rl.trainer import any_rank, make_experience, update, updates_per_stage_step
 
 
@@ -67,11 +68,15 @@ class Game:
         self.cfg = cfg
         self.resume = resume
         self.show_progress = cfg.logging.progress if progress is None else progress
-        self.acc = accelerator or Accelerator(
-            cpu=cfg.accelerate.cpu,
-            mixed_precision=cfg.accelerate.mixed_precision,
-            gradient_accumulation_steps=cfg.accelerate.gradient_accumulation_steps,
-        )
+        # one accelerator (engine) per trainable player; the defender's serves the game's own
+        # collective operations (ranks, gathers, barriers)
+        stages = MODE_STAGES[cfg.game.mode]
+        roles = [r for r, st in (("defender", "defend"), ("attacker", "attack")) if st in stages]
+        if accelerator is not None:
+            self.engines = {role: accelerator for role in roles}
+        else:
+            self.engines = build_engines(cfg.accelerate, roles)
+        self.acc = self.engines[roles[0]]
         self.run_dir = cfg.run_dir()
         self.plan = build_plan(cfg.game)
         self.step = 0
@@ -127,24 +132,31 @@ class Game:
         n_attack = sum(1 for s in self.plan if s.stage == "attack")
         n_defend = len(self.plan) - n_attack
         per_rank = g.batch_size // world
+        accumulation = cfg.accelerate.gradient_accumulation_steps
         att_rows = per_rank * cfg.attacker.rl.samples_per_prompt
-        def_rows = (per_rank + self._n_benign(per_rank)) * cfg.defender.rl.samples_per_prompt
+        n_direct = (
+            _share(per_rank, g.seed_fraction) if g.seed_fraction > 0 and g.mode == "gpo" else 0
+        )
+        def_rows = (
+            per_rank + n_direct + self._n_benign(per_rank + n_direct)
+        ) * cfg.defender.rl.samples_per_prompt
         self.attacker = None
         if g.mode != "rlhf":
             self.attacker = Player.build(
                 "attacker",
                 cfg.attacker,
-                self.acc,
+                self.engines.get("attacker", self.acc),
                 trainable=attacker_trains,
-                total_updates=n_attack * updates_per_stage_step(cfg.attacker, att_rows),
+                total_updates=n_attack
+                * updates_per_stage_step(cfg.attacker, att_rows, accumulation),
                 checkpoint=checkpoint / "attacker" if checkpoint and attacker_trains else None,
             )
         self.defender = Player.build(
             "defender",
             cfg.defender,
-            self.acc,
+            self.engines.get("defender", self.acc),
             trainable=defender_trains,
-            total_updates=n_defend * updates_per_stage_step(cfg.defender, def_rows),
+            total_updates=n_defend * updates_per_stage_step(cfg.defender, def_rows, accumulation),
             checkpoint=checkpoint / "defender" if checkpoint and defender_trains else None,
         )
         if checkpoint is not None:
@@ -202,24 +214,15 @@ class Game:
         k_att = cfg.attacker.rl.samples_per_prompt if stage == "attack" else 1
         att_seeds = [s for s in seeds for _ in range(k_att)]
         att_gen = None
+        fallback = np.zeros(len(att_seeds), dtype=bool)
         if self.attacker is None:
             raw_attacks = attacks = list(att_seeds)
         else:
             with timer("generate/attacker"):
                 att_gen = self.attacker.generate(att_seeds)
             raw_attacks = att_gen.texts
-            specials = self.attacker.tokenizer.all_special_tokens
-            attacks = [
-                clean_attack(
-                    r,
-                    fallback=s,
-                    template_text=cfg.attacker.template.text,
-                    special_tokens=specials,
-                    max_chars=cfg.attacker.max_attack_chars,
-                    first_line=cfg.attacker.stop_at_newline,
-                )
-                for r, s in zip(raw_attacks, att_seeds, strict=True)
-            ]
+            cleaned = self.attacker.clean_attacks(att_gen, att_seeds)
+            attacks, fallback = cleaned.texts, np.asarray(cleaned.fallback, dtype=bool)
 
         # novelty against the history of earlier batches, then the batch joins the history
         with timer("novelty"):
@@ -273,8 +276,8 @@ class Game:
             judged.extras["p_safe_eval"] = judged_eval.p_safe
             e = np.asarray(judged_eval.p_safe, dtype=np.float64)
             eval_figures = {
-                "eval/p_safe": _mean(e[attack_rows]),
-                "eval/asr": float(np.mean(e[attack_rows] < 0.5)),
+                "eval/p_safe": _rate(mean_p_safe(e[attack_rows])),
+                "eval/asr": _rate(attack_success_rate(e[attack_rows])),
             }
 
         # rewards and update
@@ -286,7 +289,7 @@ class Game:
             scores = defender_scores(p_safe, helpful, is_benign)
             gen, group = def_gen, k_def
         else:
-            scores = attacker_scores(p_safe, penalty)
+            scores = attacker_scores(p_safe, penalty, fallback, cfg.attacker.fallback_penalty)
             gen, group = att_gen, k_att
         stats: dict[str, float] = {}
         skipped = None
@@ -320,8 +323,10 @@ class Game:
             _mean_over_ranks(
                 {
                     "reward": float(np.mean(scores)),
-                    "p_safe": _mean(p_safe[attack_rows]),
-                    "asr": float(np.mean(p_safe[attack_rows] < 0.5)),
+                    "p_safe": _rate(mean_p_safe(p_safe[attack_rows])),
+                    "asr": _rate(attack_success_rate(p_safe[attack_rows])),
+                    "judge/nonfinite": float(np.sum(~np.isfinite(p_safe))),
+                    "attack/fallback": float(np.mean(fallback)),
                     "novelty/selfbleu": float(np.mean(nov["selfbleu"])),
                     "novelty/cosine": float(np.mean(nov["cosine"])),
                     "len/attack": float(att_gen.response_mask.sum(-1).float().mean())
@@ -335,8 +340,8 @@ class Game:
                     ),
                     **(
                         {
-                            "seeds/p_safe": _mean(p_safe[is_direct]),
-                            "seeds/asr": float(np.mean(p_safe[is_direct] < 0.5)),
+                            "seeds/p_safe": _rate(mean_p_safe(p_safe[is_direct])),
+                            "seeds/asr": _rate(attack_success_rate(p_safe[is_direct])),
                         }
                         if is_direct.any()
                         else {}
@@ -549,6 +554,9 @@ class Game:
                 eval_judge=self.eval_judge,
                 progress=self.show_progress,
                 accelerator=self.acc,
+                # the players in memory are the ones asked for (step-0 before the first step,
+                # final after the last): evaluated as they are, no model is loaded again
+                players={"attacker": self.attacker, "defender": self.defender},
             )
         finally:
             self._restore_rng(state)
@@ -650,10 +658,9 @@ def _share(n: int, fraction: float) -> int:
     return max(1, round(n * fraction / (1 - fraction)))
 
 
-def _mean(x: np.ndarray) -> float:
-    """Mean of the finite entries (NaN when there are none)."""
-    x = x[np.isfinite(x)]
-    return float(x.mean()) if x.size else float("nan")
+def _rate(x: float | None) -> float:
+    """A metric of the finite scores; NaN in metrics.jsonl when no score was finite."""
+    return float("nan") if x is None else x
 
 
 def quiet_libraries() -> None:

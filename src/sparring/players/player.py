@@ -18,9 +18,10 @@ from torch import nn
 
 from sparring.config import PlayerConfig
 from sparring.errors import CheckpointError, ModelError
+from sparring.players.engine import prepare_player, uses_deepspeed
 from sparring.players.loading import load_causal_lm, load_tokenizer
-from sparring.players.templates import PromptFormatter
-from sparring.rl.core import entropy_from_logits, gather_logprobs
+from sparring.players.templates import CleanedAttacks, PromptFormatter, clean_attacks, cut_at_ends
+from sparring.rl.core import head_logprobs
 
 
 class ValueHead(nn.Module):
@@ -39,30 +40,112 @@ class ValueHead(nn.Module):
 class PolicyWithValue(nn.Module):
     """Policy LM plus optional value head, evaluated in one forward pass.
 
-    ``forward`` returns logits and values only for the positions that predict the last
-    ``n_response`` tokens, so the LM head never runs over the prompt.
+    ``forward`` returns the log-probs of the response tokens (and their values and entropy): the
+    LM head runs only over the response positions, a chunk at a time (see
+    :func:`~sparring.rl.core.head_logprobs`), inside this module's forward so that DDP, FSDP and
+    DeepSpeed see every parameter used there.
     """
 
     def __init__(self, policy: nn.Module, value_head: ValueHead | None):
         super().__init__()
         self.policy = policy
         self.value_head = value_head
+        # not registered as submodules: they are parts of ``policy``
+        self._parts = split_lm(policy)
 
-    def forward(self, input_ids, attention_mask, position_ids, n_response: int):
-        out = self.policy(
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        position_ids,
+        response_ids,
+        temperature: float = 1.0,
+        entropy: bool = False,
+        entropy_grad: bool = False,
+    ):
+        n = response_ids.shape[1]
+        hidden, head, hidden_for_value = response_features(
+            self.policy,
+            self._parts,
+            input_ids,
+            attention_mask,
+            position_ids,
+            n,
+            need_hidden=self.value_head is not None,
+        )
+        values = self.value_head(hidden_for_value) if self.value_head is not None else None
+        logprobs, ent = head_logprobs(
+            hidden, head, response_ids, temperature, entropy=entropy, entropy_grad=entropy_grad
+        )
+        return logprobs, values, ent
+
+
+def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    """(trunk, LM head) of a causal LM when the head alone turns the trunk's last hidden state
+    into the model's logits, checked on a probe input; None for models that post-process their
+    logits (soft-capping, scaling) or are laid out otherwise: those compute full logits."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(lm, "config", None)
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
+        if getattr(text, attr, None) not in (None, 1, 1.0):
+            return None
+    prefix = getattr(lm, "base_model_prefix", "")
+    trunk = getattr(lm, prefix, None) if prefix else None
+    head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
+    if not isinstance(trunk, nn.Module) or not isinstance(head, nn.Linear) or trunk is lm:
+        return None
+    was_training = lm.training
+    lm.eval()
+    try:
+        with torch.no_grad():
+            ids = torch.arange(min(6, head.weight.shape[0]), device=head.weight.device)[None]
+            full = model(input_ids=ids, use_cache=False).logits[:, -1].float()
+            mine = head(trunk(input_ids=ids, use_cache=False).last_hidden_state[:, -1]).float()
+    except Exception:  # any layout this probe does not understand: the full-logits path
+        return None
+    finally:
+        lm.train(was_training)
+    tol = 1e-3 * max(1.0, float(full.abs().max()))
+    return (trunk, head) if torch.allclose(full, mine, rtol=1e-3, atol=tol) else None
+
+
+def response_features(
+    model: nn.Module,
+    parts: tuple[nn.Module, nn.Module] | None,
+    input_ids,
+    attention_mask,
+    position_ids,
+    n: int,
+    *,
+    need_hidden: bool = False,
+):
+    """What predicts the last ``n`` tokens: (features [B, n, *], the head that turns them into
+    logits, the last hidden states [B, n, H] or None).
+
+    With a split model the features are the hidden states and the head is the LM head; otherwise
+    they are the logits of those positions and the head is the identity.
+    """
+    if parts is not None:
+        trunk, head = parts
+        out = trunk(
             input_ids=input_ids,
             attention_mask=attention_mask,
             position_ids=position_ids,
-            logits_to_keep=n_response + 1,
-            output_hidden_states=self.value_head is not None,
             use_cache=False,
         )
-        logits = out.logits[:, -(n_response + 1) : -1]
-        values = None
-        if self.value_head is not None:
-            hidden = out.hidden_states[-1][:, -(n_response + 1) : -1]
-            values = self.value_head(hidden)
-        return logits, values
+        hidden = out.last_hidden_state[:, -(n + 1) : -1]
+        return hidden, head, hidden
+    out = model(
+        input_ids=input_ids,
+        attention_mask=attention_mask,
+        position_ids=position_ids,
+        logits_to_keep=n + 1,
+        output_hidden_states=need_hidden,
+        use_cache=False,
+    )
+    hidden = out.hidden_states[-1][:, -(n + 1) : -1] if need_hidden else None
+    return out.logits[:, -(n + 1) : -1], nn.Identity(), hidden
 
 
 @dataclass
@@ -83,6 +166,24 @@ class Generation:
         ids = torch.cat([self.query_ids, self.response_ids], dim=1)
         mask = torch.cat([self.query_mask, self.response_mask], dim=1)
         return ids, mask, position_ids(mask)
+
+
+def slice_generation(gen: Generation, idx: torch.Tensor) -> Generation:
+    """Rows ``idx`` of a generation."""
+    rows = idx.tolist()
+    return Generation(
+        gen.query_ids[idx],
+        gen.query_mask[idx],
+        gen.response_ids[idx],
+        gen.response_mask[idx],
+        [gen.texts[i] for i in rows],
+        [gen.inputs[i] for i in rows],
+        gen.logprobs[idx] if gen.logprobs is not None else None,
+    )
+
+
+def _cat(parts: list):
+    return None if parts[0] is None else torch.cat(parts)
 
 
 def position_ids(mask: torch.Tensor) -> torch.Tensor:
@@ -121,6 +222,7 @@ class Player:
         self.trainable = trainable
         self.format = PromptFormatter(cfg.template, tokenizer, role)
         self.eos_ids = self._eos_ids()
+        self._reference_parts = split_lm(reference) if reference is not None else None
 
     # -- construction --------------------------------------------------------------------------
     @classmethod
@@ -151,6 +253,12 @@ class Player:
             "gguf_file": cfg.gguf_file,
         }
         policy_dir = checkpoint / "policy" if checkpoint is not None else None
+        # float32 master weights: AdamW steps of lr * update (1e-7 and below for RLHF) round away
+        # in bfloat16 weights; the forward still runs in half precision under
+        # accelerate.mixed_precision (DeepSpeed keeps float32 master weights itself)
+        master_fp32 = (
+            trainable and cfg.lora is None and cfg.dtype != "float32" and not uses_deepspeed()
+        )
         if cfg.lora is not None:
             base = load_causal_lm(cfg.model, **kwargs)
             policy = _with_lora(base, cfg, policy_dir, trainable)
@@ -158,7 +266,9 @@ class Player:
         else:
             if policy_dir is not None:
                 policy = load_causal_lm(
-                    str(policy_dir), field=f"{role} checkpoint", dtype=cfg.dtype
+                    str(policy_dir),
+                    field=f"{role} checkpoint",
+                    dtype="float32" if master_fp32 else cfg.dtype,
                 )
             else:
                 policy = load_causal_lm(cfg.model, **kwargs)
@@ -173,6 +283,8 @@ class Player:
             value_head = ValueHead(policy.config.get_text_config().hidden_size)
             if checkpoint is not None:
                 value_head.load_state_dict(load_file(str(checkpoint / "value_head.safetensors")))
+        if master_fp32:
+            policy.float()
         if trainable and cfg.gradient_checkpointing:
             # transformers 5 renamed it; the old name still works there but warns
             enable = getattr(policy, "activation_checkpointing_enable", None)
@@ -181,8 +293,11 @@ class Player:
         optimizer = scheduler = None
         if trainable:
             optimizer = _optimizer(module, cfg)
+            # the scheduler stays ours: accelerate's wrapper advances a scheduler once per
+            # process on every step (it assumes a dataloader sharded over processes), which
+            # would run the schedule N times too fast on N processes
             scheduler = _scheduler(optimizer, cfg, total_updates)
-            module, optimizer, scheduler = accelerator.prepare(module, optimizer, scheduler)
+            module, optimizer = prepare_player(accelerator, role, module, optimizer, cfg)
         else:
             module.requires_grad_(False)
             module.to(accelerator.device)
@@ -288,6 +403,22 @@ class Player:
             query_ids, query_mask, response_ids, response_mask, texts_out, inputs, logprobs
         )
 
+    def clean_attacks(self, gen: Generation, seeds: list[str]) -> CleanedAttacks:
+        """The attacker's continuations made into prompts for the defender (see
+        :func:`~sparring.players.templates.clean_attack`), and ``gen.response_mask`` cut where
+        each attack ends: tokens the cleaner throws away (after the first line) earn no credit
+        and pay no KL."""
+        cleaned = clean_attacks(
+            gen.texts,
+            seeds,
+            template_text=self.format.text,
+            special_tokens=self.tokenizer.all_special_tokens,
+            max_chars=getattr(self.cfg, "max_attack_chars", 1000),
+            first_line=getattr(self.cfg, "stop_at_newline", True),
+        )
+        cut_at_ends(self.tokenizer, gen.response_ids, gen.response_mask, cleaned.ends)
+        return cleaned
+
     def response_mask(self, response_ids: torch.Tensor) -> torch.Tensor:
         """1 for tokens up to and including the first end-of-sequence token, 0 after it."""
         is_eos = torch.isin(response_ids, torch.tensor(self.eos_ids, device=response_ids.device))
@@ -299,46 +430,65 @@ class Player:
         gen: Generation,
         *,
         grad: bool = False,
-        module: nn.Module | None = None,
-        entropy_grad: bool = True,
+        entropy: bool = False,
+        entropy_grad: bool = False,
     ):
-        """Log-probs (and values, entropy) of the generated tokens from one forward pass.
+        """Log-probs (and values, and the entropy when asked) of the generated tokens.
 
-        With ``grad``, the entropy is returned too; ``entropy_grad=False`` computes it outside the
-        autograd graph (a statistic only: no [B, R, vocab] buffers kept for the backward pass).
+        Without ``grad`` the rows are scored ``rl.micro_batch_size`` at a time, so the no-grad
+        scoring of a large batch holds one micro-batch's activations, as the update does.
+        ``entropy_grad=False`` keeps the entropy out of the autograd graph (a statistic only).
         """
-        ids, mask, pos = gen.sequences()
-        n = gen.response_ids.shape[1]
-        ctx = contextlib.nullcontext() if grad else torch.no_grad()
-        with ctx, self.accelerator.autocast():
-            logits, values = (module or self.module)(ids, mask, pos, n)
-        logits = logits.float() / self.cfg.generation.temperature
-        logprobs = gather_logprobs(logits, gen.response_ids)
-        entropy = None
+        t = self.cfg.generation.temperature
+
+        def run(g: Generation):
+            ids, mask, pos = g.sequences()
+            with self.accelerator.autocast():
+                lp, v, ent = self.module(
+                    ids, mask, pos, g.response_ids, t, entropy=entropy, entropy_grad=entropy_grad
+                )
+            return lp, (v.float() if v is not None else None), ent
+
         if grad:
-            with contextlib.nullcontext() if entropy_grad else torch.no_grad():
-                entropy = entropy_from_logits(logits)
-        return logprobs, (values.float() if values is not None else None), entropy
+            return run(gen)
+        with torch.no_grad():
+            parts = [run(g) for g in self.micro_batches(gen)]
+        return tuple(_cat([p[i] for p in parts]) for i in range(3))
 
     @torch.no_grad()
     def reference_logprobs(self, gen: Generation) -> torch.Tensor:
-        """Log-probs of the generated tokens under the frozen reference."""
-        ids, mask, pos = gen.sequences()
-        n = gen.response_ids.shape[1]
+        """Log-probs of the generated tokens under the frozen reference (micro-batch by
+        micro-batch)."""
         if self.reference is not None:
-            model, adapter_off = self.reference, contextlib.nullcontext()
+            model, parts, adapter_off = (
+                self.reference,
+                self._reference_parts,
+                contextlib.nullcontext(),
+            )
         else:  # LoRA: the base with the adapter disabled is the reference
-            model = self.unwrapped.policy
+            model, parts = self.unwrapped.policy, self.unwrapped._parts
             adapter_off = model.disable_adapter()
+        out = []
         with self.accelerator.autocast(), adapter_off:
-            logits = model(
-                input_ids=ids,
-                attention_mask=mask,
-                position_ids=pos,
-                logits_to_keep=n + 1,
-                use_cache=False,
-            ).logits[:, -(n + 1) : -1]
-        return gather_logprobs(logits.float() / self.cfg.generation.temperature, gen.response_ids)
+            for g in self.micro_batches(gen):
+                ids, mask, pos = g.sequences()
+                n = g.response_ids.shape[1]
+                feats, head, _ = response_features(model, parts, ids, mask, pos, n)
+                lp, _ = head_logprobs(feats, head, g.response_ids, self.cfg.generation.temperature)
+                out.append(lp)
+        return torch.cat(out)
+
+    def micro_batches(self, gen: Generation) -> list[Generation]:
+        """``gen`` cut into row blocks of ``rl.micro_batch_size`` (one block when unset)."""
+        size = self.cfg.rl.micro_batch_size or len(gen.texts)
+        n = gen.response_ids.shape[0]
+        if size >= n:
+            return [gen]
+        device = gen.response_ids.device
+        return [
+            slice_generation(gen, torch.arange(s, min(s + size, n), device=device))
+            for s in range(0, n, size)
+        ]
 
     # -- checkpoints -----------------------------------------------------------------------------
     def save(self, directory: Path) -> None:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 
-from sparring.config import TemplateConfig
+from sparring.config import DEFAULT_TEMPLATE_TEXT, TemplateConfig
 from sparring.errors import ConfigError
 
 _FIELDS = ("prompt", "seed")
@@ -24,15 +25,19 @@ class PromptFormatter:
             )
         self.use_chat = template.kind == "chat" or (template.kind == "auto" and has_chat)
         self.tokenizer = tokenizer
-        fields = [f for f in _FIELDS if "{" + f + "}" in template.text]
+        # the text in force: the configured one, else the role's default for plain or chat input
+        self.text = template.text
+        if self.text is None:
+            self.text = DEFAULT_TEMPLATE_TEXT.get(role, ("{prompt}", "{prompt}"))[self.use_chat]
+        fields = [f for f in _FIELDS if "{" + f + "}" in self.text]
         if len(fields) != 1:
             raise ConfigError(
-                f"{role}.template.text must contain exactly one of {{prompt}} or {{seed}}: {template.text!r}"
+                f"{role}.template.text must contain exactly one of {{prompt}} or {{seed}}: {self.text!r}"
             )
         self.field = fields[0]
 
     def fill(self, text: str) -> str:
-        return self.template.text.replace("{" + self.field + "}", text)
+        return self.text.replace("{" + self.field + "}", text)
 
     def __call__(self, texts: Sequence[str]) -> list[str]:
         if not self.use_chat:
@@ -82,10 +87,8 @@ def clean_attack(
         if tok:
             text = text.replace(tok, " ")
     # the template's fixed parts, if the model repeated them
-    for part in re.split(r"\{(?:seed|prompt)\}", template_text):
-        part = part.strip()
-        if len(part) >= 4:
-            text = text.replace(part, " ")
+    for part in _template_parts(template_text):
+        text = text.replace(part, " ")
     if first_line:
         lines = [ln for ln in text.splitlines() if ln.strip()]
         text = lines[0] if lines else ""
@@ -101,3 +104,73 @@ def clean_attack(
         text = cut[:space] if space > max_chars // 2 else cut
     text = text.strip()
     return text if text else fallback.strip()[:max_chars]
+
+
+def _template_parts(template_text: str) -> list[str]:
+    parts = (p.strip() for p in re.split(r"\{(?:seed|prompt)\}", template_text))
+    return [p for p in parts if len(p) >= 4]
+
+
+def attack_end(
+    raw: str, *, template_text: str, special_tokens: Sequence[str] = (), first_line: bool = True
+) -> int | None:
+    """Where :func:`clean_attack` stops reading ``raw``: the index of the newline that ends the
+    first non-empty line (after special tokens and template echoes are blanked), or None when
+    it reads to the end. The attacker is credited only for the tokens up to that newline."""
+    if not first_line:
+        return None
+    text = raw
+    for part in [t for t in special_tokens if t] + _template_parts(template_text):
+        text = text.replace(part, " " * len(part))  # blank, keeping character offsets
+    pos = 0
+    for line in text.split("\n"):
+        if line.strip():
+            end = pos + len(line)
+            return end if end < len(text) else None
+        pos += len(line) + 1
+    return None
+
+
+@dataclass
+class CleanedAttacks:
+    texts: list[str]  # what the defender sees
+    fallback: list[bool]  # nothing was left: the seed stands in
+    ends: list[int | None]  # see attack_end
+
+
+def clean_attacks(
+    raw: Sequence[str],
+    seeds: Sequence[str],
+    *,
+    template_text: str,
+    special_tokens: Sequence[str] = (),
+    max_chars: int = 1000,
+    first_line: bool = True,
+) -> CleanedAttacks:
+    """:func:`clean_attack` over a batch, saying which attacks fell back to their seed."""
+    texts, fallback, ends = [], [], []
+    for r, seed in zip(raw, seeds, strict=True):
+        kw = {"template_text": template_text, "special_tokens": special_tokens}
+        text = clean_attack(r, fallback="", max_chars=max_chars, first_line=first_line, **kw)
+        fallback.append(not text)
+        texts.append(text or seed.strip()[:max_chars])
+        ends.append(attack_end(r, first_line=first_line, **kw))
+    return CleanedAttacks(texts, fallback, ends)
+
+
+def cut_at_ends(tokenizer, response_ids, response_mask, ends: Sequence[int | None]) -> None:
+    """Zero ``response_mask`` (in place) after the token that carries character ``ends[row]``
+    of the decoded response: the fewest leading tokens whose decoded text reaches past it
+    (binary search: the decoded length grows with the token count)."""
+    for row, end in enumerate(ends):
+        if end is None:
+            continue
+        ids = response_ids[row]
+        lo, hi = 1, int(response_mask[row].sum())
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) > end:
+                hi = mid
+            else:
+                lo = mid + 1
+        response_mask[row, lo:] = 0

@@ -6,15 +6,17 @@ lives in the player's configuration.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
 import torch
 
-from sparring.players.player import Generation, Player
+from sparring.players.player import Generation, Player, slice_generation
 from sparring.rl.core import (
     compute_gae,
     group_advantages,
+    kl_penalty,
     masked_mean,
     masked_whiten,
     policy_loss,
@@ -60,20 +62,31 @@ def make_experience(
 
 
 def _single_pass(rl, rows: int) -> bool:
-    """One epoch of one minibatch: the update's forward is the first and only one on this batch."""
-    return rl.ppo_epochs == 1 and min(rl.minibatch_size or rows, rows) == rows
+    """One epoch of one forward pass: the update's forward is the first and only one on this
+    batch (one minibatch, one micro-batch)."""
+    one_minibatch = min(rl.minibatch_size or rows, rows) == rows
+    one_micro = min(rl.micro_batch_size or rows, rows) == rows
+    return rl.ppo_epochs == 1 and one_minibatch and one_micro
 
 
 def advantages_and_returns(
     player: Player, exp: Experience
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
-    """Per-token advantages (and PPO returns) with the KL penalty folded into the rewards."""
+    """Per-token advantages (and PPO returns).
+
+    PPO folds the per-token KL penalty into the rewards (GAE then assigns it to tokens). The
+    critic-free methods take their advantages from the task scores alone and pay the KL as a
+    loss term (:func:`~sparring.rl.core.kl_penalty`): folded into the sequence reward before
+    the group normalisation, it would turn a group of equal scores (every answer a refusal)
+    into unit-size advantages made of KL noise, whatever ``kl_coef`` is.
+    """
     rl = player.cfg.rl
     mask = exp.gen.response_mask
     scores = exp.scores
     if rl.reward_clip is not None:
         scores = scores.clamp(-rl.reward_clip, rl.reward_clip)
-    rewards, kl = shaped_rewards(scores, exp.logprobs, exp.ref_logprobs, mask, rl.kl_coef)
+    kl_coef = rl.kl_coef if rl.algorithm == "ppo" else 0.0
+    rewards, kl = shaped_rewards(scores, exp.logprobs, exp.ref_logprobs, mask, kl_coef)
     stats = {"kl": kl.sum(-1).mean().item()}
     if rl.algorithm == "ppo":
         if rl.whiten_rewards:
@@ -82,97 +95,155 @@ def advantages_and_returns(
         stats["value_mean"] = masked_mean(exp.values, mask).item()
         stats["return_mean"] = masked_mean(returns, mask).item()
     else:
-        seq_rewards = rewards.sum(-1)
-        adv = (
-            group_advantages(seq_rewards, exp.group_size, rl.algorithm)
-            .unsqueeze(-1)
-            .expand_as(rewards)
-        )
-        adv = adv * mask
+        adv = group_advantages(scores, exp.group_size, rl.algorithm)
+        adv = adv.unsqueeze(-1).expand_as(rewards) * mask
         returns = None
     if rl.whiten_advantages and (rl.algorithm == "ppo" or rl.algorithm == "rloo"):
         adv = masked_whiten(adv, mask)
     return adv, returns, stats
 
 
-def update(player: Player, exp: Experience) -> dict[str, float]:
-    """PPO-style epochs of minibatch gradient steps. Returns averaged statistics.
+def optimizer_steps(rl, rows: int, accumulation: int = 1) -> list[list[list[torch.Tensor]]]:
+    """One epoch's rows in a random order, as optimiser steps -> minibatches -> micro-batches.
 
-    A non-finite loss skips that gradient step (``stats['nonfinite'] > 0``) instead of
-    corrupting the weights.
+    ``minibatch_size`` rows make a minibatch; ``accumulation`` minibatches make one optimiser
+    step (accelerate's ``gradient_accumulation_steps``; the update's last step takes whatever
+    is left, so no gradient carries over into the next update); each minibatch runs as
+    forward/backward passes of ``micro_batch_size`` rows.
+    """
+    order = torch.randperm(rows)
+    mb = min(rl.minibatch_size or rows, rows)
+    micro = min(rl.micro_batch_size or mb, mb)
+    minibatches = [order[s : s + mb] for s in range(0, rows, mb)]
+    return [
+        [
+            [m[s : s + micro] for s in range(0, len(m), micro)]
+            for m in minibatches[g : g + accumulation]
+        ]
+        for g in range(0, len(minibatches), accumulation)
+    ]
+
+
+def micro_weights(mask: torch.Tensor, step: list[list[torch.Tensor]]) -> list[float]:
+    """Each micro-batch's weight in its optimiser step: its share of its minibatch's response
+    tokens, over the number of minibatches in the step. The weighted sum of the micro-batches'
+    token-mean losses is then the mean over the step's minibatches of each one's token-mean
+    loss: the gradient does not depend on how a minibatch is cut into micro-batches."""
+    out = []
+    for minibatch in step:
+        tokens = [float(mask[m.to(mask.device)].sum()) for m in minibatch]
+        total = sum(tokens) or 1.0
+        out.extend(t / total / len(step) for t in tokens)
+    return out
+
+
+def update(player: Player, exp: Experience) -> dict[str, float]:
+    """PPO-style epochs of optimiser steps over the batch. Returns averaged statistics.
+
+    Each optimiser step accumulates the gradients of its micro-batches (weighted by
+    :func:`micro_weights`); gradients are synchronised across processes, and the optimiser and
+    the learning-rate schedule step, once per optimiser step, on this player's own accelerator.
+    A non-finite loss or gradient skips that optimiser step (``stats['nonfinite'] > 0``)
+    instead of corrupting the weights.
     """
     rl = player.cfg.rl
     acc = player.accelerator
     n = len(exp)
-    mb = min(rl.minibatch_size or n, n)
+    accumulation = acc.gradient_accumulation_steps
     # values deferred to the training forward (fast path, single pass): advantages come after it
     deferred = player.has_value and exp.values is None
     if deferred and not _single_pass(rl, n):
         raise ValueError(
-            "experience without values needs a single-pass update (ppo_epochs 1, one minibatch)"
+            "experience without values needs a single-pass update "
+            "(ppo_epochs 1, one minibatch, one micro-batch)"
         )
+    adv = returns = None
+    stats: dict[str, float] = {}
     if not deferred:
         adv, returns, stats = advantages_and_returns(player, exp)
+    device = exp.gen.response_ids.device
     sums: dict[str, float] = {}
-    count = 0
+    count = steps = 0
+    grad_norms: list[float] = []
     nonfinite = 0
     player.module.train()
-    for _ in range(rl.ppo_epochs):
-        order = torch.randperm(n)
-        for start in range(0, n, mb):
-            idx = order[start : start + mb].to(exp.gen.response_ids.device)
-            sub = _slice(exp.gen, idx)
-            mask = sub.response_mask
-            with acc.accumulate(player.module):
-                logprobs, values, entropy = player.logprobs_and_values(
-                    sub, grad=True, entropy_grad=bool(rl.ent_coef)
-                )
-                if deferred:
-                    old_values = torch.empty_like(values)
-                    old_values[idx] = values.detach()
-                    exp.values = old_values
-                    adv, returns, stats = advantages_and_returns(player, exp)
-                pl = policy_loss(logprobs, exp.logprobs[idx], adv[idx], mask, rl.clip_ratio)
-                loss = pl.loss
-                parts = {
-                    "loss/policy": pl.loss.item(),
-                    "clipfrac": pl.clipfrac.item(),
-                    "approx_kl": pl.approx_kl.item(),
-                }
-                if values is not None:
-                    vl, vclip = value_loss(
-                        values, exp.values[idx], returns[idx], mask, rl.clip_value
-                    )
-                    loss = loss + rl.vf_coef * vl
-                    parts.update({"loss/value": vl.item(), "value_clipfrac": vclip.item()})
-                ent = masked_mean(entropy, mask)
-                if rl.ent_coef:
-                    loss = loss - rl.ent_coef * ent
-                parts["entropy"] = ent.item()
-                parts["loss/total"] = loss.item()
-                if any_rank(acc, not math.isfinite(parts["loss/total"])):
-                    nonfinite += 1
-                    player.optimizer.zero_grad(set_to_none=True)
-                    continue
-                acc.backward(loss)
-                if acc.sync_gradients and rl.max_grad_norm is not None:
+    try:
+        for _ in range(rl.ppo_epochs):
+            for step in optimizer_steps(rl, n, accumulation):
+                weights = micro_weights(exp.gen.response_mask, step)
+                micro = [m.to(device) for minibatch in step for m in minibatch]
+                skipped = False
+                for j, idx in enumerate(micro):
+                    sync = j == len(micro) - 1
+                    acc.sync_gradients = sync  # accelerate's optimiser and DeepSpeed read it
+                    with contextlib.nullcontext() if sync else acc.no_sync(player.module):
+                        sub = slice_generation(exp.gen, idx)
+                        logprobs, values, entropy = player.logprobs_and_values(
+                            sub, grad=True, entropy=bool(rl.ent_coef), entropy_grad=True
+                        )
+                        if deferred:
+                            exp.values = torch.empty_like(values)
+                            exp.values[idx] = values.detach()
+                            adv, returns, stats = advantages_and_returns(player, exp)
+                        loss, parts = _loss(
+                            rl, exp, idx, sub.response_mask, logprobs, values, entropy, adv, returns
+                        )
+                        if any_rank(acc, not math.isfinite(parts["loss/total"])):
+                            skipped = True
+                            break
+                        # accelerate (and DeepSpeed's engine) divide by the accumulation steps;
+                        # the weights already average over the step's minibatches
+                        acc.backward(loss * (weights[j] * accumulation))
+                    for k, v in parts.items():
+                        sums[k] = sums.get(k, 0.0) + v
+                    count += 1
+                if not skipped and rl.max_grad_norm is not None:
                     gn = acc.clip_grad_norm_(player.module.parameters(), rl.max_grad_norm)
-                    parts["grad_norm"] = float(gn)
-                    if not math.isfinite(parts["grad_norm"]):
-                        nonfinite += 1
-                        player.optimizer.zero_grad(set_to_none=True)
-                        continue
-                player.optimizer.step()
-                player.scheduler.step()
+                    if gn is not None:  # None under DeepSpeed before its first step
+                        grad_norms.append(float(gn))
+                        skipped = not math.isfinite(grad_norms[-1])
+                if skipped:
+                    nonfinite += 1
+                else:
+                    player.optimizer.step()
+                    player.scheduler.step()
+                    steps += 1
                 player.optimizer.zero_grad(set_to_none=True)
-            for k, v in parts.items():
-                sums[k] = sums.get(k, 0.0) + v
-            count += 1
+    finally:
+        acc.sync_gradients = True
     stats.update({k: v / max(count, 1) for k, v in sums.items()})
+    if grad_norms:
+        stats["grad_norm"] = sum(grad_norms) / len(grad_norms)
     stats["lr"] = player.scheduler.get_last_lr()[0]
+    stats["optimizer_steps"] = float(steps)
     stats["nonfinite"] = float(nonfinite)
     player.module.eval()  # rollouts and scoring run in eval mode
     return stats
+
+
+def _loss(rl, exp, idx, mask, logprobs, values, entropy, adv, returns):
+    """The loss of one micro-batch (token means over its rows) and its statistics."""
+    pl = policy_loss(logprobs, exp.logprobs[idx], adv[idx], mask, rl.clip_ratio)
+    loss = pl.loss
+    parts = {
+        "loss/policy": pl.loss.item(),
+        "clipfrac": pl.clipfrac.item(),
+        "approx_kl": pl.approx_kl.item(),
+    }
+    if rl.algorithm != "ppo" and rl.kl_coef:
+        kl = masked_mean(kl_penalty(logprobs, exp.ref_logprobs[idx]), mask)
+        loss = loss + rl.kl_coef * kl
+        parts["loss/kl"] = kl.item()
+    if values is not None:
+        vl, vclip = value_loss(values, exp.values[idx], returns[idx], mask, rl.clip_value)
+        loss = loss + rl.vf_coef * vl
+        parts.update({"loss/value": vl.item(), "value_clipfrac": vclip.item()})
+    if entropy is not None:  # only computed when it is paid for (ent_coef > 0)
+        ent = masked_mean(entropy, mask)
+        loss = loss - rl.ent_coef * ent
+        parts["entropy"] = ent.item()
+    parts["loss/total"] = loss.item()
+    return loss, parts
 
 
 def any_rank(acc, flag: bool) -> bool:
@@ -184,23 +255,9 @@ def any_rank(acc, flag: bool) -> bool:
     return bool(acc.reduce(t, reduction="sum").item() > 0)
 
 
-def _slice(gen: Generation, idx: torch.Tensor) -> Generation:
-    """Rows ``idx`` of a generation."""
-    q_ids, q_mask = gen.query_ids[idx], gen.query_mask[idx]
-    r_ids, r_mask = gen.response_ids[idx], gen.response_mask[idx]
-    return Generation(
-        q_ids,
-        q_mask,
-        r_ids,
-        r_mask,
-        [gen.texts[i] for i in idx.tolist()],
-        [gen.inputs[i] for i in idx.tolist()],
-        gen.logprobs[idx] if gen.logprobs is not None else None,
-    )
-
-
-def updates_per_stage_step(player_cfg, batch_rows: int) -> int:
-    """Optimiser steps one stage step makes (for learning-rate schedules)."""
+def updates_per_stage_step(player_cfg, batch_rows: int, accumulation: int = 1) -> int:
+    """Optimiser steps one stage step makes (for learning-rate schedules): the same count on
+    every process, since each process steps once per synchronised step."""
     rl = player_cfg.rl
     mb = min(rl.minibatch_size or batch_rows, batch_rows)
-    return rl.ppo_epochs * math.ceil(batch_rows / mb)
+    return rl.ppo_epochs * math.ceil(math.ceil(batch_rows / mb) / accumulation)

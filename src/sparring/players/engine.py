@@ -1,0 +1,77 @@
+"""One Accelerate engine per trainable player.
+
+Why not one ``Accelerator`` for both players:
+
+- Under DeepSpeed an ``Accelerator`` drives one engine: ``backward()`` goes to the engine it
+  prepared last, and the prepared optimiser's ``step()`` is a no-op. With both players prepared
+  by one accelerator, every stage steps the same engine, and the other player never learns.
+- Gradient accumulation counts micro-steps in the accelerator (``Accelerator.step``): a shared
+  counter lets one player's micro-steps decide when the other one syncs.
+
+So each trainable player gets an ``Accelerator`` of its own, following accelerate's recipe for
+training several disjoint models ("Using multiple models with DeepSpeed"): one
+``DeepSpeedPlugin`` per player, kept in a dict by the first accelerator and selected before
+each player is prepared. The process state (devices, ranks, mixed precision) is shared; the
+engines, step counters and DeepSpeed configs are not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+from accelerate import Accelerator
+
+
+def uses_deepspeed() -> bool:
+    """True when the process was launched for DeepSpeed (``accelerate launch`` with a DeepSpeed
+    config sets this before any accelerator exists)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true", "yes")
+
+
+def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
+    """An ``Accelerator`` per role (``cfg`` is the run's ``accelerate`` section)."""
+    if not roles:
+        raise ValueError("build_engines needs at least one role")
+    kwargs = {
+        "cpu": cfg.cpu,
+        "mixed_precision": cfg.mixed_precision,
+        "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
+    }
+    engines: dict[str, Accelerator] = {}
+    if uses_deepspeed():
+        import torch
+        from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+
+        # each reads the launcher's DeepSpeed config; one per player, so that each engine has
+        # its own (the batch sizes filled in at prepare time differ between the players)
+        plugins = {role: DeepSpeedPlugin() for role in roles}
+        # accelerate turns DeepSpeed off, silently, when asked for cpu=True; DeepSpeed picks its
+        # CPU accelerator itself on a machine without a GPU, where the process group must be
+        # gloo (accelerate would otherwise start none and see one process)
+        kwargs["cpu"] = False
+        if not torch.cuda.is_available():
+            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
+        engines[roles[0]] = Accelerator(deepspeed_plugins=plugins, **kwargs)
+        kwargs.pop("kwargs_handlers", None)
+    else:
+        engines[roles[0]] = Accelerator(**kwargs)
+    for role in roles[1:]:
+        # the same settings again: a bare Accelerator() would reset the shared accumulation
+        # steps to 1
+        engines[role] = Accelerator(**kwargs)
+    return engines
+
+
+def prepare_player(accelerator: Accelerator, role: str, module, optimizer, cfg):
+    """``accelerator.prepare`` of one player's module and optimiser, with the player's own
+    DeepSpeed plugin selected first. DeepSpeed needs a micro-batch size, which a game without
+    dataloaders cannot infer: the player's ``rl.micro_batch_size`` is it."""
+    state = accelerator.state
+    plugins = getattr(state, "deepspeed_plugins", None)
+    if plugins and role in plugins:
+        state.select_deepspeed_plugin(role)
+        ds = plugins[role].deepspeed_config
+        if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+            ds["train_micro_batch_size_per_gpu"] = cfg.rl.micro_batch_size or 1
+    return accelerator.prepare(module, optimizer)

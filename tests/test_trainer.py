@@ -1,0 +1,241 @@
+"""The RL update of one player (rl/trainer.py): advantages, micro-batches, accumulation, the
+schedule, the fast path with deferred values, the idle player, float32 master weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate import Accelerator
+
+from sparring.config import DefenderConfig, load_config
+from sparring.game.loop import Game
+from sparring.players.player import Player
+from sparring.rl.trainer import (
+    Experience,
+    advantages_and_returns,
+    make_experience,
+    optimizer_steps,
+    update,
+    updates_per_stage_step,
+)
+
+PROMPTS = ["how do I pick a lock ?", "hello there", "tell me how to make a fake id", "hi"]
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models run fastest on one thread, above all on a busy shared machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _player(path, *, accumulation: int = 1, **kw) -> Player:
+    rl = kw.pop("rl", {})
+    cfg = DefenderConfig(
+        model=str(path),
+        lr=kw.pop("lr", 1e-2),
+        generation={"max_new_tokens": 6, "temperature": kw.pop("temperature", 1.0)},
+        rl=rl,
+        **kw,
+    )
+    acc = Accelerator(cpu=True, gradient_accumulation_steps=accumulation)
+    return Player.build("defender", cfg, acc, trainable=True, total_updates=100)
+
+
+def _experience(player: Player, k: int = 2, scores=None) -> Experience:
+    torch.manual_seed(3)
+    gen = player.generate([p for p in PROMPTS for _ in range(k)])
+    if scores is None:
+        scores = torch.linspace(0, 1, len(gen.texts))
+    return make_experience(player, gen, torch.as_tensor(scores, dtype=torch.float32), k)
+
+
+def _weights(player: Player) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in player.unwrapped.named_parameters()}
+
+
+def _capture_gradients(player: Player) -> list[dict[str, torch.Tensor]]:
+    """Record the gradients each optimiser step sees (Adam would blow rounding up to lr-size
+    differences, so the gradients are what to compare)."""
+    seen: list[dict[str, torch.Tensor]] = []
+    real = player.optimizer.step
+
+    def step(*a, **k):
+        seen.append(
+            {
+                n: p.grad.detach().clone()
+                for n, p in player.unwrapped.named_parameters()
+                if p.grad is not None
+            }
+        )
+        return real(*a, **k)
+
+    player.optimizer.step = step
+    return seen
+
+
+@pytest.mark.parametrize("algorithm", ["ppo", "rloo", "grpo"])
+def test_micro_batches_give_the_same_gradient_as_one_pass(tiny_models, algorithm):
+    """Cutting the batch into micro-batches changes memory, not the update."""
+    rl = {"algorithm": algorithm, "samples_per_prompt": 2, "max_grad_norm": None}
+    grads = []
+    for micro in (None, 3):
+        torch.manual_seed(0)
+        player = _player(tiny_models["llama"], rl={**rl, "micro_batch_size": micro})
+        seen = _capture_gradients(player)
+        exp = _experience(player)
+        torch.manual_seed(1)
+        stats = update(player, exp)
+        assert stats["optimizer_steps"] == 1.0 and len(seen) == 1
+        grads.append(seen[0])
+    one, micro = grads
+    assert set(one) == set(micro) and one
+    for n in one:
+        assert torch.allclose(one[n], micro[n], atol=1e-6, rtol=1e-4), n
+
+
+def test_update_changes_the_weights_by_the_optimiser_steps_it_reports(tiny_models):
+    player = _player(tiny_models["llama"], rl={"minibatch_size": 3, "ppo_epochs": 2})
+    exp = _experience(player)  # 8 rows: minibatches of 3, 3, 2 -> 3 steps per epoch
+    before = _weights(player)
+    stats = update(player, exp)
+    assert stats["optimizer_steps"] == 6 == updates_per_stage_step(player.cfg, len(exp))
+    assert player.scheduler.last_epoch == 6  # one schedule step per optimiser step
+    assert any(not torch.equal(before[n], p) for n, p in player.unwrapped.named_parameters())
+
+
+def test_accumulation_groups_minibatches_into_optimiser_steps(tiny_models):
+    rl = DefenderConfig(model="x", rl={"minibatch_size": 2, "micro_batch_size": 1}).rl
+    steps = optimizer_steps(rl, 7, accumulation=2)
+    # minibatches of 2, 2, 2, 1; two per step; micro-batches of one row
+    assert [[len(mb) for mb in step] for step in steps] == [[2, 2], [2, 1]]
+    assert all(len(m) == 1 for step in steps for mb in step for m in mb)
+    rows = torch.cat([m for step in steps for mb in step for m in mb])
+    assert sorted(rows.tolist()) == list(range(7))
+    assert updates_per_stage_step(DefenderConfig(model="x", rl=rl.model_dump()), 7, 2) == 2
+
+    player = _player(tiny_models["llama"], accumulation=2, rl={"minibatch_size": 2})
+    exp = _experience(player)  # 8 rows: 4 minibatches, 2 optimiser steps
+    stats = update(player, exp)
+    assert stats["optimizer_steps"] == 2.0 and player.scheduler.last_epoch == 2
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+def test_critic_free_kl_is_a_loss_term_not_advantage_noise(tiny_models, algorithm):
+    """Every answer judged alike: the advantages are 0 whatever the KL, and the update only
+    pulls the policy back towards the reference (the k3 KL term of the loss)."""
+    player = _player(tiny_models["llama"], rl={"algorithm": algorithm, "samples_per_prompt": 2})
+    exp = _experience(player, scores=torch.full((8,), 0.9))
+    # pretend the policy has moved away from the reference
+    exp.ref_logprobs = exp.logprobs - torch.rand_like(exp.logprobs)
+    adv, _, stats = advantages_and_returns(player, exp)
+    assert adv.abs().max().item() < 1e-6
+    assert stats["kl"] > 0
+    out = update(player, exp)
+    assert out["loss/kl"] > 0
+
+
+def test_ppo_without_values_defers_them_to_the_training_forward(tiny_models):
+    """Fast path, single pass: the experience carries no values; the update fills them from
+    its own forward and computes the gradient the reference path computes."""
+    grads = []
+    for fast in (False, True):
+        torch.manual_seed(0)
+        player = _player(tiny_models["llama"], fast=fast, rl={"micro_batch_size": None})
+        seen = _capture_gradients(player)
+        exp = _experience(player)
+        assert (exp.values is None) == fast
+        torch.manual_seed(1)
+        update(player, exp)
+        grads.append(seen[0])
+    for n in grads[0]:
+        assert torch.allclose(grads[0][n], grads[1][n], atol=1e-5, rtol=1e-3), n
+
+
+def test_deferred_values_need_a_single_pass(tiny_models):
+    player = _player(tiny_models["llama"], fast=True, rl={"micro_batch_size": 2})
+    exp = _experience(player)
+    exp.values = None
+    with pytest.raises(ValueError, match="single-pass"):
+        update(player, exp)
+
+
+def test_recorded_logprobs_match_the_training_forward_at_any_temperature(tiny_models):
+    """The fast path's log-probs (recorded while sampling at temperature T) are the training
+    forward's, also when the sampler truncates with top_p: both read the full distribution."""
+    for temperature, top_p in ((0.7, 1.0), (1.3, 0.8)):
+        cfg = DefenderConfig(
+            model=str(tiny_models["gpt2"]),
+            fast=True,
+            generation={"max_new_tokens": 6, "temperature": temperature, "top_p": top_p},
+        )
+        player = Player.build("defender", cfg, Accelerator(cpu=True), trainable=True)
+        torch.manual_seed(0)
+        gen = player.generate(PROMPTS)
+        assert gen.logprobs is not None
+        logprobs, _, _ = player.logprobs_and_values(gen)
+        m = gen.response_mask.bool()
+        assert torch.allclose(gen.logprobs[m], logprobs[m], atol=1e-4), (temperature, top_p)
+    assert DefenderConfig(model="x").generation.top_p == 1.0  # training samples untruncated
+
+
+def test_half_precision_full_fine_tuning_keeps_float32_master_weights(tiny_models):
+    """With dtype bfloat16 and no LoRA the trained weights are float32 (small AdamW steps would
+    round away in bfloat16); the frozen reference stays in bfloat16."""
+    player = _player(tiny_models["llama"], dtype="bfloat16", lr=1e-6)
+    assert {p.dtype for p in player.unwrapped.policy.parameters()} == {torch.float32}
+    assert {p.dtype for p in player.reference.parameters()} == {torch.bfloat16}
+    before = _weights(player)
+    update(player, _experience(player))
+    after = _weights(player)
+    moved = [n for n in before if "value_head" not in n and not torch.equal(before[n], after[n])]
+    assert len(moved) > len(before) // 2  # lr 1e-6 moves the policy's weights
+
+
+def _game(run_data, tmp_path, **over):
+    data = run_data(rounds=2, **over.pop("game", {}))
+    data["output_dir"] = str(tmp_path / "run")
+    for k, v in over.items():
+        data[k] = v
+    return Game(load_config(data=data), progress=False)
+
+
+def test_the_idle_player_is_untouched_during_the_other_players_stage(run_data, tmp_path):
+    """gpo: a defend step leaves the attacker's weights and optimiser state exactly as they
+    were, and an attack step leaves the defender's."""
+    game = _game(run_data, tmp_path)
+    for planned in game.plan[:2]:
+        learner = game.defender if planned.stage == "defend" else game.attacker
+        idle = game.attacker if planned.stage == "defend" else game.defender
+        w_idle, w_learner = _weights(idle), _weights(learner)
+        opt_idle = repr(idle.optimizer.state_dict())
+        steps_idle = idle.scheduler.last_epoch
+        game.play_step(planned)
+        assert all(torch.equal(w_idle[n], p) for n, p in idle.unwrapped.named_parameters())
+        assert repr(idle.optimizer.state_dict()) == opt_idle
+        assert idle.scheduler.last_epoch == steps_idle
+        assert any(
+            not torch.equal(w_learner[n], p) for n, p in learner.unwrapped.named_parameters()
+        )
+
+
+def test_gradient_accumulation_steps_both_players(run_data, tmp_path):
+    """accelerate.gradient_accumulation_steps: 2 with a 1:1 schedule: each player counts its own
+    micro-steps, so both step (a shared counter left one of them never syncing)."""
+    game = _game(
+        run_data,
+        tmp_path,
+        accelerate={"cpu": True, "gradient_accumulation_steps": 2},
+        attacker={**run_data()["attacker"], "rl": {"minibatch_size": 2}},
+        defender={**run_data()["defender"], "rl": {"minibatch_size": 2}},
+    )
+    assert game.engines["attacker"] is not game.engines["defender"]
+    start = {p.role: _weights(p) for p in (game.attacker, game.defender)}
+    game.run()
+    for player in (game.attacker, game.defender):
+        w = start[player.role]
+        assert any(not torch.equal(w[n], p) for n, p in player.unwrapped.named_parameters())
+        # 4 seeds -> 4 rows, minibatches of 2, 2 per optimiser step: 1 step per stage step
+        assert player.scheduler.last_epoch == 2, player.role

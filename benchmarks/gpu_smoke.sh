@@ -30,3 +30,25 @@ rows = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
 for r in rows:
     print({k: r[k] for k in ("step", "stage", "reward", "asr", "time/step") if k in r})
 PY
+
+# Two players, each with its own DeepSpeed ZeRO-2 engine (one GPU, one process): every step's
+# learner must report optimiser steps, the defender's as well as the attacker's.
+ZOUT=$OUT-zero2
+accelerate launch --num_processes 1 --num_machines 1 --use_deepspeed --zero_stage 2 \
+  --mixed_precision bf16 --dynamo_backend no --gradient_accumulation_steps 1 \
+  -m sparring.cli train configs/smollm2-harmbench.yaml \
+  --no-progress --output-dir "$ZOUT" \
+  --set attacker.model="$MODEL" --set defender.model="$MODEL" \
+  --set judge.path="$SPARRING_HOME/judges/minilm" --set judge.device=cuda \
+  --set evaluation.at_start=false --set evaluation.at_end=false \
+  --set accelerate.cpu=false --set accelerate.mixed_precision=bf16 \
+  --set game.rounds=1 --set game.batch_size=32
+$PY - "$ZOUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
+for r in rows:
+    print("zero2", {k: r.get(k) for k in ("step", "stage", "player", "optimizer_steps", "reward")})
+steps = {r["player"]: r.get("optimizer_steps", 0) for r in rows}
+assert all(v and v > 0 for v in steps.values()) and len(steps) == 2, steps
+print("zero2: both players stepped their own engines", steps)
+PY

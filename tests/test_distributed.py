@@ -50,14 +50,14 @@ def _schedules(game) -> dict[str, dict]:
     }
 
 
-def worker(config_path: str, out_dir: str, stepwise: bool = False) -> None:
+def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool = False) -> None:
     """Play the run (or, ``stepwise``, its steps one by one, recording after each step which
     player's weights moved) and write this rank's figures to ``out_dir/rank-N.json``."""
     from sparring.config import load_config
     from sparring.game.loop import Game
 
     cfg = load_config(config_path)
-    game = Game(cfg, progress=False)
+    game = Game(cfg, progress=False, resume=resume)
     start = _checksums(game)
     moved = []
     if stepwise:
@@ -113,7 +113,14 @@ def _config(tiny_models, seed_file, out: Path) -> Path:
 
 
 def _launch(
-    nproc: int, config: Path, out: Path, *, stepwise: bool = False, deepspeed: bool = False
+    nproc: int,
+    config: Path,
+    out: Path,
+    *,
+    stepwise: bool = False,
+    deepspeed: bool = False,
+    resume: bool = False,
+    kill_at: str | None = None,
 ) -> None:
     out.mkdir(parents=True, exist_ok=True)
     env = {
@@ -122,7 +129,10 @@ def _launch(
         "HF_HUB_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
     }
-    tail = [str(config), str(out)] + (["stepwise"] if stepwise else [])
+    if kill_at:
+        env["SPARRING_KILL_AT"] = kill_at
+    mode = "stepwise" if stepwise else "resume" if resume else "run"
+    tail = [str(config), str(out), mode]
     if deepspeed:
         env["DS_ACCELERATOR"] = "cpu"
         cmd = [
@@ -168,6 +178,9 @@ def _launch(
             *tail,
         ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    if kill_at:
+        assert proc.returncode != 0, "the run was meant to die at " + kill_at
+        return
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
 
 
@@ -284,5 +297,35 @@ def test_deepspeed_zero2_gives_each_player_its_own_engine(tiny_models, seed_file
         )
 
 
+@pytest.mark.slow  # three DeepSpeed launches
+def test_deepspeed_run_killed_then_resumed_is_exact(tiny_models, seed_file, tmp_path):
+    """ZeRO-2 shards the optimiser state over the processes: every process saves its shard
+    through the engine's checkpoint, so a run killed after step 3 and resumed from step 2
+    ends with the uninterrupted run's metrics and weights."""
+    pytest.importorskip("deepspeed")
+    from sparring.runs import read_jsonl
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    runs = {}
+    for name in ("straight", "killed"):
+        path = _config(tiny_models, seed_file, tmp_path / name)
+        data = yaml.safe_load(path.read_text())
+        data["accelerate"] = {"cpu": False}
+        data["checkpoint"] = {"every": 2, "keep_last": 2}
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        runs[name] = path
+    _launch(2, runs["straight"], tmp_path / "o1", deepspeed=True)
+    _launch(2, runs["killed"], tmp_path / "o2", deepspeed=True, kill_at="after-metrics:3")
+    assert (tmp_path / "killed" / "checkpoints" / "step-2" / "defender" / "deepspeed").is_dir()
+    _launch(2, tmp_path / "killed" / "config.yaml", tmp_path / "o2", deepspeed=True, resume=True)
+    expected = strip(read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
+    got = strip(read_jsonl(tmp_path / "killed" / "metrics.jsonl"))
+    assert [r["step"] for r in got] == [1, 2, 3, 4]
+    assert got == expected
+    assert _ranks(tmp_path / "o1")[0]["checksums"] == _ranks(tmp_path / "o2")[0]["checksums"]
+
+
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], stepwise=len(sys.argv) > 3)
+    worker(sys.argv[1], sys.argv[2], stepwise=sys.argv[3] == "stepwise", resume=sys.argv[3] == "resume")

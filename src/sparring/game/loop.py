@@ -466,6 +466,9 @@ class Game:
                 }
                 (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
             acc.wait_for_everyone()
+            for player in (self.attacker, self.defender):
+                if player is not None and player.trainable:
+                    player.save_engine_state(tmp / player.role)
             _save_rng(tmp / "rng" / f"rank-{acc.process_index}.pt")
             acc.wait_for_everyone()
         except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError

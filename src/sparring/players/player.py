@@ -506,14 +506,28 @@ class Player:
                 str(directory / "value_head.safetensors"),
             )
         if self.optimizer is not None:
-            torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
+            if not uses_deepspeed():  # DeepSpeed's sharded state: save_engine_state
+                torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), directory / "scheduler.pt")
+
+    def save_engine_state(self, directory: Path) -> None:
+        """Under DeepSpeed, the optimiser state is sharded over the processes (ZeRO): every
+        process writes its shard through the engine's own checkpoint (a collective call)."""
+        if uses_deepspeed() and self.optimizer is not None:
+            self.module.save_checkpoint(str(directory / "deepspeed"), tag="state")
 
     def load_training_state(self, directory: Path) -> None:
         try:
-            self.optimizer.load_state_dict(
-                torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
-            )
+            if uses_deepspeed():
+                loaded, _ = self.module.load_checkpoint(
+                    str(directory / "deepspeed"), tag="state", load_module_strict=False
+                )
+                if loaded is None:
+                    raise OSError(f"no DeepSpeed state in {directory / 'deepspeed'}")
+            else:
+                self.optimizer.load_state_dict(
+                    torch.load(directory / "optimizer.pt", weights_only=True, map_location="cpu")
+                )
             self.scheduler.load_state_dict(
                 torch.load(directory / "scheduler.pt", weights_only=True)
             )

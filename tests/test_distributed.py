@@ -249,6 +249,8 @@ def test_two_processes_accumulate_and_schedule_like_one(tiny_models, seed_file, 
         for role in ("attacker", "defender"):
             data[role].update({"schedule": "linear", "warmup_steps": 2})
             data[role]["rl"] = {"minibatch_size": 1}  # 2 rows per rank: 2 minibatches, 1 step
+        # the final evaluation shares its generation over the ranks (blocks of 2 and 1 texts)
+        data["evaluation"] = {"at_end": True, "samples": 3}
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
         configs.append(path)
     _launch(1, configs[0], tmp_path / "out1")
@@ -256,6 +258,8 @@ def test_two_processes_accumulate_and_schedule_like_one(tiny_models, seed_file, 
     (one,) = _ranks(tmp_path / "out1", 1)
     two = _ranks(tmp_path / "out2")
     assert two[0]["checksums"] == two[1]["checksums"]
+    final = json.loads((tmp_path / "two" / "eval" / "final.json").read_text())
+    assert final["defender"]["sets"]["attacks"]["n"] == 3
     for r in (one, *two):
         assert r["engines"] == 2
         assert r["changed"] == {"attacker": True, "defender": True}

@@ -130,3 +130,21 @@ def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     assert (
         out / "rlhf" / "seed-0" / "metrics.jsonl"
     ).stat().st_mtime_ns == stamp  # not trained again
+
+
+def test_in_run_evaluation_uses_the_players_in_memory(run_data, tmp_path, monkeypatch):
+    """evaluation.at_start / at_end evaluate the game's own players: no model is loaded again
+    while the training state is resident (it used to load four more models on every rank)."""
+    import sparring.evaluation.evaluate as evaluate
+    from sparring.game.loop import Game
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("in-run evaluation loaded a model")
+
+    monkeypatch.setattr(evaluate, "load_player", no_loading)
+    data = run_data(rounds=1)
+    data["evaluation"] = {"at_start": True, "at_end": True, "samples": 3}
+    Game(load_config(data=data), progress=False).run()
+    for name in ("start", "final"):
+        ev = json.loads((tmp_path / "run" / "eval" / f"{name}.json").read_text())
+        assert ev["defender"]["sets"]["attacks"]["n"] == 3

@@ -239,3 +239,18 @@ def test_gradient_accumulation_steps_both_players(run_data, tmp_path):
         assert any(not torch.equal(w[n], p) for n, p in player.unwrapped.named_parameters())
         # 4 seeds -> 4 rows, minibatches of 2, 2 per optimiser step: 1 step per stage step
         assert player.scheduler.last_epoch == 2, player.role
+
+
+def test_deepspeed_accumulation_must_match_the_run_config(monkeypatch):
+    """The schedule's length and DeepSpeed's loss scaling both read the accumulation steps: a
+    DeepSpeed config that disagrees with the run config is an error naming both."""
+    pytest.importorskip("deepspeed")
+    from sparring.config import AccelerateConfig
+    from sparring.errors import ConfigError
+    from sparring.players.engine import build_engines
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
+    with pytest.raises(ConfigError, match="gradient_accumulation_steps is 2 but the DeepSpeed"):
+        build_engines(AccelerateConfig(gradient_accumulation_steps=2), ["defender", "attacker"])

@@ -22,6 +22,8 @@ from collections.abc import Sequence
 
 from accelerate import Accelerator
 
+from sparring.errors import ConfigError
+
 
 def uses_deepspeed() -> bool:
     """True when the process was launched for DeepSpeed (``accelerate launch`` with a DeepSpeed
@@ -46,6 +48,13 @@ def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
         # each reads the launcher's DeepSpeed config; one per player, so that each engine has
         # its own (the batch sizes filled in at prepare time differ between the players)
         plugins = {role: DeepSpeedPlugin() for role in roles}
+        ds_steps = plugins[roles[0]].deepspeed_config.get("gradient_accumulation_steps", "auto")
+        if ds_steps != "auto" and int(ds_steps) != cfg.gradient_accumulation_steps:
+            raise ConfigError(
+                f"accelerate.gradient_accumulation_steps is {cfg.gradient_accumulation_steps} but "
+                f"the DeepSpeed config says {ds_steps}; set them equal (the schedule's length "
+                "and DeepSpeed's loss scaling both depend on it)"
+            )
         # accelerate turns DeepSpeed off, silently, when asked for cpu=True; DeepSpeed picks its
         # CPU accelerator itself on a machine without a GPU, where the process group must be
         # gloo (accelerate would otherwise start none and see one process)

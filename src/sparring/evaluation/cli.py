@@ -22,9 +22,16 @@ def _run_dir(path: str) -> Path:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from sparring.evaluation.evaluate import eval_tables, evaluate_run
+    from sparring.evaluation.evaluate import eval_tables, evaluate_run, read_eval_samples
 
     run_dir = _run_dir(args.run_dir)
+    earlier = None
+    if args.compare:
+        if args.compare == (args.name or args.checkpoint or "final"):
+            raise SparringError(
+                f"--compare {args.compare}: this evaluation would overwrite it; give --name"
+            )
+        earlier = read_eval_samples(run_dir, args.compare)  # read first: fail before the models
     result = evaluate_run(
         run_dir,
         checkpoint=args.checkpoint,
@@ -42,7 +49,31 @@ def _eval(args: argparse.Namespace) -> int:
     for table in eval_tables(result):
         console.print(table)
     console.print(f"wrote {run_dir / 'eval' / (result['name'] + '.json')}")
+    if earlier is not None:
+        _print_comparison(console, run_dir, args.compare, earlier, result["name"])
     return 0
+
+
+def _print_comparison(console, run_dir: Path, start: str, earlier, final: str) -> None:
+    """The new evaluation minus the earlier one, figure by figure, with 95% intervals."""
+    from sparring.evaluation.evaluate import compare_evals, compare_table, read_eval_samples
+
+    before, start_rows = earlier
+    after, final_rows = read_eval_samples(run_dir, final)
+    for role in ("judge", "eval_judge"):
+        if before["judges"].get(role) != after["judges"].get(role):
+            console.print(
+                f"note: the {role.replace('_', ' ')} differs ({before['judges'].get(role)} in "
+                f"{start}, {after['judges'].get(role)} in {final}): its ASR difference mixes "
+                "two judges"
+            )
+    for key in ("seed", "samples"):
+        if before.get(key) != after.get(key):
+            console.print(
+                f"note: --{key} differs ({before.get(key)} in {start}, {after.get(key)} in "
+                f"{final}): only the prompts both evaluations drew are paired"
+            )
+    console.print(compare_table(compare_evals(start_rows, final_rows), start, final))
 
 
 def _crossplay(args: argparse.Namespace) -> int:
@@ -194,6 +225,12 @@ def add_commands(sub) -> None:
         help="defender answers per seed, held-out and benign prompt (default 1)",
     )
     p.add_argument("--name", help="eval/<name>.json (default: the checkpoint name or 'final')")
+    p.add_argument(
+        "--compare",
+        metavar="NAME",
+        help="afterwards, print this evaluation minus eval/NAME.json (e.g. start), prompt by "
+        "prompt, with 95%% bootstrap intervals",
+    )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch-size", type=int)
     p.add_argument("--no-progress", action="store_true")

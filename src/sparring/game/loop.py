@@ -122,6 +122,11 @@ class Game:
                 load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
                 seed=cfg.seed + 1,
             )
+        if cfg.evaluation.at_start or cfg.evaluation.at_end:
+            # the evaluation's refusal detector reads garak's list: missing, fail now
+            from sparring.judges.refusal import garak_refusal_strings
+
+            garak_refusal_strings()
         self.judge = self._judge_override or build_judge(cfg.judge)
         self.eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
         self._preflight_judge()

@@ -332,4 +332,6 @@ def test_deepspeed_run_killed_then_resumed_is_exact(tiny_models, seed_file, tmp_
 
 
 if __name__ == "__main__":
-    worker(sys.argv[1], sys.argv[2], stepwise=sys.argv[3] == "stepwise", resume=sys.argv[3] == "resume")
+    worker(
+        sys.argv[1], sys.argv[2], stepwise=sys.argv[3] == "stepwise", resume=sys.argv[3] == "resume"
+    )

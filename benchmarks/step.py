@@ -334,6 +334,35 @@ class Interleaved:
         }
 
 
+def trl_args(output_dir: Path, R: int, **over) -> dict:
+    """TRL trainer arguments for the same work as Sparring's: fp32 on the CPU, R completion
+    tokens forced, the same optimiser settings and KL coefficient, no logging or saving."""
+    return dict(
+        output_dir=str(output_dir),
+        max_completion_length=R,
+        beta=KL,
+        learning_rate=LR,
+        adam_beta2=0.95,
+        adam_epsilon=1e-6,
+        max_grad_norm=1.0,
+        logging_steps=10**6,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        generation_kwargs={"min_new_tokens": R},
+        lr_scheduler_type="constant",
+        seed=0,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **over,
+    )
+
+
 def trl_driven(
     name: str,
     model_dir: Path,
@@ -359,32 +388,13 @@ def trl_driven(
     base = rss_mib()
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
-    common = dict(
-        output_dir=str(tmp / f"trl-{algorithm}"),
+    common = trl_args(
+        tmp / f"trl-{algorithm}",
+        R,
         per_device_train_batch_size=len(prompts) * k,
         num_generations=k,
-        max_completion_length=R,
-        beta=KL,
         num_iterations=1,
-        learning_rate=LR,
-        adam_beta2=0.95,
-        adam_epsilon=1e-6,
-        max_grad_norm=1.0,
         max_steps=warmup + repeats,
-        logging_steps=10**6,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        generation_kwargs={"min_new_tokens": R},
-        lr_scheduler_type="constant",
-        seed=0,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
     )
     if algorithm == "grpo":
         args, cls = trl.GRPOConfig(**common), trl.GRPOTrainer
@@ -495,32 +505,15 @@ def trl_update_driven(
     tok = AutoTokenizer.from_pretrained(model_dir)
     tok.padding_side = "left"
     args = trl.GRPOConfig(
-        output_dir=str(tmp / "trl-update"),
-        per_device_train_batch_size=micro,
-        gradient_accumulation_steps=rows // micro,
-        num_generations=k,
-        num_iterations=steps,  # every optimiser step on the one generated batch
-        max_completion_length=R,
-        beta=KL,
-        learning_rate=LR,
-        adam_beta2=0.95,
-        adam_epsilon=1e-6,
-        max_grad_norm=1.0,
-        max_steps=steps,
-        logging_steps=10**6,
-        save_strategy="no",
-        report_to="none",
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        temperature=1.0,
-        top_p=1.0,
-        top_k=0,
-        generation_kwargs={"min_new_tokens": R},
-        lr_scheduler_type="constant",
-        seed=0,
-        dataloader_num_workers=0,
-        disable_tqdm=True,
+        **trl_args(
+            tmp / "trl-update",
+            R,
+            per_device_train_batch_size=micro,
+            gradient_accumulation_steps=rows // micro,
+            num_generations=k,
+            num_iterations=steps,  # every optimiser step on the one generated batch
+            max_steps=steps,
+        )
     )
     data = Dataset.from_dict({"prompt": [prompts[i % len(prompts)] for i in range(rows * steps)]})
 

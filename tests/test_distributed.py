@@ -121,7 +121,8 @@ def _launch(
     deepspeed: bool = False,
     resume: bool = False,
     kill_at: str | None = None,
-) -> None:
+    fsdp: bool = False,
+) -> subprocess.CompletedProcess:
     out.mkdir(parents=True, exist_ok=True)
     env = {
         **os.environ,
@@ -133,7 +134,28 @@ def _launch(
         env["SPARRING_KILL_AT"] = kill_at
     mode = "stepwise" if stepwise else "resume" if resume else "run"
     tail = [str(config), str(out), mode]
-    if deepspeed:
+    if fsdp:
+        cmd = [
+            sys.executable,
+            "-m",
+            "accelerate.commands.launch",
+            "--num_processes",
+            str(nproc),
+            "--num_machines",
+            "1",
+            "--main_process_port",
+            str(_free_port()),
+            "--use_fsdp",
+            "--fsdp_version",
+            "2",
+            "--mixed_precision",
+            "no",
+            "--dynamo_backend",
+            "no",
+            str(HERE),
+            *tail,
+        ]
+    elif deepspeed:
         env["DS_ACCELERATOR"] = "cpu"
         cmd = [
             sys.executable,
@@ -178,10 +200,11 @@ def _launch(
             *tail,
         ]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
-    if kill_at:
-        assert proc.returncode != 0, "the run was meant to die at " + kill_at
-        return
+    if kill_at or fsdp:
+        assert proc.returncode != 0, "the run was meant to fail"
+        return proc
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+    return proc
 
 
 def _metrics(run: Path) -> list[dict]:
@@ -299,6 +322,19 @@ def test_deepspeed_zero2_gives_each_player_its_own_engine(tiny_models, seed_file
             ]
             * 2
         )
+
+
+@pytest.mark.slow  # one launch
+def test_fsdp_without_gpus_is_refused_not_run_undistributed(tiny_models, seed_file, tmp_path):
+    """accelerate sets up no data parallelism for FSDP on a machine without a GPU: each process
+    would train its own players. The run stops with an error that says so."""
+    path = _config(tiny_models, seed_file, tmp_path / "fsdp")
+    data = yaml.safe_load(path.read_text())
+    data["accelerate"] = {"cpu": False}
+    path.write_text(yaml.safe_dump(data), encoding="utf-8")
+    proc = _launch(2, path, tmp_path / "out", fsdp=True)
+    assert "accelerate distributes nothing between them" in proc.stderr
+    assert not (tmp_path / "out" / "rank-0.json").exists()
 
 
 @pytest.mark.slow  # three DeepSpeed launches

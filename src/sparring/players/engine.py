@@ -21,6 +21,7 @@ import os
 from collections.abc import Sequence
 
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
 
 from sparring.errors import ConfigError
 
@@ -29,6 +30,23 @@ def uses_deepspeed() -> bool:
     """True when the process was launched for DeepSpeed (``accelerate launch`` with a DeepSpeed
     config sets this before any accelerator exists)."""
     return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in ("1", "true", "yes")
+
+
+def uses_fsdp() -> bool:
+    """True when the process was launched for FSDP (``accelerate launch --use_fsdp``)."""
+    return os.environ.get("ACCELERATE_USE_FSDP", "false").lower() in ("1", "true", "yes")
+
+
+def _cpu_process_group(kwargs: dict) -> None:
+    """DeepSpeed and FSDP on a machine without a GPU: accelerate turns both off, silently, when
+    asked for cpu=True, and starts no process group without a GPU (each process would see
+    itself alone): ask for gloo."""
+    import torch
+    from accelerate.utils import InitProcessGroupKwargs
+
+    kwargs["cpu"] = False
+    if not torch.cuda.is_available():
+        kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
 
 
 def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
@@ -41,9 +59,10 @@ def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
         "gradient_accumulation_steps": cfg.gradient_accumulation_steps,
     }
     engines: dict[str, Accelerator] = {}
+    if uses_deepspeed() or uses_fsdp():
+        _cpu_process_group(kwargs)
     if uses_deepspeed():
-        import torch
-        from accelerate.utils import DeepSpeedPlugin, InitProcessGroupKwargs
+        from accelerate.utils import DeepSpeedPlugin
 
         # each reads the launcher's DeepSpeed config; one per player, so that each engine has
         # its own (the batch sizes filled in at prepare time differ between the players)
@@ -55,16 +74,20 @@ def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
                 f"the DeepSpeed config says {ds_steps}; set them equal (the schedule's length "
                 "and DeepSpeed's loss scaling both depend on it)"
             )
-        # accelerate turns DeepSpeed off, silently, when asked for cpu=True; DeepSpeed picks its
-        # CPU accelerator itself on a machine without a GPU, where the process group must be
-        # gloo (accelerate would otherwise start none and see one process)
-        kwargs["cpu"] = False
-        if not torch.cuda.is_available():
-            kwargs["kwargs_handlers"] = [InitProcessGroupKwargs(backend="gloo")]
         engines[roles[0]] = Accelerator(deepspeed_plugins=plugins, **kwargs)
-        kwargs.pop("kwargs_handlers", None)
     else:
         engines[roles[0]] = Accelerator(**kwargs)
+    kwargs.pop("kwargs_handlers", None)  # the process group exists now
+    first = next(iter(engines.values()))
+    if first.num_processes > 1 and first.distributed_type == DistributedType.NO:
+        # e.g. FSDP launched on a machine without a GPU: accelerate sets up no data parallelism,
+        # and every process would train its own copy
+        raise ConfigError(
+            f"{first.num_processes} processes were started but accelerate distributes nothing "
+            "between them (distributed type NO): each would train its own players. FSDP needs "
+            "GPUs; on CPUs use plain data parallelism (configs/accelerate/cpu-2proc.yaml) or "
+            "DeepSpeed"
+        )
     for role in roles[1:]:
         # the same settings again: a bare Accelerator() would reset the shared accumulation
         # steps to 1

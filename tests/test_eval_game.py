@@ -148,3 +148,29 @@ def test_in_run_evaluation_uses_the_players_in_memory(run_data, tmp_path, monkey
     for name in ("start", "final"):
         ev = json.loads((tmp_path / "run" / "eval" / f"{name}.json").read_text())
         assert ev["defender"]["sets"]["attacks"]["n"] == 3
+
+
+def test_train_prints_before_after_differences_with_intervals(
+    run_data, tmp_path, capsys, monkeypatch
+):
+    """sparring train with evaluation at start and end ends with the final-minus-start table:
+    each difference equals the two evaluations' own figures, with its bootstrap interval."""
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps titles to the terminal's width
+    data = run_data(rounds=1)
+    data["evaluation"] = {"at_start": True, "at_end": True, "samples": 4}
+    cfg = tmp_path / "cfg.yaml"
+    cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
+    assert main(["train", str(cfg), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "final minus start" in out and "95% interval" in out
+    run = tmp_path / "run"
+    comparison = json.loads((run / "eval" / "start-vs-final.json").read_text())
+    start = json.loads((run / "eval" / "start.json").read_text())
+    final = json.loads((run / "eval" / "final.json").read_text())
+    seeds = comparison["seeds"]
+    judge_figure = next(k for k in seeds if "judge" in k and "eval" not in k)
+    e = seeds[judge_figure]
+    a0 = start["defender"]["sets"]["seeds"]["judge"]["asr"]
+    a1 = final["defender"]["sets"]["seeds"]["judge"]["asr"]
+    assert e["diff"] == pytest.approx(a1 - a0) and e["low"] <= e["diff"] <= e["high"]
+    assert e["n_prompts"] == 4 and e["resamples"] == 10_000

@@ -47,7 +47,31 @@ def _train(args: argparse.Namespace) -> int:
     summary = game.run()
     if game.acc.is_main_process:
         Console().print(*summary_tables(summary))
+        comparison = _start_final_comparison(game.run_dir)
+        if comparison is not None:
+            from sparring.evaluation.evaluate import compare_table
+
+            Console().print(compare_table(comparison, "start", "final"))
     return 0
+
+
+def _start_final_comparison(run_dir: Path):
+    """Final minus start evaluation with paired bootstrap intervals, when the run evaluated both
+    (also written to ``eval/start-vs-final.json``)."""
+    import json
+
+    from sparring.evaluation.evaluate import compare_evals, read_eval_samples, read_evals
+
+    evals = read_evals(run_dir)
+    if "start" not in evals or "final" not in evals:
+        return None
+    comparison = compare_evals(
+        read_eval_samples(run_dir, "start")[1], read_eval_samples(run_dir, "final")[1]
+    )
+    (run_dir / "eval" / "start-vs-final.json").write_text(
+        json.dumps(comparison, indent=2), encoding="utf-8"
+    )
+    return comparison
 
 
 def free_run_dir(base: Path) -> Path:

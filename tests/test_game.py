@@ -172,6 +172,25 @@ def test_seed_fraction_has_the_defender_answer_the_seeds_too(run_data, tmp_path,
     assert all("attack" in s for s in samples if s["stage"] == "attack")
 
 
+def test_seed_fraction_gives_rlhf_as_many_answers_per_update_as_gpo(
+    run_data, tmp_path, benign_file
+):
+    """Equal compute: with seed_fraction, a GPO defend batch holds the attacks plus the seeds;
+    an rlhf defend batch holds as many prompts (more seeds from the pool), and as many benign."""
+    counts = {}
+    for mode in ("gpo", "rlhf"):
+        data = run_data(mode=mode, benign={"prompts": {"path": str(benign_file)}, "fraction": 0.25})
+        data["game"]["seed_fraction"] = 0.5
+        data["output_dir"] = str(tmp_path / mode)
+        _play(data)
+        samples = read_jsonl(tmp_path / mode / "samples.jsonl")
+        metrics = read_jsonl(tmp_path / mode / "metrics.jsonl")
+        step = next(m["step"] for m in metrics if m["stage"] == "defend")
+        rows = [s for s in samples if s["step"] == step]
+        counts[mode] = (len(rows), sum(s["benign"] for s in rows))
+    assert counts["gpo"] == counts["rlhf"] == (11, 3)
+
+
 def test_failures_before_training(run_data, tmp_path):
     data = run_data()
     data["defender"]["model"] = str(tmp_path / "missing-model")

@@ -226,7 +226,8 @@ class GameConfig(_Base):
         ge=0,
         lt=1,
         description="share of each defend batch in which the defender answers the step's seed "
-        "prompts themselves, beside the attacker's rewrites (0: the method's GPO)",
+        "prompts themselves, beside the attacker's rewrites (0: the method's GPO); in rlhf mode "
+        "as many more seed prompts, so both modes answer as many prompts per update",
     )
     benign: BenignConfig | None = None
 

@@ -12,7 +12,8 @@ Arms, each a set of explicit overrides applied to one base config (see :data:`AR
 
 Equal compute: every arm keeps the base config's rounds and schedule, so the defender makes the
 same number of updates in rlhf, gpo and gpo+div, and the attacker the same in rlhf+div, gpo and
-gpo+div. Each arm runs once per seed (``seed = base seed + i``) in ``OUT/<arm>/seed-<i>/``, is
+gpo+div; each defender update answers as many prompts (with ``game.seed_fraction`` > 0 a GPO
+defend batch holds the attacks plus seeds, and rlhf answers as many more seeds). Each arm runs once per seed (``seed = base seed + i``) in ``OUT/<arm>/seed-<i>/``, is
 evaluated (``eval/experiment.json``) and, unless ``--no-exploit``, its exploitability measured.
 A finished arm (``summary.json``) is not trained again, an interrupted one resumes, and an
 existing evaluation is reused: rerunning the command continues where it stopped.

@@ -139,9 +139,7 @@ class Game:
         per_rank = g.batch_size // world
         accumulation = cfg.accelerate.gradient_accumulation_steps
         att_rows = per_rank * cfg.attacker.rl.samples_per_prompt
-        n_direct = (
-            _share(per_rank, g.seed_fraction) if g.seed_fraction > 0 and g.mode == "gpo" else 0
-        )
+        n_direct = _share(per_rank, g.seed_fraction) if g.seed_fraction > 0 else 0
         def_rows = (
             per_rank + n_direct + self._n_benign(per_rank + n_direct)
         ) * cfg.defender.rl.samples_per_prompt
@@ -240,9 +238,12 @@ class Game:
 
         # defender answers (the seeds themselves and benign prompts mixed in when defending)
         direct: list[str] = []
-        if stage == "defend" and self.attacker is not None and cfg.game.seed_fraction > 0:
+        if stage == "defend" and cfg.game.seed_fraction > 0:
             n_d = _share(per_rank, cfg.game.seed_fraction)
-            direct = [seeds[i % len(seeds)] for i in range(n_d)]
+            if self.attacker is not None:  # the seeds the attacker rewrote, as they are
+                direct = [seeds[i % len(seeds)] for i in range(n_d)]
+            else:  # rlhf: as many more seeds, so the defender answers as many prompts as in gpo
+                direct = self.seeds.sample(n_d * world)[rank * n_d : (rank + 1) * n_d]
         benign_prompts: list[str] = []
         if stage == "defend" and self.benign is not None:
             n_b = self._n_benign(per_rank + len(direct))

@@ -174,3 +174,33 @@ def test_train_prints_before_after_differences_with_intervals(
     a1 = final["defender"]["sets"]["seeds"]["judge"]["asr"]
     assert e["diff"] == pytest.approx(a1 - a0) and e["low"] <= e["diff"] <= e["high"]
     assert e["n_prompts"] == 4 and e["resamples"] == 10_000
+
+
+def test_exploit_probe_is_the_same_for_every_arm_and_scored_on_fresh_attacks(run_data, tmp_path):
+    """Arms differ in their diversity weights; the probe does not: its attacker and novelty
+    come from the base config. Its figure is the evaluation judge's ASR on fresh attacks."""
+    from sparring.evaluation.exploit import exploit
+
+    data = run_data(rounds=1)
+    data["eval_judge"] = {"type": "callable", "target": "sparring.testing:keyword_judge"}
+    data["logging"]["tensorboard"] = False
+    base = load_config(data=data)
+    probes = []
+    for arm in ("gpo", "gpo+div"):
+        cfg, _ = arm_config(base, arm, 0, tmp_path / "exp")
+        from sparring.game.loop import Game
+
+        Game(cfg, progress=False).run()
+        probes.append(exploit_config(cfg.run_dir(), base=base))
+    assert probes[0].novelty == probes[1].novelty == base.novelty
+    assert probes[0].attacker == probes[1].attacker == base.attacker
+    assert probes[0].seed == probes[1].seed
+    assert probes[0].defender.model != probes[1].defender.model  # each arm's own final defender
+    result = exploit(tmp_path / "exp" / "gpo" / "seed-0", base=base, attacks=5, progress=False)
+    probe = json.loads(
+        (tmp_path / "exp" / "gpo" / "seed-0" / "exploit" / "eval" / "probe.json").read_text()
+    )
+    fresh = probe["defender"]["sets"]["attacks"]
+    assert result["fresh_attacks"] == fresh["n"] == 5
+    assert result["asr_fresh"] == fresh["eval_judge"]["asr"]
+    assert result["asr_fresh_judge"] == probe["judges"]["eval_judge"]

@@ -116,9 +116,11 @@ def _exploit(args: argparse.Namespace) -> int:
     run_dir = _run_dir(args.run_dir)
     result = exploit(run_dir, steps=args.steps, progress=not args.no_progress)
     _console().print(
-        f"exploitability of {result['defender']}: ASR of a fresh attacker after {result['steps']} "
-        f"steps: final {fmt(result['asr_final'], True)}, mean of the last {result['last_k']} "
-        f"{fmt(result['asr_last_mean'], True)} (lower = closer to equilibrium)"
+        f"exploitability of {result['defender']}: a fresh attacker trained for {result['steps']} "
+        f"steps succeeds on {fmt(result['asr_fresh'], True)} of {result['fresh_attacks']} fresh "
+        f"attacks ({result['asr_fresh_judge']}; lower = closer to equilibrium); during its "
+        f"training: final step {fmt(result['asr_final'], True)}, mean of the last "
+        f"{result['last_k']} {fmt(result['asr_last_mean'], True)}"
     )
     return 0
 

@@ -147,7 +147,9 @@ def run_experiment(
                 entry["exploit"] = (
                     json.loads(ex_path.read_text(encoding="utf-8"))
                     if ex_path.is_file()
-                    else run_exploit(run_dir, steps=exploit_steps, progress=progress, judge=judge)
+                    else run_exploit(
+                        run_dir, steps=exploit_steps, progress=progress, judge=judge, base=base
+                    )
                 )
             results[arm].append(entry)
     table = aggregate(results)
@@ -226,7 +228,7 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             rows[arm] = row
         return rows
 
-    t1 = cells(defender_cols, ("exploitability", ("exploit", "asr_last_mean")))
+    t1 = cells(defender_cols, ("exploitability", ("exploit", "asr_fresh")))
     t2 = cells(attacker_cols)
     return {
         "defender": {"columns": [c for c, _ in defender_cols] + ["exploitability"], "rows": t1},

@@ -254,6 +254,10 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
                 ["fresh attacker vs frozen final defender", "value"],
                 [
                     ["steps", exploit.get("steps")],
+                    [
+                        "ASR on fresh attacks (" + str(exploit.get("asr_fresh_judge")) + ")",
+                        exploit.get("asr_fresh"),
+                    ],
                     ["ASR, mean of last steps", exploit.get("asr_last_mean")],
                     ["ASR, final step", exploit.get("asr_final")],
                 ],

@@ -215,3 +215,18 @@ def test_check_script_runs_on_a_tiny_arena(tiny, capsys):
     assert 0.0 <= report["attacker"]["gold_asr"] <= 1.0
     print_report(report)
     assert "gold ASR" in capsys.readouterr().out
+
+
+def test_benign_unseen_holds_no_prompt_of_any_training_file(tiny, monkeypatch):
+    """arena:benign_unseen, where over-refusal is measured, is the benign evaluation set less
+    every prompt that occurs in a file that trains something (the proxy judge's included)."""
+    from sparring.arena.refs import prompts, training_texts
+
+    monkeypatch.setenv("SPARRING_ARENA_DIR", str(tiny.root))
+    unseen = prompts("arena:benign_unseen")
+    evaluation = prompts("arena:benign_eval")
+    seen = training_texts(tiny)
+    assert unseen and set(unseen) <= set(evaluation)
+    assert len(unseen) < len(evaluation)  # this arena has overlaps: the filter is exercised
+    assert not set(unseen) & seen
+    assert [p for p in evaluation if p not in seen] == unseen

@@ -143,3 +143,16 @@ def test_crossplay_matrix_shape(fake_run):
     assert res["asr_eval"] == [[1.0] * 3] * 3
     assert (fake_run / "eval" / "crossplay.json").is_file()
     assert (fake_run / "eval" / "crossplay.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_over_refusal_is_measured_on_held_out_benign_prompts():
+    """The benign prompts a run trains on are not the ones over-refusal is measured on."""
+    from sparring.data.prompts import load_prompts
+    from sparring.evaluation.evaluate import heldout_benign_source
+
+    assert heldout_benign_source("benign-train") == "benign-test"
+    assert heldout_benign_source("benign") == "benign-test"
+    assert heldout_benign_source("arena:benign") == "arena:benign_unseen"
+    assert heldout_benign_source(None) is None  # a file: no known held-out part
+    train, test = set(load_prompts(source="benign-train")), set(load_prompts(source="benign-test"))
+    assert test and not train & test

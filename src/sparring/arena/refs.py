@@ -2,7 +2,9 @@
 
 - models: ``arena:attacker``, ``arena:defender`` (``attacker.model`` / ``defender.model``);
 - prompt sets: ``arena:seeds``, ``arena:benign``, ``arena:heldout_framings``, ... (``source:``
-  of a prompt source; see :func:`sparring.arena.load_prompt_sets` for the names);
+  of a prompt source; see :func:`sparring.arena.load_prompt_sets` for the names), and
+  ``arena:benign_unseen``: ``benign_eval`` less any prompt found in a training file (the
+  held-out benign set over-refusal is measured on);
 - the judge: ``judge: {type: arena, kind: proxy | gold}``.
 
 They resolve against the arena in the cache (built on first use) chosen by the environment
@@ -49,13 +51,38 @@ def model_path(ref: str) -> Path:
     return getattr(current_arena(), name)
 
 
+#: derived sets: a prompt set less every prompt that occurs in any training file
+UNSEEN = {"benign_unseen": "benign_eval"}
+
+
 def prompts(ref: str) -> list[str]:
     from sparring.arena.build import load_prompt_sets
 
     name = ref[len(PREFIX) :]
-    sets = load_prompt_sets(current_arena().root)
+    arena = current_arena()
+    sets = load_prompt_sets(arena.root)
+    if name in UNSEEN:
+        seen = training_texts(arena)
+        return [row["prompt"] for row in sets[UNSEEN[name]] if row["prompt"] not in seen]
     if name not in sets:
+        known = [*sets, *UNSEEN]
         raise DataError(
-            f"unknown arena prompt set {ref!r}; known: {', '.join(PREFIX + s for s in sets)}"
+            f"unknown arena prompt set {ref!r}; known: {', '.join(PREFIX + s for s in known)}"
         )
     return [row["prompt"] for row in sets[name]]
+
+
+def training_texts(arena) -> set[str]:
+    """Every text of every file that trains something in the arena (the players' SFT data, the
+    seed and benign pools the game trains on, the proxy judge's training data)."""
+    import json
+
+    from sparring.arena.data import TRAINING_FILES
+
+    out: set[str] = set()
+    for stem in TRAINING_FILES:
+        with arena.data_file(stem).open(encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    out.update(v for v in json.loads(line).values() if isinstance(v, str))
+    return out

@@ -31,6 +31,12 @@ def register_source(name: str, loader: Callable[[], list[str]]) -> None:
     SOURCES[name] = loader
 
 
+def known_sources() -> set[str]:
+    """The names ``source:`` accepts besides ``arena:`` references."""
+    _load_builtin_sources()
+    return set(SOURCES)
+
+
 def load_prompts(
     path: str | Path | None = None,
     *,

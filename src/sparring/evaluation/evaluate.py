@@ -175,15 +175,23 @@ def evaluate_run(
             key += "_"
         heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
     benign_prompts: list[str] = []
+    benign_from = None
     if benign:
         benign_prompts = pick(load_prompt_file(benign), samples, seed)
+        benign_from = {"source": benign, "held_out": None}
     elif cfg.game.benign is not None:
         b = cfg.game.benign.prompts
-        benign_prompts = pick(
-            load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
-            samples,
-            seed,
-        )
+        held_out = heldout_benign_source(b.source)
+        if held_out is not None:
+            benign_prompts = pick(load_prompts(source=held_out), samples, seed)
+            benign_from = {"source": held_out, "held_out": True}
+        else:  # a file of the user's: no held-out part is known, say so
+            benign_prompts = pick(
+                load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
+                samples,
+                seed,
+            )
+            benign_from = {"source": b.path or b.source, "held_out": False}
     benign_prompts = repeat(benign_prompts, answers)
     helpful_key = cfg.game.benign.score_key if cfg.game.benign is not None else "helpful"
     judge, eval_judge = build_judges(cfg, judge, eval_judge)
@@ -203,6 +211,7 @@ def evaluate_run(
         "seed": seed,
         "samples": samples,
         "answers": answers,
+        "benign": benign_from,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
         "judges": {
             "judge": judge.name,
@@ -333,6 +342,22 @@ def evaluate_run(
     if write and acc.is_main_process:
         write_eval(run_dir, name, result, rows)
     return result
+
+
+def heldout_benign_source(source: str | None) -> str | None:
+    """The held-out counterpart of the benign source a run trains on, where one is known:
+    ``NAME-train`` or ``NAME`` -> ``NAME-test`` (the fixed hash split), ``arena:benign`` ->
+    ``arena:benign_unseen`` (the arena's benign evaluation set less anything in a training
+    file). Over-refusal measured on the prompts the defender was rewarded on would say how well
+    it fits them, not how it treats benign prompts it has not seen."""
+    if source is None:
+        return None
+    if source == "arena:benign":
+        return "arena:benign_unseen"
+    from sparring.data.prompts import known_sources
+
+    name = source[: -len("-train")] if source.endswith("-train") else source
+    return f"{name}-test" if f"{name}-test" in known_sources() else None
 
 
 def clean_attacks(attacker, cfg: RunConfig, raw: list[str], seeds: list[str]) -> list[str]:

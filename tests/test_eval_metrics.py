@@ -80,8 +80,8 @@ def _fake_eval(asr, div, kl=0.1):
 def test_aggregate_mean_and_std_over_seeds():
     results = {
         "gpo": [
-            {"eval": _fake_eval(0.2, 0.5), "exploit": {"asr_last_mean": 0.4}},
-            {"eval": _fake_eval(0.4, 0.7), "exploit": {"asr_last_mean": 0.6}},
+            {"eval": _fake_eval(0.2, 0.5), "exploit": {"asr_fresh": 0.4, "asr_last_mean": 0.9}},
+            {"eval": _fake_eval(0.4, 0.7), "exploit": {"asr_fresh": 0.6, "asr_last_mean": 0.9}},
         ],
         "sft": [{"eval": _fake_eval(0.5, 0.1), "exploit": None}],
     }

@@ -117,6 +117,12 @@ def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     assert load_config(out / "rlhf" / "seed-1" / "config.yaml").seed == 1
     md = (out / "results.md").read_text()
     assert "| sft |" in md and "| rlhf |" in md and (out / "results.html").is_file()
+    # the common attack set: the untrained attacker against every arm's defender, per seed
+    common = json.loads((out / "common-seed-1.json").read_text())
+    assert common["attackers"] == ["initial"] and common["defenders"] == ["sft", "rlhf"]
+    assert all(0 <= x <= 1 for x in common["asr"][0])
+    assert table["defender"]["rows"]["rlhf"]["ASR common attacks"][2] == 2
+    assert "Table 3" in md
     stamp = (out / "rlhf" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
     run_experiment(
         config,

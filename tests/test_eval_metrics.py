@@ -96,3 +96,42 @@ def test_aggregate_mean_and_std_over_seeds():
     md = to_markdown(t)
     assert "| gpo | 30.00 ± 14.14" in md and "Table 2" in md
     assert "<table>" in to_html(t)
+
+
+def test_common_attack_set_tables_keep_attackers_in_rows_and_defenders_in_columns():
+    """A hand-built matrix where every cell differs: a transposed read would be caught."""
+    from sparring.evaluation.experiment import common_tables
+
+    seeds = [
+        {
+            "attackers": ["initial", "gpo"],
+            "defenders": ["sft", "gpo"],
+            "judge": "gold",
+            "asr": [[0.5, 0.1], [0.9, 0.3]],
+        },
+        {
+            "attackers": ["initial", "gpo"],
+            "defenders": ["sft", "gpo"],
+            "judge": "gold",
+            "asr": [[0.7, 0.1], [0.9, 0.5]],
+        },
+    ]
+    t = common_tables(seeds)
+    assert t["matrix"]["gpo"]["sft"][0] == pytest.approx(0.9)  # attacker gpo vs defender sft
+    assert t["matrix"]["initial"]["gpo"][0] == pytest.approx(0.1)
+    assert t["matrix"]["initial"]["sft"] == (pytest.approx(0.6), pytest.approx(math.sqrt(0.02)), 2)
+    # a defender's ASR over every attacker's attacks: its column; an attacker's: its row
+    assert t["defender"]["sft"][0] == pytest.approx((0.7 + 0.8) / 2)
+    assert t["defender"]["gpo"][0] == pytest.approx((0.2 + 0.3) / 2)
+    assert t["attacker"]["gpo"][0] == pytest.approx((0.6 + 0.7) / 2)
+    assert t["attacker"]["initial"][0] == pytest.approx((0.3 + 0.4) / 2)
+    results = {
+        "sft": [{"eval": _fake_eval(0.5, 0.1), "exploit": None}] * 2,
+        "gpo": [{"eval": _fake_eval(0.2, 0.5), "exploit": None}] * 2,
+    }
+    table = aggregate(results, seeds)
+    assert table["defender"]["rows"]["gpo"]["ASR common attacks"][0] == pytest.approx(0.25)
+    assert table["attacker"]["rows"]["sft"]["ASR vs every defender"][0] == pytest.approx(0.35)
+    assert "Table 3" in to_markdown(
+        table
+    ) and "| gpo | 90.00 ± 0.00 | 40.00 ± 14.14 |" in to_markdown(table)

@@ -57,38 +57,19 @@ def crossplay(
     judge, eval_judge = build_judges(cfg, judge, eval_judge)
     attackers = role_sources(run_dir, "attacker")
     defenders = role_sources(run_dir, "defender")
-    attacks: list[list[str]] = []
-    with _progress(progress) as prog:
-        tasks = _Tasks(prog)
-        for src in attackers:
-            seed_all(seed)
-            player = load_player("attacker", cfg.attacker, acc, src)
-            raw, _ = generate_all(
-                player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds))
-            )
-            attacks.append(clean_attacks(player, cfg, raw, seeds))
-            free(player)
-        flat = [a for group in attacks for a in group]
-        asr: list[list[float | None]] = [[None] * len(defenders) for _ in attackers]
-        asr_eval: list[list[float | None]] | None = (
-            [[None] * len(defenders) for _ in attackers] if eval_judge is not None else None
-        )
-        p_safe: list[list[float | None]] = [[None] * len(defenders) for _ in attackers]
-        for j, src in enumerate(defenders):
-            seed_all(seed + 1)
-            player = load_player("defender", cfg.defender, acc, src)
-            responses, _ = generate_all(
-                player, flat, bs, on_batch=tasks.start(f"defender {src.label}", len(flat))
-            )
-            free(player)
-            js = score(judge, flat, responses).p_safe
-            es = score(eval_judge, flat, responses).p_safe if eval_judge is not None else None
-            for i in range(len(attackers)):
-                sl = slice(i * len(seeds), (i + 1) * len(seeds))
-                asr[i][j] = M.attack_success_rate(js[sl])
-                p_safe[i][j] = M.mean_p_safe(js[sl])
-                if asr_eval is not None:
-                    asr_eval[i][j] = M.attack_success_rate(es[sl])
+    matrix = play_matrix(
+        cfg,
+        [(src, cfg.attacker) for src in attackers],
+        [(src, cfg.defender) for src in defenders],
+        seeds,
+        judge=judge,
+        eval_judge=eval_judge,
+        accelerator=acc,
+        batch_size=bs,
+        seed=seed,
+        progress=progress,
+    )
+    asr, p_safe, asr_eval = matrix["asr"], matrix["p_safe"], matrix["asr_eval"]
     result = {
         "schema": SCHEMA,
         "run_dir": str(run_dir),
@@ -115,6 +96,58 @@ def crossplay(
         if asr_eval is not None:
             crossplay_heatmap(result, folder / "crossplay_eval.png", key="asr_eval")
     return result
+
+
+def play_matrix(
+    cfg,
+    attackers,
+    defenders,
+    seeds: list[str],
+    *,
+    judge,
+    eval_judge=None,
+    accelerator,
+    batch_size: int,
+    seed: int,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Attackers x defenders: each attacker ``(Source, PlayerConfig)`` writes one attack per seed
+    prompt (cleaned as in training), every defender answers every attack, the judges score.
+    Returns ``{"asr", "p_safe", "asr_eval"}``: [attacker][defender] matrices (``asr_eval`` None
+    without an eval judge), and ``"attacks"``, the cleaned attacks of each attacker."""
+    acc, bs = accelerator, batch_size
+    attacks: list[list[str]] = []
+    with _progress(progress) as prog:
+        tasks = _Tasks(prog)
+        for src, player_cfg in attackers:
+            seed_all(seed)
+            player = load_player("attacker", player_cfg, acc, src)
+            raw, _ = generate_all(
+                player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds))
+            )
+            attacks.append(clean_attacks(player, cfg, raw, seeds))
+            free(player)
+        flat = [a for group in attacks for a in group]
+        n_a, n_d = len(attackers), len(defenders)
+        asr: list[list[float | None]] = [[None] * n_d for _ in range(n_a)]
+        asr_eval = [[None] * n_d for _ in range(n_a)] if eval_judge is not None else None
+        p_safe: list[list[float | None]] = [[None] * n_d for _ in range(n_a)]
+        for j, (src, player_cfg) in enumerate(defenders):
+            seed_all(seed + 1)
+            player = load_player("defender", player_cfg, acc, src)
+            responses, _ = generate_all(
+                player, flat, bs, on_batch=tasks.start(f"defender {src.label}", len(flat))
+            )
+            free(player)
+            js = score(judge, flat, responses).p_safe
+            es = score(eval_judge, flat, responses).p_safe if eval_judge is not None else None
+            for i in range(n_a):
+                sl = slice(i * len(seeds), (i + 1) * len(seeds))
+                asr[i][j] = M.attack_success_rate(js[sl])
+                p_safe[i][j] = M.mean_p_safe(js[sl])
+                if asr_eval is not None:
+                    asr_eval[i][j] = M.attack_success_rate(es[sl])
+    return {"asr": asr, "p_safe": p_safe, "asr_eval": asr_eval, "attacks": attacks}
 
 
 def read_crossplay(run_dir: Path) -> dict[str, Any] | None:

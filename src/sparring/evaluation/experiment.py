@@ -152,7 +152,13 @@ def run_experiment(
                     )
                 )
             results[arm].append(entry)
-    table = aggregate(results)
+    common = [
+        common_attack_set(
+            base, results, i, out=out, samples=samples, judge=judge, progress=progress
+        )
+        for i in range(seeds)
+    ]
+    table = aggregate(results, common)
     (out / "results.json").write_text(
         json.dumps(
             {
@@ -172,6 +178,96 @@ def run_experiment(
     return table
 
 
+ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div")  # arms whose attacker trains
+
+
+def common_attack_set(
+    base: RunConfig,
+    results: dict[str, list[dict[str, Any]]],
+    seed_index: int,
+    *,
+    out: Path,
+    samples: int,
+    judge=None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """One attack set for every defender of one seed: the untrained attacker and every arm's
+    final attacker each write ``samples`` attacks on the same seed prompts; every arm's final
+    defender answers all of them; the evaluation judge (else the judge) scores. ``asr[i][j]`` is
+    attacker i against defender j. Cached in ``OUT/common-seed-<i>.json``."""
+    path = out / f"common-seed-{seed_index}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    from sparring.data import load_prompts
+    from sparring.evaluation.crossplay import play_matrix
+    from sparring.evaluation.evaluate import build_judges, make_accelerator, seeds_for_attacks
+    from sparring.evaluation.players import Source, player_source
+
+    runs = {arm: Path(entries[seed_index]["run_dir"]) for arm, entries in results.items()}
+    attackers = [("initial", Source("initial", None, "initial"))]
+    attackers += [(a, player_source(runs[a], "attacker")) for a in ATTACKER_ARMS if a in runs]
+    defenders = [(a, player_source(d, "defender")) for a, d in runs.items()]
+    s = base.game.seeds
+    pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
+    judge, eval_judge = build_judges(base, judge)
+    matrix = play_matrix(
+        base,
+        [(src, base.attacker) for _, src in attackers],
+        [(src, base.defender) for _, src in defenders],
+        seeds_for_attacks(pool, samples, base.evaluation.seed),
+        judge=judge,
+        eval_judge=eval_judge,
+        accelerator=make_accelerator(base),
+        batch_size=max(base.game.batch_size, 8),
+        seed=base.evaluation.seed,
+        progress=progress,
+    )
+    which = "asr_eval" if matrix["asr_eval"] is not None else "asr"
+    result = {
+        "seed": seed_index,
+        "samples": samples,
+        "attackers": [a for a, _ in attackers],
+        "defenders": [d for d, _ in defenders],
+        "judge": (eval_judge or judge).name,
+        "asr": matrix[which],
+    }
+    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    return result
+
+
+def common_tables(common: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Over seeds: the attackers x defenders matrix (mean, std, n per cell), each defender's ASR
+    over all attackers' attacks (column means) and each attacker's over all defenders (row
+    means)."""
+    if not common:
+        return {"attackers": [], "defenders": [], "matrix": {}, "defender": {}, "attacker": {}}
+    attackers, defenders = common[0]["attackers"], common[0]["defenders"]
+
+    def cell(i, j):
+        return mean_std([c["asr"][i][j] for c in common])
+
+    def mean_of(values):
+        xs = [v for v in values if v is not None]
+        return sum(xs) / len(xs) if xs else None
+
+    matrix = {a: {d: cell(i, j) for j, d in enumerate(defenders)} for i, a in enumerate(attackers)}
+    by_defender = {
+        d: mean_std([mean_of([row[j] for row in c["asr"]]) for c in common])
+        for j, d in enumerate(defenders)
+    }
+    by_attacker = {
+        a: mean_std([mean_of(c["asr"][i]) for c in common]) for i, a in enumerate(attackers)
+    }
+    return {
+        "attackers": attackers,
+        "defenders": defenders,
+        "judge": common[0].get("judge"),
+        "matrix": matrix,
+        "defender": by_defender,
+        "attacker": by_attacker,
+    }
+
+
 def _get(d: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(d, dict) or k not in d:
@@ -180,8 +276,11 @@ def _get(d: Any, *keys: str) -> Any:
     return d
 
 
-def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """Mean, std and n over seeds of each table cell: Table 1 (defender) and Table 2 (attacker)."""
+def aggregate(
+    results: dict[str, list[dict[str, Any]]], common: Sequence[dict[str, Any]] = ()
+) -> dict[str, Any]:
+    """Mean, std and n over seeds of each table cell: Table 1 (defender), Table 2 (attacker) and,
+    with ``common`` (:func:`common_attack_set` per seed), Table 3, the common attack set."""
     sets: list[str] = []
     targets: list[str] = []
     has_eval = False
@@ -230,9 +329,23 @@ def aggregate(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
 
     t1 = cells(defender_cols, ("exploitability", ("exploit", "asr_fresh")))
     t2 = cells(attacker_cols)
+    t1_cols = [c for c, _ in defender_cols] + ["exploitability"]
+    t2_cols = [c for c, _ in attacker_cols]
+    shared = common_tables(common)
+    if shared["defenders"]:
+        t1_cols.append("ASR common attacks")
+        for arm, row in t1.items():
+            row["ASR common attacks"] = shared["defender"].get(arm, (None, None, 0))
+        t2_cols.append("ASR vs every defender")
+        for arm, row in t2.items():
+            key = (
+                arm if arm in shared["attacker"] else ("initial" if arm in ("sft", "rlhf") else arm)
+            )
+            row["ASR vs every defender"] = shared["attacker"].get(key, (None, None, 0))
     return {
-        "defender": {"columns": [c for c, _ in defender_cols] + ["exploitability"], "rows": t1},
-        "attacker": {"columns": [c for c, _ in attacker_cols], "rows": t2},
+        "defender": {"columns": t1_cols, "rows": t1},
+        "attacker": {"columns": t2_cols, "rows": t2},
+        "common": shared,
         "seeds": {a: len(v) for a, v in results.items()},
     }
 
@@ -276,6 +389,19 @@ def to_markdown(table: dict[str, Any]) -> str:
             out.append(
                 f"| {arm} | " + " | ".join(cell_text(row[c], _is_pct(c)) for c in cols) + " |"
             )
+        out.append("")
+    shared = table.get("common") or {}
+    if shared.get("defenders"):
+        out += [
+            f"## Table 3: common attack set, ASR ({shared['judge']}) of each attacker (rows) "
+            "against each defender (columns)",
+            "",
+            "| attacker \\ defender | " + " | ".join(shared["defenders"]) + " |",
+            "|---" * (len(shared["defenders"]) + 1) + "|",
+        ]
+        for a in shared["attackers"]:
+            cells = [cell_text(shared["matrix"][a][d], True) for d in shared["defenders"]]
+            out.append(f"| {a} | " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
 

@@ -134,51 +134,27 @@ def _launch(
         env["SPARRING_KILL_AT"] = kill_at
     mode = "stepwise" if stepwise else "resume" if resume else "run"
     tail = [str(config), str(out), mode]
+    launch = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(nproc),
+        "--num_machines",
+        "1",
+        "--main_process_port",
+        str(_free_port()),
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if fsdp:
-        cmd = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            str(nproc),
-            "--num_machines",
-            "1",
-            "--main_process_port",
-            str(_free_port()),
-            "--use_fsdp",
-            "--fsdp_version",
-            "2",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(HERE),
-            *tail,
-        ]
+        cmd = [*launch, "--use_fsdp", "--fsdp_version", "2", str(HERE), *tail]
     elif deepspeed:
         env["DS_ACCELERATOR"] = "cpu"
-        cmd = [
-            sys.executable,
-            "-m",
-            "accelerate.commands.launch",
-            "--num_processes",
-            str(nproc),
-            "--num_machines",
-            "1",
-            "--main_process_port",
-            str(_free_port()),
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            "--use_deepspeed",
-            "--zero_stage",
-            "2",
-            "--gradient_accumulation_steps",
-            "1",
-            str(HERE),
-            *tail,
-        ]
+        ds = ["--use_deepspeed", "--zero_stage", "2", "--gradient_accumulation_steps", "1"]
+        cmd = [*launch, *ds, str(HERE), *tail]
     elif nproc == 1:
         cmd = [sys.executable, str(HERE), *tail]
     else:

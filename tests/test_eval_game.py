@@ -49,6 +49,9 @@ def test_eval_crossplay_exploit_report_on_a_played_run(played, tmp_path):
     assert (
         "Exploitability" in html and "Cross-play matrix" in html and "final: defender final" in html
     )
+    # the evaluation's refusal rate and the agreement between judge and refusal detector
+    assert "refused" in html and "kappa judge~refusal" in html
+    assert "ASR on fresh attacks" in html and 0 <= ex["asr_fresh"] <= 1
 
 
 def test_exploit_config_keeps_the_attackers_budget(run_data, tmp_path, tiny_models):

@@ -132,6 +132,7 @@ def test_common_attack_set_tables_keep_attackers_in_rows_and_defenders_in_column
     table = aggregate(results, seeds)
     assert table["defender"]["rows"]["gpo"]["ASR common attacks"][0] == pytest.approx(0.25)
     assert table["attacker"]["rows"]["sft"]["ASR vs every defender"][0] == pytest.approx(0.35)
+    assert "Table 3" in to_html(table) and "<th>initial</th>" in to_html(table)
     assert "Table 3" in to_markdown(
         table
     ) and "| gpo | 90.00 ± 0.00 | 40.00 ± 14.14 |" in to_markdown(table)

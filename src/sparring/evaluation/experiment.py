@@ -428,5 +428,23 @@ def to_html(table: dict[str, Any]) -> str:
                 + "</tr>"
             )
         parts.append("</table>")
+    shared = table.get("common") or {}
+    if shared.get("defenders"):
+        parts.append(
+            f"<h2>Table 3: common attack set, ASR ({escape(str(shared['judge']))}) of each "
+            "attacker (rows) against each defender (columns)</h2><table><tr><th>attacker</th>"
+            + "".join(f"<th>{escape(d)}</th>" for d in shared["defenders"])
+            + "</tr>"
+        )
+        for a in shared["attackers"]:
+            parts.append(
+                f"<tr><th>{escape(a)}</th>"
+                + "".join(
+                    f"<td>{escape(cell_text(shared['matrix'][a][d], True))}</td>"
+                    for d in shared["defenders"]
+                )
+                + "</tr>"
+            )
+        parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -123,16 +123,31 @@ def _eval_section(name: str, ev: dict[str, Any]) -> str:
         [f"ASR eval ({e})", "P(safe) eval", "gap"] if e else []
     )
     rows = []
+    header.append("refused")
     for key, s in ev["defender"]["sets"].items():
         row = [key, s["n"], s["judge"]["asr"], s["judge"]["p_safe"]]
         if e:
             row += [s["eval_judge"]["asr"], s["eval_judge"]["p_safe"], s.get("asr_gap")]
-        rows.append(row)
+        rows.append([*row, s.get("refusal_rate")])
     parts = [
         f"<h3>{escape(name)}: defender {escape(ev['players']['defender']['label'])}, attacker "
         f"{escape(ev['players']['attacker']['label'])}</h3>",
         _table(header, rows),
     ]
+    agreement = ev.get("agreement") or {}
+    if agreement:
+        pairs = ("judge~eval_judge", "judge~refusal", "eval_judge~refusal")
+        arows = []
+        for key, a in agreement.items():
+            cells = []
+            for pair in pairs:
+                k = a.get(pair)
+                cells += [k.get("kappa") if k else None, k.get("agreement") if k else None]
+            arows.append([key, *cells])
+        head = ["agreement on unsafe"]
+        for pair in pairs:
+            head += [f"kappa {pair}", f"agree {pair}"]
+        parts.append(_table(head, arows))
     o = ev["defender"].get("over_refusal")
     if o:
         parts.append(

@@ -34,7 +34,7 @@ def fake_garak(tmp_path, monkeypatch):
             path.write_text(textwrap.dedent(source))
         spec = SimpleNamespace(submodule_search_locations=[str(pkg)])
         monkeypatch.setattr(
-            R.importlib.util, "find_spec", lambda name, *a: spec if name == "garak" else None
+            importlib.util, "find_spec", lambda name, *a: spec if name == "garak" else None
         )
         garak_refusal_strings.cache_clear()
         return pkg
@@ -109,7 +109,7 @@ def test_missing_or_changed_garak_gives_a_clear_error(fake_garak, monkeypatch):
     fake_garak(None)  # the file is gone
     with pytest.raises(DataError, match="pip install --no-deps garak"):
         garak_refusal_strings()
-    monkeypatch.setattr(R.importlib.util, "find_spec", lambda name, *a: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)
     garak_refusal_strings.cache_clear()
     with pytest.raises(DataError, match="pip install --no-deps garak"):
         RefusalDetector()

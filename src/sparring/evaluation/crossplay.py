@@ -20,7 +20,6 @@ from sparring.evaluation.evaluate import (
     _progress,
     _Tasks,
     build_judges,
-    clean_attacks,
     load_run_config,
     make_accelerator,
     score,
@@ -58,7 +57,6 @@ def crossplay(
     attackers = role_sources(run_dir, "attacker")
     defenders = role_sources(run_dir, "defender")
     matrix = play_matrix(
-        cfg,
         [(src, cfg.attacker) for src in attackers],
         [(src, cfg.defender) for src in defenders],
         seeds,
@@ -99,7 +97,6 @@ def crossplay(
 
 
 def play_matrix(
-    cfg,
     attackers,
     defenders,
     seeds: list[str],
@@ -125,7 +122,7 @@ def play_matrix(
             raw, _ = generate_all(
                 player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds))
             )
-            attacks.append(clean_attacks(player, cfg, raw, seeds))
+            attacks.append(player.clean_texts(raw, seeds).texts)
             free(player)
         flat = [a for group in attacks for a in group]
         n_a, n_d = len(attackers), len(defenders)

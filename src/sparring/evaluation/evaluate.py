@@ -234,7 +234,7 @@ def evaluate_run(
             kl=True,
             on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)),
         )
-        attacks = clean_attacks(attacker, cfg, raw, attack_seeds)
+        attacks = attacker.clean_texts(raw, attack_seeds).texts
         free(attacker)
         attacker = None
 
@@ -358,21 +358,6 @@ def heldout_benign_source(source: str | None) -> str | None:
 
     name = source[: -len("-train")] if source.endswith("-train") else source
     return f"{name}-test" if f"{name}-test" in known_sources() else None
-
-
-def clean_attacks(attacker, cfg: RunConfig, raw: list[str], seeds: list[str]) -> list[str]:
-    """The attacks the defender is shown: the same cleaning as in training."""
-    from sparring.players.templates import clean_attacks as clean
-
-    a = cfg.attacker
-    return clean(
-        raw,
-        seeds,
-        template_text=attacker.format.text,
-        special_tokens=attacker.tokenizer.all_special_tokens,
-        max_chars=a.max_attack_chars,
-        first_line=a.stop_at_newline,
-    ).texts
 
 
 def _unique(label: str, taken) -> str:

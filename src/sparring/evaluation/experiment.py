@@ -211,7 +211,6 @@ def common_attack_set(
     pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
     judge, eval_judge = build_judges(base, judge)
     matrix = play_matrix(
-        base,
         [(src, base.attacker) for _, src in attackers],
         [(src, base.defender) for _, src in defenders],
         seeds_for_attacks(pool, samples, base.evaluation.seed),

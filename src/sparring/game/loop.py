@@ -139,7 +139,7 @@ class Game:
         per_rank = g.batch_size // world
         accumulation = cfg.accelerate.gradient_accumulation_steps
         att_rows = per_rank * cfg.attacker.rl.samples_per_prompt
-        n_direct = _share(per_rank, g.seed_fraction) if g.seed_fraction > 0 else 0
+        n_direct = self._n_direct(per_rank)
         def_rows = (
             per_rank + n_direct + self._n_benign(per_rank + n_direct)
         ) * cfg.defender.rl.samples_per_prompt
@@ -177,6 +177,11 @@ class Game:
             enabled=acc.is_main_process,
             purge_step=self.step + 1 if self.resume else None,
         )
+
+    def _n_direct(self, n_attacks: int) -> int:
+        """Seed prompts a defend batch adds beside ``n_attacks`` attacks (game.seed_fraction)."""
+        f = self.cfg.game.seed_fraction
+        return _share(n_attacks, f) if f > 0 else 0
 
     def _n_benign(self, n_attacks: int) -> int:
         if self.cfg.game.benign is None:
@@ -238,8 +243,8 @@ class Game:
 
         # defender answers (the seeds themselves and benign prompts mixed in when defending)
         direct: list[str] = []
-        if stage == "defend" and cfg.game.seed_fraction > 0:
-            n_d = _share(per_rank, cfg.game.seed_fraction)
+        n_d = self._n_direct(per_rank) if stage == "defend" else 0
+        if n_d:
             if self.attacker is not None:  # the seeds the attacker rewrote, as they are
                 direct = [seeds[i % len(seeds)] for i in range(n_d)]
             else:  # rlhf: as many more seeds, so the defender answers as many prompts as in gpo

@@ -408,16 +408,21 @@ class Player:
         :func:`~sparring.players.templates.clean_attack`), and ``gen.response_mask`` cut where
         each attack ends: tokens the cleaner throws away (after the first line) earn no credit
         and pay no KL."""
-        cleaned = clean_attacks(
-            gen.texts,
+        cleaned = self.clean_texts(gen.texts, seeds)
+        cut_at_ends(self.tokenizer, gen.response_ids, gen.response_mask, cleaned.ends)
+        return cleaned
+
+    def clean_texts(self, raw: list[str], seeds: list[str]) -> CleanedAttacks:
+        """Attacker continuations made into the defender's prompts, with this player's template,
+        special tokens and cleaning settings (training and evaluation clean alike)."""
+        return clean_attacks(
+            raw,
             seeds,
             template_text=self.format.text,
             special_tokens=self.tokenizer.all_special_tokens,
             max_chars=getattr(self.cfg, "max_attack_chars", 1000),
             first_line=getattr(self.cfg, "stop_at_newline", True),
         )
-        cut_at_ends(self.tokenizer, gen.response_ids, gen.response_mask, cleaned.ends)
-        return cleaned
 
     def response_mask(self, response_ids: torch.Tensor) -> torch.Tensor:
         """1 for tokens up to and including the first end-of-sequence token, 0 after it."""

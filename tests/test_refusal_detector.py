@@ -12,7 +12,6 @@ from types import SimpleNamespace
 import pytest
 
 from sparring.errors import DataError
-from sparring.judges import refusal as R
 from sparring.judges.refusal import RefusalDetector, garak_refusal_strings
 
 needs_garak = pytest.mark.skipif(

@@ -6,8 +6,7 @@ short game with a fixed seed: a real learning signal, checked with a margin.
 
 import pytest
 
-from sparring.cli import DEFAULT_CONFIG
-from sparring.config import load_config
+from sparring.config import DEFAULT_CONFIG, load_config
 from sparring.game.loop import Game
 
 

@@ -7,9 +7,9 @@ import importlib
 import sys
 from pathlib import Path
 
+from sparring.config import DEFAULT_CONFIG
 from sparring.errors import SparringError
-
-DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
+from sparring.runs import free_run_dir
 
 #: Modules that add subcommands: each has ``add_commands(subparsers)``; a command's handler is
 #: stored with ``set_defaults(func=...)``, takes the parsed arguments and returns an exit code.
@@ -72,17 +72,6 @@ def _start_final_comparison(run_dir: Path):
         json.dumps(comparison, indent=2), encoding="utf-8"
     )
     return comparison
-
-
-def free_run_dir(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``, ... : the first that does not hold a run yet."""
-    from sparring.game.loop import has_run
-
-    candidate, n = base, 1
-    while has_run(candidate):
-        n += 1
-        candidate = base.with_name(f"{base.name}-{n}")
-    return candidate
 
 
 def _fmt(value) -> str:

@@ -128,6 +128,20 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 # -- checkpoints ---------------------------------------------------------------------------------
 
 
+def has_run(run_dir: Path) -> bool:
+    """True when ``run_dir`` already holds a run (metrics or checkpoints)."""
+    return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists()
+
+
+def free_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that does not hold a run yet."""
+    candidate, n = base, 1
+    while has_run(candidate):
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
+
+
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     """Complete checkpoints, oldest first."""
     root = run_dir / "checkpoints"

@@ -17,16 +17,14 @@ from typing import Any
 from sparring._files import read_json_object
 from sparring.evaluation import metrics as M
 from sparring.evaluation.evaluate import (
-    _progress,
-    _Tasks,
     build_judges,
     load_run_config,
-    make_accelerator,
     score,
-    seed_all,
     seeds_for_attacks,
 )
 from sparring.evaluation.players import free, generate_all, load_player, role_sources
+from sparring.players.engine import make_accelerator
+from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
 
 SCHEMA = "sparring.crossplay/1"
 
@@ -43,9 +41,10 @@ def crossplay(
     accelerator=None,
     write: bool = True,
 ) -> dict[str, Any]:
+    quiet_libraries()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    acc = accelerator or make_accelerator(cfg)
+    acc = accelerator or make_accelerator(cfg.accelerate)
     bs = batch_size or max(cfg.game.batch_size, 8)
     t0 = time.perf_counter()
     from sparring.data import load_prompts
@@ -114,10 +113,10 @@ def play_matrix(
     without an eval judge), and ``"attacks"``, the cleaned attacks of each attacker."""
     acc, bs = accelerator, batch_size
     attacks: list[list[str]] = []
-    with _progress(progress) as prog:
-        tasks = _Tasks(prog)
+    with progress_bar(progress) as prog:
+        tasks = Tasks(prog)
         for src, player_cfg in attackers:
-            seed_all(seed)
+            seed_everything(seed)
             player = load_player("attacker", player_cfg, acc, src)
             raw, _ = generate_all(
                 player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds))
@@ -130,7 +129,7 @@ def play_matrix(
         asr_eval = [[None] * n_d for _ in range(n_a)] if eval_judge is not None else None
         p_safe: list[list[float | None]] = [[None] * n_d for _ in range(n_a)]
         for j, (src, player_cfg) in enumerate(defenders):
-            seed_all(seed + 1)
+            seed_everything(seed + 1)
             player = load_player("defender", player_cfg, acc, src)
             responses, _ = generate_all(
                 player, flat, bs, on_batch=tasks.start(f"defender {src.label}", len(flat))

@@ -6,20 +6,20 @@ from __future__ import annotations
 
 import json
 import math
-import random
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sparring.config import RunConfig, load_config
 from sparring.errors import ConfigError, SparringError
 from sparring.evaluation import metrics as M
 from sparring.evaluation.players import Source, free, generate_all, load_player, player_source
 from sparring.judges.refusal import RefusalDetector
+from sparring.players.engine import make_accelerator
+from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
 
 SCHEMA = "sparring.eval/1"
 
@@ -29,18 +29,6 @@ def load_run_config(run_dir: Path) -> RunConfig:
     if not path.is_file():
         raise ConfigError(f"{run_dir}: no config.yaml there; is it a run folder?")
     return load_config(path)
-
-
-def seed_all(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def make_accelerator(cfg: RunConfig):
-    from accelerate import Accelerator
-
-    return Accelerator(cpu=cfg.accelerate.cpu, mixed_precision=cfg.accelerate.mixed_precision)
 
 
 def build_judges(cfg: RunConfig, judge=None, eval_judge=None):
@@ -96,29 +84,6 @@ def load_prompt_file(path: str, field: str = "prompt") -> list[str]:
     return load_prompts(path, field=field)
 
 
-def _progress(enabled: bool):
-    from contextlib import nullcontext
-
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()
-    )
-
-
-class _Tasks:
-    def __init__(self, progress):
-        self.progress = progress
-
-    def start(self, text: str, total: int):
-        if self.progress is None:
-            return lambda k: None
-        task = self.progress.add_task(text, total=total)
-        return lambda k: self.progress.update(task, advance=k)
-
-
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -149,8 +114,6 @@ def evaluate_run(
     evaluates its own players this way: no second copy of any model is loaded).
     """
     players = players or {}
-    from sparring.game.loop import quiet_libraries
-
     quiet_libraries()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -160,7 +123,7 @@ def evaluate_run(
         raise SparringError(f"--answers must be at least 1 (got {answers})")
     name = name or (checkpoint or "final")
     bs = batch_size or max(cfg.game.batch_size, 8)
-    acc = accelerator or make_accelerator(cfg)
+    acc = accelerator or make_accelerator(cfg.accelerate)
     t0 = time.perf_counter()
     from sparring.data import load_prompts
 
@@ -220,10 +183,10 @@ def evaluate_run(
         },
         "players": {"attacker": att_src.as_dict(), "defender": def_src.as_dict()},
     }
-    with _progress(progress and acc.is_main_process) as prog:
-        tasks = _Tasks(prog)
+    with progress_bar(progress and acc.is_main_process) as prog:
+        tasks = Tasks(prog)
         # the attacker writes fresh attacks on seed prompts
-        seed_all(seed)
+        seed_everything(seed)
         attacker = players.get("attacker") or load_player(
             "attacker", cfg.attacker, acc, att_src, with_reference=True
         )
@@ -240,7 +203,7 @@ def evaluate_run(
 
         # the defender answers every prompt set
         sets: dict[str, list[str]] = {"attacks": attacks, "seeds": seed_set, **heldout}
-        seed_all(seed + 1)
+        seed_everything(seed + 1)
         defender = players.get("defender") or load_player(
             "defender", cfg.defender, acc, def_src, with_reference=True
         )
@@ -272,7 +235,7 @@ def evaluate_run(
         target_responses: dict[str, list[str]] = {}
         for model_dir in against:
             label = _unique(Path(model_dir).name or str(model_dir), target_responses)
-            seed_all(seed + 2)
+            seed_everything(seed + 2)
             target = load_player(
                 "defender", cfg.defender, acc, Source("model", str(model_dir), label)
             )

@@ -200,8 +200,9 @@ def common_attack_set(
         return json.loads(path.read_text(encoding="utf-8"))
     from sparring.data import load_prompts
     from sparring.evaluation.crossplay import play_matrix
-    from sparring.evaluation.evaluate import build_judges, make_accelerator, seeds_for_attacks
+    from sparring.evaluation.evaluate import build_judges, seeds_for_attacks
     from sparring.evaluation.players import Source, player_source
+    from sparring.players.engine import make_accelerator
 
     runs = {arm: Path(entries[seed_index]["run_dir"]) for arm, entries in results.items()}
     attackers = [("initial", Source("initial", None, "initial"))]
@@ -216,7 +217,7 @@ def common_attack_set(
         seeds_for_attacks(pool, samples, base.evaluation.seed),
         judge=judge,
         eval_judge=eval_judge,
-        accelerator=make_accelerator(base),
+        accelerator=make_accelerator(base.accelerate),
         batch_size=max(base.game.batch_size, 8),
         seed=base.evaluation.seed,
         progress=progress,

@@ -95,6 +95,12 @@ def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
     return engines
 
 
+def make_accelerator(cfg) -> Accelerator:
+    """A single engine for measuring (evaluation, cross-play): the devices and mixed precision of
+    the run's ``accelerate`` section, nothing to accumulate since nothing trains."""
+    return Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
+
+
 def prepare_player(accelerator: Accelerator, role: str, module, optimizer, cfg):
     """``accelerator.prepare`` of one player's module and optimiser, with the player's own
     DeepSpeed plugin selected first. DeepSpeed needs a micro-batch size, which a game without

@@ -1,0 +1,123 @@
+"""What every command shares at run time: quiet libraries, seeding, progress bars, and the few
+collective operations between processes (gather, broadcast, a flag raised on any rank).
+
+A leaf: it imports nothing of Sparring's, so any floor may use it.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import warnings
+from contextlib import AbstractContextManager, nullcontext
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def quiet_libraries() -> None:
+    """Our own progress bars replace the per-file bars of transformers' loading and saving; its
+    info-level chatter and one deprecation warning it raises on our behalf are hidden."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+    warnings.filterwarnings(
+        "ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning
+    )
+
+
+def seed_everything(seed: int, rank: int = 0) -> None:
+    """Python's, NumPy's and torch's global generators, offset by the process rank so that
+    processes draw different samples from the same config."""
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+    torch.manual_seed(seed + rank)
+
+
+def progress_bar(
+    enabled: bool, *, remaining: bool = False, info: bool = False
+) -> AbstractContextManager:
+    """A rich progress display (description, bar, done/total, elapsed), or ``nullcontext(None)``
+    when off. ``remaining`` adds the time left; ``info`` a free text field (``info=...``)."""
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns: list[Any] = [
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+    ]
+    if remaining:
+        columns.append(TimeRemainingColumn())
+    if info:
+        columns.append(TextColumn("{task.fields[info]}"))
+    return Progress(*columns)
+
+
+class Tasks:
+    """Named tasks on an optional progress display: ``advance = tasks.start(text, total)``
+    returns a function that advances that task by ``k`` (a no-op without a display)."""
+
+    def __init__(self, progress):
+        self.progress = progress
+
+    def start(self, text: str, total: int):
+        if self.progress is None:
+            return lambda k: None
+        task = self.progress.add_task(text, total=total)
+        return lambda k: self.progress.update(task, advance=k)
+
+
+def gather(items: list, world: int) -> list:
+    """Every rank's ``items``, concatenated in rank order, on every rank."""
+    if world == 1:
+        return list(items)
+    from accelerate.utils import gather_object
+
+    return list(gather_object(items))
+
+
+def broadcast(obj, acc):
+    """Rank 0's ``obj`` on every rank."""
+    if acc.num_processes == 1:
+        return obj
+    from accelerate.utils import broadcast_object_list
+
+    box = [obj]
+    broadcast_object_list(box, from_process=0)
+    return box[0]
+
+
+def mean_over_ranks(values: dict[str, float], world: int) -> dict[str, float]:
+    """Each figure averaged over the ranks that have a finite value for it (NaN when none has)."""
+    if world == 1:
+        return values
+    from accelerate.utils import gather_object
+
+    gathered = gather_object([values])
+    keys = set().union(*gathered)
+    out = {}
+    for k in keys:
+        xs = [g[k] for g in gathered if k in g and g[k] is not None and math.isfinite(g[k])]
+        out[k] = float(np.mean(xs)) if xs else float("nan")
+    return out
+
+
+def any_rank(acc, flag: bool) -> bool:
+    """True on every process when ``flag`` is true on any: with several processes, a decision to
+    skip a backward pass must be the same everywhere, or the gradient all-reduce would hang."""
+    if acc.num_processes == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
+    return bool(acc.reduce(t, reduction="sum").item() > 0)

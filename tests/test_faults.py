@@ -112,7 +112,7 @@ def test_disk_full_while_committing_keeps_previous_checkpoint(tmp_path, monkeypa
 def test_game_checkpoint_failure_is_clear_and_previous_stays_usable(
     run_data, tmp_path, monkeypatch, where
 ):
-    import sparring.game.loop as loop
+    import sparring.game.checkpoint as checkpoint
     from sparring.players.player import Player
 
     game = Game(load_config(data=run_data(rounds=1)))
@@ -124,7 +124,7 @@ def test_game_checkpoint_failure_is_clear_and_previous_stays_usable(
         def boom(path):
             raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
 
-        monkeypatch.setattr(loop, "_save_rng", boom)
+        monkeypatch.setattr(checkpoint, "save_rng", boom)
     elif where == "player":
 
         def boom(self, directory):

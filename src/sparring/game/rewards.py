@@ -30,3 +30,18 @@ def attacker_scores(
     if fallback is not None and np.any(fallback):
         out[np.asarray(fallback, dtype=bool)] = -fallback_penalty
     return out
+
+
+def stage_scores(rollout, cfg) -> np.ndarray:
+    """The learner's reward for each row of its generation: the defender's per answer (P(safe),
+    or helpfulness on benign prompts), the attacker's per attack (P(unsafe) less the novelty
+    penalty). ``rollout`` is a :class:`~sparring.game.rollout.Rollout`, ``cfg`` the run config."""
+    if rollout.stage == "defend":
+        is_benign = rollout.is_benign
+        helpful = None
+        if is_benign.any():
+            helpful = np.asarray(rollout.judged.extras[cfg.game.benign.score_key], dtype=np.float64)
+        return defender_scores(rollout.p_safe, helpful, is_benign)
+    return attacker_scores(
+        rollout.p_safe, rollout.penalty, rollout.fallback, cfg.attacker.fallback_penalty
+    )

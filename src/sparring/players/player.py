@@ -7,8 +7,6 @@ only in their configuration. The RL code in :mod:`sparring.rl` trains either one
 from __future__ import annotations
 
 import contextlib
-import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -20,176 +18,17 @@ from sparring.config import PlayerConfig
 from sparring.errors import CheckpointError, ModelError
 from sparring.players.engine import prepare_player, uses_deepspeed
 from sparring.players.loading import load_causal_lm, load_tokenizer
+from sparring.players.modules import (
+    LogprobRecorder,
+    PolicyWithValue,
+    ValueHead,
+    response_features,
+    split_lm,
+)
+from sparring.players.optim import make_optimizer, make_scheduler, with_lora
 from sparring.players.templates import CleanedAttacks, PromptFormatter, clean_attacks, cut_at_ends
+from sparring.rl.batch import Generation, concat, slice_generation
 from sparring.rl.core import head_logprobs
-
-
-class ValueHead(nn.Module):
-    """A scalar value per position, read from the policy's last hidden state."""
-
-    def __init__(self, hidden_size: int):
-        super().__init__()
-        self.summary = nn.Linear(hidden_size, 1)
-        nn.init.normal_(self.summary.weight, std=1.0 / math.sqrt(hidden_size + 1))
-        nn.init.zeros_(self.summary.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.summary(hidden.to(self.summary.weight.dtype)).squeeze(-1)
-
-
-class PolicyWithValue(nn.Module):
-    """Policy LM plus optional value head, evaluated in one forward pass.
-
-    ``forward`` returns the log-probs of the response tokens (and their values and entropy): the
-    LM head runs only over the response positions, a chunk at a time (see
-    :func:`~sparring.rl.core.head_logprobs`), inside this module's forward so that DDP, FSDP and
-    DeepSpeed see every parameter used there.
-    """
-
-    def __init__(self, policy: nn.Module, value_head: ValueHead | None):
-        super().__init__()
-        self.policy = policy
-        self.value_head = value_head
-        # not registered as submodules: they are parts of ``policy``
-        self._parts = split_lm(policy)
-
-    def forward(
-        self,
-        input_ids,
-        attention_mask,
-        position_ids,
-        response_ids,
-        temperature: float = 1.0,
-        entropy: bool = False,
-        entropy_grad: bool = False,
-    ):
-        n = response_ids.shape[1]
-        hidden, head, hidden_for_value = response_features(
-            self.policy,
-            self._parts,
-            input_ids,
-            attention_mask,
-            position_ids,
-            n,
-            need_hidden=self.value_head is not None,
-        )
-        values = self.value_head(hidden_for_value) if self.value_head is not None else None
-        logprobs, ent = head_logprobs(
-            hidden, head, response_ids, temperature, entropy=entropy, entropy_grad=entropy_grad
-        )
-        return logprobs, values, ent
-
-
-def split_lm(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
-    """(trunk, LM head) of a causal LM when the head alone turns the trunk's last hidden state
-    into the model's logits, checked on a probe input; None for models that post-process their
-    logits (soft-capping, scaling) or are laid out otherwise: those compute full logits."""
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = getattr(lm, "config", None)
-    text = config.get_text_config() if hasattr(config, "get_text_config") else config
-    for attr in ("final_logit_softcapping", "logit_scale", "logits_scaling"):
-        if getattr(text, attr, None) not in (None, 1, 1.0):
-            return None
-    prefix = getattr(lm, "base_model_prefix", "")
-    trunk = getattr(lm, prefix, None) if prefix else None
-    head = lm.get_output_embeddings() if hasattr(lm, "get_output_embeddings") else None
-    if not isinstance(trunk, nn.Module) or not isinstance(head, nn.Linear) or trunk is lm:
-        return None
-    was_training = lm.training
-    lm.eval()
-    try:
-        with torch.no_grad():
-            ids = torch.arange(min(6, head.weight.shape[0]), device=head.weight.device)[None]
-            full = model(input_ids=ids, use_cache=False).logits[:, -1].float()
-            mine = head(trunk(input_ids=ids, use_cache=False).last_hidden_state[:, -1]).float()
-    except Exception:  # any layout this probe does not understand: the full-logits path
-        return None
-    finally:
-        lm.train(was_training)
-    tol = 1e-3 * max(1.0, float(full.abs().max()))
-    return (trunk, head) if torch.allclose(full, mine, rtol=1e-3, atol=tol) else None
-
-
-def response_features(
-    model: nn.Module,
-    parts: tuple[nn.Module, nn.Module] | None,
-    input_ids,
-    attention_mask,
-    position_ids,
-    n: int,
-    *,
-    need_hidden: bool = False,
-):
-    """What predicts the last ``n`` tokens: (features [B, n, *], the head that turns them into
-    logits, the last hidden states [B, n, H] or None).
-
-    With a split model the features are the hidden states and the head is the LM head; otherwise
-    they are the logits of those positions and the head is the identity.
-    """
-    if parts is not None:
-        trunk, head = parts
-        out = trunk(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            position_ids=position_ids,
-            use_cache=False,
-        )
-        hidden = out.last_hidden_state[:, -(n + 1) : -1]
-        return hidden, head, hidden
-    out = model(
-        input_ids=input_ids,
-        attention_mask=attention_mask,
-        position_ids=position_ids,
-        logits_to_keep=n + 1,
-        output_hidden_states=need_hidden,
-        use_cache=False,
-    )
-    hidden = out.hidden_states[-1][:, -(n + 1) : -1] if need_hidden else None
-    return out.logits[:, -(n + 1) : -1], nn.Identity(), hidden
-
-
-@dataclass
-class Generation:
-    """One batch of sampled continuations (tensors on the player's device)."""
-
-    query_ids: torch.Tensor  # [B, P] left-padded
-    query_mask: torch.Tensor  # [B, P]
-    response_ids: torch.Tensor  # [B, R]
-    response_mask: torch.Tensor  # [B, R] 1 up to and including the first end-of-sequence token
-    texts: list[str]  # decoded responses, special tokens removed
-    inputs: list[str]  # the formatted model inputs
-    # [B, R] log-probs of the sampled tokens under the sampling policy (raw logits / temperature),
-    # recorded during generation on the fast path; None when not recorded
-    logprobs: torch.Tensor | None = None
-
-    def sequences(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        ids = torch.cat([self.query_ids, self.response_ids], dim=1)
-        mask = torch.cat([self.query_mask, self.response_mask], dim=1)
-        return ids, mask, position_ids(mask)
-
-
-def slice_generation(gen: Generation, idx: torch.Tensor) -> Generation:
-    """Rows ``idx`` of a generation."""
-    rows = idx.tolist()
-    return Generation(
-        gen.query_ids[idx],
-        gen.query_mask[idx],
-        gen.response_ids[idx],
-        gen.response_mask[idx],
-        [gen.texts[i] for i in rows],
-        [gen.inputs[i] for i in rows],
-        gen.logprobs[idx] if gen.logprobs is not None else None,
-    )
-
-
-def _cat(parts: list):
-    return None if parts[0] is None else torch.cat(parts)
-
-
-def position_ids(mask: torch.Tensor) -> torch.Tensor:
-    """Positions counted over real tokens, as generate() does for left-padded batches."""
-    pos = mask.long().cumsum(-1) - 1
-    return pos.masked_fill(mask == 0, 1)
 
 
 class Player:
@@ -261,7 +100,7 @@ class Player:
         )
         if cfg.lora is not None:
             base = load_causal_lm(cfg.model, **kwargs)
-            policy = _with_lora(base, cfg, policy_dir, trainable)
+            policy = with_lora(base, cfg, policy_dir, trainable)
             reference = None  # the adapter-disabled base
         else:
             if policy_dir is not None:
@@ -292,11 +131,11 @@ class Player:
         module = PolicyWithValue(policy, value_head)
         optimizer = scheduler = None
         if trainable:
-            optimizer = _optimizer(module, cfg)
+            optimizer = make_optimizer(module, cfg)
             # the scheduler stays ours: accelerate's wrapper advances a scheduler once per
             # process on every step (it assumes a dataloader sharded over processes), which
             # would run the schedule N times too fast on N processes
-            scheduler = _scheduler(optimizer, cfg, total_updates)
+            scheduler = make_scheduler(optimizer, cfg, total_updates)
             module, optimizer = prepare_player(accelerator, role, module, optimizer, cfg)
         else:
             module.requires_grad_(False)
@@ -371,7 +210,7 @@ class Player:
             use_cache=True,
         )
         policy = self.unwrapped.policy
-        recorder = _LogprobRecorder(g.temperature) if self.fast else None
+        recorder = LogprobRecorder(g.temperature) if self.fast else None
         hook = None
         if recorder is not None:
             lm = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
@@ -458,7 +297,7 @@ class Player:
             return run(gen)
         with torch.no_grad():
             parts = [run(g) for g in self.micro_batches(gen)]
-        return tuple(_cat([p[i] for p in parts]) for i in range(3))
+        return tuple(concat([p[i] for p in parts]) for i in range(3))
 
     @torch.no_grad()
     def reference_logprobs(self, gen: Generation) -> torch.Tensor:
@@ -560,80 +399,3 @@ class Player:
             policy = merged.merge_and_unload()
         policy.save_pretrained(directory, safe_serialization=True)
         self.tokenizer.save_pretrained(directory)
-
-
-class _LogprobRecorder:
-    """Forward hook that records log-probs of sampled tokens while ``generate`` runs.
-
-    Each decoding forward sees the token sampled after the previous one as its input, so the
-    previous step's next-token logits are gathered there; the last token is gathered by
-    :meth:`finish`. Only one row of logits per sequence is held at a time (no [B, R, vocab]).
-    The logits are the model's raw output divided by the temperature, as in the training forward.
-    """
-
-    def __init__(self, temperature: float):
-        self.temperature = temperature
-        self.prev: torch.Tensor | None = None
-        self.picked: list[torch.Tensor] = []
-
-    def _take(self, tokens: torch.Tensor) -> None:
-        logits = self.prev
-        self.picked.append(
-            logits.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-        )
-
-    def __call__(self, module, args, kwargs, output):
-        if self.prev is not None:
-            ids = kwargs.get("input_ids")
-            if ids is None and args:
-                ids = args[0]
-            self._take(ids[:, -1])
-        logits = output.logits if hasattr(output, "logits") else output[0]
-        self.prev = logits[:, -1].detach().float() / self.temperature
-
-    def finish(self, response_ids: torch.Tensor) -> torch.Tensor | None:
-        if self.prev is not None:
-            self._take(response_ids[:, len(self.picked)])
-        if len(self.picked) != response_ids.shape[1]:
-            return None  # the hook did not see every step (unusual generate path): fall back
-        return torch.stack(self.picked, dim=1)
-
-
-def _with_lora(base: nn.Module, cfg: PlayerConfig, adapter_dir: Path | None, trainable: bool):
-    from peft import LoraConfig, PeftModel, get_peft_model
-
-    if adapter_dir is not None:
-        return PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=trainable)
-    lora = LoraConfig(
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        lora_dropout=cfg.lora.dropout,
-        target_modules=cfg.lora.target_modules,
-        task_type="CAUSAL_LM",
-    )
-    return get_peft_model(base, lora)
-
-
-def _optimizer(module: PolicyWithValue, cfg: PlayerConfig) -> torch.optim.Optimizer:
-    groups = [{"params": [p for p in module.policy.parameters() if p.requires_grad], "lr": cfg.lr}]
-    if module.value_head is not None:
-        groups.append(
-            {"params": list(module.value_head.parameters()), "lr": cfg.value_lr or cfg.lr}
-        )
-    return torch.optim.AdamW(
-        groups, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay
-    )
-
-
-def _scheduler(optimizer: torch.optim.Optimizer, cfg: PlayerConfig, total_updates: int):
-    from transformers import get_scheduler
-
-    name = {
-        "constant": "constant_with_warmup",
-        "inverse_sqrt": "inverse_sqrt",
-        "linear": "linear",
-        "cosine": "cosine",
-    }[cfg.schedule]
-    return get_scheduler(
-        name, optimizer, num_warmup_steps=cfg.warmup_steps, num_training_steps=max(total_updates, 1)
-    )

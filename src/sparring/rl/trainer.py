@@ -1,7 +1,8 @@
 """One RL update of a player from a batch of experience (PPO or critic-free RLOO / GRPO).
 
 The same function trains the attacker and the defender: everything that differs between them
-lives in the player's configuration.
+lives in the player's configuration. The trainer knows tensors and the :class:`Learner`
+protocol, not the player class: :class:`sparring.players.player.Player` is one learner.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import contextlib
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
-from sparring.players.player import Generation, Player, slice_generation
+from sparring.rl.batch import Generation, slice_generation
 from sparring.rl.core import (
     compute_gae,
     group_advantages,
@@ -23,6 +25,27 @@ from sparring.rl.core import (
     shaped_rewards,
     value_loss,
 )
+from sparring.runtime import any_rank
+
+
+class Learner(Protocol):
+    """What the update needs of a player: its RL settings (``cfg.rl``), its engine and
+    optimiser, and scored forward passes over a :class:`~sparring.rl.batch.Generation`."""
+
+    cfg: Any  # a PlayerConfig: ``cfg.rl`` is read
+    accelerator: Any  # accelerate.Accelerator
+    module: torch.nn.Module  # the prepared (wrapped) policy-with-value module
+    optimizer: Any
+    scheduler: Any
+
+    @property
+    def has_value(self) -> bool: ...
+
+    def logprobs_and_values(
+        self, gen: Generation, grad: bool = False, entropy: bool = False, entropy_grad: bool = False
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]: ...
+
+    def reference_logprobs(self, gen: Generation) -> torch.Tensor: ...
 
 
 @dataclass
@@ -41,7 +64,7 @@ class Experience:
 
 
 def make_experience(
-    player: Player, gen: Generation, scores: torch.Tensor, group_size: int
+    player: Learner, gen: Generation, scores: torch.Tensor, group_size: int
 ) -> Experience:
     """Score a generation under the policy (log-probs, values) and the reference, in no-grad passes.
 
@@ -70,7 +93,7 @@ def _single_pass(rl, rows: int) -> bool:
 
 
 def advantages_and_returns(
-    player: Player, exp: Experience
+    player: Learner, exp: Experience
 ) -> tuple[torch.Tensor, torch.Tensor | None, dict]:
     """Per-token advantages (and PPO returns).
 
@@ -137,7 +160,7 @@ def micro_weights(mask: torch.Tensor, step: list[list[torch.Tensor]]) -> list[fl
     return out
 
 
-def update(player: Player, exp: Experience) -> dict[str, float]:
+def update(player: Learner, exp: Experience) -> dict[str, float]:
     """PPO-style epochs of optimiser steps over the batch. Returns averaged statistics.
 
     Each optimiser step accumulates the gradients of its micro-batches (weighted by
@@ -244,15 +267,6 @@ def _loss(rl, exp, idx, mask, logprobs, values, entropy, adv, returns):
         parts["entropy"] = ent.item()
     parts["loss/total"] = loss.item()
     return loss, parts
-
-
-def any_rank(acc, flag: bool) -> bool:
-    """True on every process when ``flag`` is true on any: with several processes, a decision to
-    skip a backward pass must be the same everywhere, or the gradient all-reduce would hang."""
-    if acc.num_processes == 1:
-        return flag
-    t = torch.tensor([1.0 if flag else 0.0], device=acc.device)
-    return bool(acc.reduce(t, reduction="sum").item() > 0)
 
 
 def updates_per_stage_step(player_cfg, batch_rows: int, accumulation: int = 1) -> int:

@@ -7,8 +7,8 @@ import yaml
 
 from sparring.cli import main
 from sparring.config import load_config
-from sparring.evaluation.experiment import arm_config, run_experiment
-from sparring.evaluation.exploit import attack_budget, exploit_config
+from sparring.experiments.experiment import arm_config, run_experiment
+from sparring.experiments.exploit import attack_budget, exploit_config
 
 
 @pytest.fixture()
@@ -188,7 +188,7 @@ def test_train_prints_before_after_differences_with_intervals(
 def test_exploit_probe_is_the_same_for_every_arm_and_scored_on_fresh_attacks(run_data, tmp_path):
     """Arms differ in their diversity weights; the probe does not: its attacker and novelty
     come from the base config. Its figure is the evaluation judge's ASR on fresh attacks."""
-    from sparring.evaluation.exploit import exploit
+    from sparring.experiments.exploit import exploit
 
     data = run_data(rounds=1)
     data["eval_judge"] = {"type": "callable", "target": "sparring.testing:keyword_judge"}

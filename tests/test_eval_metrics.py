@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from sparring.evaluation import metrics as M
-from sparring.evaluation.experiment import aggregate, cell_text, to_html, to_markdown
+from sparring.experiments.tables import aggregate, cell_text, to_html, to_markdown
 
 
 def test_asr_and_mean_p_safe_by_hand():
@@ -100,7 +100,7 @@ def test_aggregate_mean_and_std_over_seeds():
 
 def test_common_attack_set_tables_keep_attackers_in_rows_and_defenders_in_columns():
     """A hand-built matrix where every cell differs: a transposed read would be caught."""
-    from sparring.evaluation.experiment import common_tables
+    from sparring.experiments.tables import common_tables
 
     seeds = [
         {

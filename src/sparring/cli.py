@@ -16,6 +16,7 @@ from sparring.runs import free_run_dir
 COMMAND_MODULES: list[str] = [
     "sparring.arena.cli",
     "sparring.evaluation.cli",
+    "sparring.experiments.cli",
     "sparring.judges.serve",
     "sparring.models.cli",
 ]

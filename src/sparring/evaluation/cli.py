@@ -1,4 +1,4 @@
-"""Subcommands: ``eval``, ``crossplay``, ``exploit``, ``report``, ``export-attacks``, ``experiment``."""
+"""Subcommands that measure: ``eval``, ``crossplay``, ``report``, ``export-attacks``."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ def _console():
     return Console()
 
 
-def _run_dir(path: str) -> Path:
+def run_dir_arg(path: str) -> Path:
     p = Path(path)
     if not (p / "config.yaml").is_file():
         raise SparringError(f"{p}: no config.yaml there; is it a run folder?")
@@ -24,7 +24,7 @@ def _run_dir(path: str) -> Path:
 def _eval(args: argparse.Namespace) -> int:
     from sparring.evaluation.evaluate import eval_tables, evaluate_run, read_eval_samples
 
-    run_dir = _run_dir(args.run_dir)
+    run_dir = run_dir_arg(args.run_dir)
     earlier = None
     if args.compare:
         if args.compare == (args.name or args.checkpoint or "final"):
@@ -82,7 +82,7 @@ def _crossplay(args: argparse.Namespace) -> int:
     from sparring.evaluation.crossplay import crossplay
     from sparring.evaluation.evaluate import fmt
 
-    run_dir = _run_dir(args.run_dir)
+    run_dir = run_dir_arg(args.run_dir)
     result = crossplay(
         run_dir,
         samples=args.samples,
@@ -109,26 +109,10 @@ def _crossplay(args: argparse.Namespace) -> int:
     return 0
 
 
-def _exploit(args: argparse.Namespace) -> int:
-    from sparring.evaluation.evaluate import fmt
-    from sparring.evaluation.exploit import exploit
-
-    run_dir = _run_dir(args.run_dir)
-    result = exploit(run_dir, steps=args.steps, progress=not args.no_progress)
-    _console().print(
-        f"exploitability of {result['defender']}: a fresh attacker trained for {result['steps']} "
-        f"steps succeeds on {fmt(result['asr_fresh'], True)} of {result['fresh_attacks']} fresh "
-        f"attacks ({result['asr_fresh_judge']}; lower = closer to equilibrium); during its "
-        f"training: final step {fmt(result['asr_final'], True)}, mean of the last "
-        f"{result['last_k']} {fmt(result['asr_last_mean'], True)}"
-    )
-    return 0
-
-
 def _report(args: argparse.Namespace) -> int:
     from sparring.evaluation.report import build_report
 
-    path = build_report(_run_dir(args.run_dir), top_k=args.top)
+    path = build_report(run_dir_arg(args.run_dir), top_k=args.top)
     _console().print(f"wrote {path}")
     return 0
 
@@ -136,7 +120,7 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from sparring.evaluation.export import attack_records, write_hf_dataset, write_jsonl
 
-    run_dir = _run_dir(args.run_dir)
+    run_dir = run_dir_arg(args.run_dir)
     records = attack_records(
         run_dir, min_success=args.min_success, include_eval=args.include_eval, unique=args.unique
     )
@@ -153,42 +137,6 @@ def _export(args: argparse.Namespace) -> int:
             )
         else:
             console.print(f"wrote a Hugging Face dataset to {hf_dir} (datasets.load_from_disk)")
-    return 0
-
-
-def _experiment(args: argparse.Namespace) -> int:
-    from sparring.evaluation.experiment import ARM_NAMES, run_experiment, to_markdown
-
-    if args.config is None:
-        if args.world != "arena":
-            raise SparringError(
-                "experiment: give a base run config with --config, or --world arena"
-            )
-        from sparring.cli import DEFAULT_CONFIG
-
-        args.config = DEFAULT_CONFIG  # the arena's default run
-    arms = args.arms.split(",") if args.arms else ARM_NAMES
-    bad = [a for a in arms if a not in ARM_NAMES]
-    if bad:
-        raise SparringError(f"unknown arm(s) {', '.join(bad)} (known: {', '.join(ARM_NAMES)})")
-    out = Path(args.out or f"runs/experiment-{args.name}")
-    console = _console()
-    table = run_experiment(
-        args.config,
-        out=out,
-        seeds=args.seeds,
-        arms=arms,
-        overrides=args.set,
-        against=args.against,
-        prompts=args.prompts,
-        samples=args.samples,
-        exploit=not args.no_exploit,
-        exploit_steps=args.exploit_steps,
-        progress=not args.no_progress,
-        log=lambda m: console.print(m, markup=False, highlight=False),
-    )
-    console.print(to_markdown(table))
-    console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
     return 0
 
 
@@ -250,12 +198,6 @@ def add_commands(sub) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_crossplay)
 
-    p = sub.add_parser("exploit", help="train a fresh attacker against the frozen final defender")
-    p.add_argument("run_dir")
-    p.add_argument("--steps", type=int, help="attack steps (default: the run's attacker budget)")
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_exploit)
-
     p = sub.add_parser("report", help="write RUN_DIR/report/index.html with plots and tables")
     p.add_argument("run_dir")
     p.add_argument("--top", type=int, default=10, help="rows in the attack tables (default 10)")
@@ -278,38 +220,3 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--no-hf", action="store_true", help="jsonl only")
     p.set_defaults(func=_export)
-
-    p = sub.add_parser(
-        "experiment", help="the paper's experiment: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds"
-    )
-    p.add_argument("name", choices=["paper"])
-    p.add_argument(
-        "--config", help="base run config (YAML); with --world arena: the arena's default run"
-    )
-    p.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config"
-    )
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", help="experiment folder (default: runs/experiment-paper)")
-    p.add_argument("--arms", help="comma-separated subset of arms (default: all)")
-    p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR")
-    p.add_argument(
-        "--prompts",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="held-out prompt file or named source (default: the config's evaluation.prompts)",
-    )
-    p.add_argument(
-        "--samples", type=int, help="prompts per set (default: the config's evaluation.samples)"
-    )
-    p.add_argument("--no-exploit", action="store_true", help="skip the exploitability column")
-    p.add_argument("--exploit-steps", type=int)
-    p.add_argument(
-        "--world",
-        choices=["default", "arena"],
-        default="default",
-        help="arena: the default config is the arena's, evaluated on its held-out framings",
-    )
-    p.add_argument("--no-progress", action="store_true")
-    p.set_defaults(func=_experiment)

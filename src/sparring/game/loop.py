@@ -68,7 +68,9 @@ class Game:
         # one accelerator (engine) per trainable player; the defender's serves the game's own
         # collective operations (ranks, gathers, barriers)
         self.stages = MODE_STAGES[cfg.game.mode]
-        roles = [r for r, st in (("defender", "defend"), ("attacker", "attack")) if st in self.stages]
+        roles = [
+            r for r, st in (("defender", "defend"), ("attacker", "attack")) if st in self.stages
+        ]
         if accelerator is not None:
             self.engines = {role: accelerator for role in roles}
         else:
@@ -250,7 +252,9 @@ class Game:
                 )
         return row
 
-    def _learn(self, learner, gen, scores, group: int, timer) -> tuple[dict[str, float], str | None]:
+    def _learn(
+        self, learner, gen, scores, group: int, timer
+    ) -> tuple[dict[str, float], str | None]:
         """The learner's update from its generation and rewards, or the reason it was skipped
         (non-finite rewards, log-probs, loss or gradient: decided alike on every rank)."""
         acc, stage = self.acc, "defend" if learner is self.defender else "attack"

@@ -1,0 +1,106 @@
+"""Subcommands that train to measure: ``exploit`` (a fresh attacker against a frozen defender) and
+``experiment`` (the paper's arms over seeds)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from rich.console import Console
+
+from sparring.config import DEFAULT_CONFIG
+from sparring.errors import SparringError
+from sparring.evaluation.cli import run_dir_arg
+
+
+def _exploit(args: argparse.Namespace) -> int:
+    from sparring.evaluation.evaluate import fmt
+    from sparring.experiments.exploit import exploit
+
+    run_dir = run_dir_arg(args.run_dir)
+    result = exploit(run_dir, steps=args.steps, progress=not args.no_progress)
+    Console().print(
+        f"exploitability of {result['defender']}: a fresh attacker trained for {result['steps']} "
+        f"steps succeeds on {fmt(result['asr_fresh'], True)} of {result['fresh_attacks']} fresh "
+        f"attacks ({result['asr_fresh_judge']}; lower = closer to equilibrium); during its "
+        f"training: final step {fmt(result['asr_final'], True)}, mean of the last "
+        f"{result['last_k']} {fmt(result['asr_last_mean'], True)}"
+    )
+    return 0
+
+
+def _experiment(args: argparse.Namespace) -> int:
+    from sparring.experiments.experiment import ARM_NAMES, run_experiment, to_markdown
+
+    if args.config is None:
+        if args.world != "arena":
+            raise SparringError(
+                "experiment: give a base run config with --config, or --world arena"
+            )
+        args.config = DEFAULT_CONFIG  # the arena's default run
+    arms = args.arms.split(",") if args.arms else ARM_NAMES
+    bad = [a for a in arms if a not in ARM_NAMES]
+    if bad:
+        raise SparringError(f"unknown arm(s) {', '.join(bad)} (known: {', '.join(ARM_NAMES)})")
+    out = Path(args.out or f"runs/experiment-{args.name}")
+    console = Console()
+    table = run_experiment(
+        args.config,
+        out=out,
+        seeds=args.seeds,
+        arms=arms,
+        overrides=args.set,
+        against=args.against,
+        prompts=args.prompts,
+        samples=args.samples,
+        exploit=not args.no_exploit,
+        exploit_steps=args.exploit_steps,
+        progress=not args.no_progress,
+        log=lambda m: console.print(m, markup=False, highlight=False),
+    )
+    console.print(to_markdown(table))
+    console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
+    return 0
+
+
+def add_commands(sub) -> None:
+    p = sub.add_parser("exploit", help="train a fresh attacker against the frozen final defender")
+    p.add_argument("run_dir")
+    p.add_argument("--steps", type=int, help="attack steps (default: the run's attacker budget)")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_exploit)
+
+    p = sub.add_parser(
+        "experiment", help="the paper's experiment: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds"
+    )
+    p.add_argument("name", choices=["paper"])
+    p.add_argument(
+        "--config", help="base run config (YAML); with --world arena: the arena's default run"
+    )
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config"
+    )
+    p.add_argument("--seeds", type=int, default=3)
+    p.add_argument("--out", help="experiment folder (default: runs/experiment-paper)")
+    p.add_argument("--arms", help="comma-separated subset of arms (default: all)")
+    p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR")
+    p.add_argument(
+        "--prompts",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="held-out prompt file or named source (default: the config's evaluation.prompts)",
+    )
+    p.add_argument(
+        "--samples", type=int, help="prompts per set (default: the config's evaluation.samples)"
+    )
+    p.add_argument("--no-exploit", action="store_true", help="skip the exploitability column")
+    p.add_argument("--exploit-steps", type=int)
+    p.add_argument(
+        "--world",
+        choices=["default", "arena"],
+        default="default",
+        help="arena: the default config is the arena's, evaluated on its held-out framings",
+    )
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_experiment)

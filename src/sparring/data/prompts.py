@@ -26,15 +26,56 @@ SOURCES: dict[str, Callable[[], list[str]]] = {}
 MAX_PROMPT_CHARS = 100_000
 
 
+#: Families of named sources (``source: PREFIX<name>``, e.g. ``arena:seeds``) -> loader of a name.
+PREFIXES: dict[str, Callable[[str], list[str]]] = {}
+
+#: A training source -> the held-out source of the same kind (``harmbench-train`` ->
+#: ``harmbench-test`` is derived from the name; these are the other pairs).
+HELDOUT: dict[str, str] = {}
+
+
 def register_source(name: str, loader: Callable[[], list[str]]) -> None:
     """Make ``source: name`` available in configs."""
     SOURCES[name] = loader
 
 
+def register_prefix(prefix: str, loader: Callable[[str], list[str]]) -> None:
+    """Make ``source: <prefix><name>`` available: ``loader`` gets the whole reference."""
+    PREFIXES[prefix] = loader
+
+
+def register_heldout(source: str, heldout: str) -> None:
+    """Declare ``heldout`` the held-out counterpart of the training source ``source``."""
+    HELDOUT[source] = heldout
+
+
 def known_sources() -> set[str]:
-    """The names ``source:`` accepts besides ``arena:`` references."""
+    """The names ``source:`` accepts besides prefixed references (``arena:...``)."""
     _load_builtin_sources()
     return set(SOURCES)
+
+
+def source_prefix(source: str) -> str | None:
+    """The registered prefix ``source`` starts with, if any."""
+    from sparring.plugins import load_plugins
+
+    if ":" in source:
+        load_plugins()
+    return next((p for p in PREFIXES if source.startswith(p)), None)
+
+
+def heldout_source(source: str | None) -> str | None:
+    """The held-out counterpart of a training source: a declared pair, else ``NAME-train`` or
+    ``NAME`` -> ``NAME-test`` when such a source exists; None when there is none."""
+    if source is None:
+        return None
+    from sparring.plugins import load_plugins
+
+    load_plugins()
+    if source in HELDOUT:
+        return HELDOUT[source]
+    name = source[: -len("-train")] if source.endswith("-train") else source
+    return f"{name}-test" if f"{name}-test" in known_sources() else None
 
 
 def load_prompts(
@@ -46,10 +87,9 @@ def load_prompts(
     limit: int | None = None,
 ) -> list[str]:
     """Read prompts from ``path`` or the named ``source``; never returns an empty list."""
-    if source is not None and source.startswith("arena:"):
-        from sparring.arena.refs import prompts as arena_prompts
-
-        prompts, origin = arena_prompts(source), f"source {source!r}"
+    prefix = source_prefix(source) if source is not None else None
+    if prefix is not None:
+        prompts, origin = PREFIXES[prefix](source), f"source {source!r}"
     elif source is not None:
         _load_builtin_sources()
         if source not in SOURCES:

@@ -131,9 +131,7 @@ def evaluate_run(
     seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
     heldout: dict[str, list[str]] = {}
     for path in prompts:
-        key = (
-            Path(path).stem if Path(path).exists() else path.replace("arena:", "").replace(":", "_")
-        )
+        key = Path(path).stem if Path(path).exists() else _set_name(path)
         while key in heldout or key in ("attacks", "seeds"):
             key += "_"
         heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
@@ -308,19 +306,24 @@ def evaluate_run(
 
 
 def heldout_benign_source(source: str | None) -> str | None:
-    """The held-out counterpart of the benign source a run trains on, where one is known:
-    ``NAME-train`` or ``NAME`` -> ``NAME-test`` (the fixed hash split), ``arena:benign`` ->
-    ``arena:benign_unseen`` (the arena's benign evaluation set less anything in a training
-    file). Over-refusal measured on the prompts the defender was rewarded on would say how well
-    it fits them, not how it treats benign prompts it has not seen."""
-    if source is None:
-        return None
-    if source == "arena:benign":
-        return "arena:benign_unseen"
-    from sparring.data.prompts import known_sources
+    """The held-out counterpart of the benign source a run trains on, where one is known
+    (:func:`sparring.data.prompts.heldout_source`: ``NAME-train`` -> ``NAME-test``, the fixed
+    hash split; ``arena:benign`` -> ``arena:benign_unseen``, the arena's benign evaluation set
+    less anything in a training file). Over-refusal measured on the prompts the defender was
+    rewarded on would say how well it fits them, not how it treats benign prompts it has not
+    seen."""
+    from sparring.data.prompts import heldout_source
 
-    name = source[: -len("-train")] if source.endswith("-train") else source
-    return f"{name}-test" if f"{name}-test" in known_sources() else None
+    return heldout_source(source)
+
+
+def _set_name(source: str) -> str:
+    """A named source's set name: without its family prefix (``arena:heldout_framings`` ->
+    ``heldout_framings``), other colons as underscores."""
+    from sparring.data.prompts import source_prefix
+
+    prefix = source_prefix(source)
+    return (source[len(prefix) :] if prefix else source).replace(":", "_")
 
 
 def _unique(label: str, taken) -> str:

@@ -15,7 +15,6 @@ from sparring.errors import ConfigError
 from sparring.judges.base import Judge
 from sparring.judges.callable import CallableJudge, import_target
 from sparring.judges.specs import (
-    ArenaJudgeSpec,
     CallableJudgeSpec,
     ClassifierJudgeSpec,
     EmbeddingJudgeSpec,
@@ -110,16 +109,7 @@ def _embedding(spec: EmbeddingJudgeSpec) -> Judge:
     return build(spec)
 
 
-def _arena(spec: ArenaJudgeSpec) -> Judge:
-    from sparring.arena.judge import ArenaJudge
-    from sparring.arena.refs import current_arena
-
-    root = spec.arena if spec.arena is not None else current_arena().root
-    return ArenaJudge(spec.kind, root, name=spec.name)
-
-
 BUILDERS: dict[type, Callable[[Any], Judge]] = {
-    ArenaJudgeSpec: _arena,
     EmbeddingJudgeSpec: _embedding,
     CallableJudgeSpec: _callable,
     GuardJudgeSpec: _guard,
@@ -131,11 +121,22 @@ BUILDERS: dict[type, Callable[[Any], Judge]] = {
 }
 
 
+def register_judge(spec_type: type, builder: Callable[[Any], Judge]) -> None:
+    """Build judges of ``spec_type`` with ``builder`` (a plug-in's judge; see
+    :mod:`sparring.plugins`)."""
+    BUILDERS[spec_type] = builder
+
+
 def build_judge(spec: object) -> Judge:
     """Instantiate the judge described by ``spec`` (one of :data:`sparring.judges.specs.JudgeSpec`,
     or a mapping that validates as one)."""
     spec = parse_judge_spec(spec) if isinstance(spec, Mapping) else spec
     builder = BUILDERS.get(type(spec))
+    if builder is None:
+        from sparring.plugins import load_plugins
+
+        load_plugins()
+        builder = BUILDERS.get(type(spec))
     if builder is None:
         raise TypeError(f"no builder for judge spec {type(spec).__name__}")
     return builder(spec)

@@ -18,7 +18,9 @@ from sparring.models.registry import (
     model_dir,
     models_home,
     prepare,
+    register_model_prefix,
     resolve,
+    resolve_reference,
 )
 
 __all__ = [
@@ -30,5 +32,7 @@ __all__ = [
     "model_dir",
     "models_home",
     "prepare",
+    "register_model_prefix",
     "resolve",
+    "resolve_reference",
 ]

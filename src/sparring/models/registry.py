@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -203,3 +204,27 @@ def resolve(name: str) -> Path:
     """
     key = name[len(PREFIX) :] if name.startswith(PREFIX) else name
     return prepare(key)
+
+
+#: Model-name families (``model: "<prefix><name>"``) -> resolver of the whole name to a folder.
+MODEL_PREFIXES: dict[str, Callable[[str], Path]] = {PREFIX: resolve}
+
+
+def register_model_prefix(prefix: str, resolver: Callable[[str], Path]) -> None:
+    """Make ``model: "<prefix><name>"`` resolve through ``resolver`` (a plug-in's models, e.g.
+    the arena's ``arena:attacker``)."""
+    MODEL_PREFIXES[prefix] = resolver
+
+
+def resolve_reference(name: str) -> Path | None:
+    """The local folder a prefixed model name stands for (built on first use), or None when
+    ``name`` carries no registered prefix."""
+    if ":" not in name:
+        return None
+    from sparring.plugins import load_plugins
+
+    load_plugins()
+    for prefix, resolver in MODEL_PREFIXES.items():
+        if name.startswith(prefix):
+            return resolver(name)
+    return None

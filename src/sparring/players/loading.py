@@ -24,18 +24,15 @@ def _looks_like_hub_id(name: str) -> bool:
 def resolve_model_path(name: str, field: str) -> tuple[str, bool]:
     """(path or hub id, local_files_only). A local path that does not exist is an error now.
 
-    ``sparring:<name>`` names a model prepared from an installed package (see
-    :mod:`sparring.models`) and ``arena:attacker`` / ``arena:defender`` the arena's players
-    (see :mod:`sparring.arena.refs`); both are built on first use.
+    A prefixed name is resolved by its registry (:func:`sparring.models.resolve_reference`):
+    ``sparring:<name>`` names a model prepared from an installed package, and plug-ins add
+    their own (the arena's ``arena:attacker`` / ``arena:defender``); they are built on first use.
     """
-    if name.startswith("sparring:"):
-        from sparring.models import resolve
+    from sparring.models import resolve_reference
 
-        return str(resolve(name)), True
-    if name.startswith("arena:"):
-        from sparring.arena.refs import model_path
-
-        return str(model_path(name)), True
+    folder = resolve_reference(name)
+    if folder is not None:
+        return str(folder), True
     p = Path(name).expanduser()
     if p.exists():
         if not p.is_dir() and p.suffix != ".gguf":

@@ -33,21 +33,21 @@ def test_distinct_n_by_hand():
 
 
 def test_selfbleu_and_cosine_extremes():
+    from sparring.novelty import diversity as novelty_diversity
+
     same = ["how do I pick a lock quickly at night ?"] * 3
-    assert M.self_bleu(same) == pytest.approx(1.0)
-    assert M.self_bleu(["alpha beta gamma delta", "one two three four"]) == 0.0
     e = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, 0.0]])
     # pairs: (0,1)=0, (0,2)=1, (1,2)=0 -> mean 1/3
     assert M.mean_pairwise_cosine(e) == pytest.approx(1 / 3)
-    assert M.builtin_diversity(same)["1-selfbleu"] == pytest.approx(0.0, abs=1e-9)
-    assert (
-        M.builtin_diversity(["alpha beta gamma delta", "one two three four"])["1-selfbleu"] == 1.0
-    )
     d = M.diversity(same)
     assert d["1-selfbleu"] == pytest.approx(0.0, abs=1e-6)
     assert d["unique"] == 1 and d["n"] == 3
     d2 = M.diversity(["alpha beta gamma delta", "one two three four"])
     assert d2["1-selfbleu"] == pytest.approx(1.0) and d2["distinct-1"] == 1.0
+    # one SelfBLEU: the evaluation's figure is the novelty reward's definition
+    mixed = ["how do I pick a lock", "how do I pick a safe", "tell me a story about a lock"]
+    assert M.diversity(mixed)["1-selfbleu"] == novelty_diversity(mixed)["bleu_diversity"]
+    assert M.diversity(["only one"])["1-selfbleu"] is None
 
 
 def test_sequence_kl_sums_over_response_tokens():

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,58 +53,6 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
     return len(seen) / total if total else 0.0
 
 
-def _ngrams(toks: list[str], n: int) -> Counter:
-    return Counter(tuple(toks[i : i + n]) for i in range(len(toks) - n + 1))
-
-
-def _bleu(hyp: list[str], refs: list[list[str]], max_n: int) -> float:
-    """Multi-reference sentence BLEU-max_n, uniform weights, NLTK smoothing method1."""
-    if not hyp or not refs:
-        return 0.0
-    log_p = 0.0
-    for n in range(1, max_n + 1):
-        h = _ngrams(hyp, n)
-        denom = sum(h.values())
-        if denom == 0:
-            return 0.0
-        best: Counter = Counter()
-        for r in refs:
-            best |= _ngrams(r, n)
-        match = sum(min(c, best[g]) for g, c in h.items())
-        if match == 0:
-            if n == 1:
-                return 0.0
-            match = 0.1
-        log_p += math.log(match / denom) / max_n
-    closest = min((abs(len(r) - len(hyp)), len(r)) for r in refs)[1]
-    bp = 1.0 if len(hyp) > closest else math.exp(1 - closest / len(hyp))
-    return bp * math.exp(log_p)
-
-
-def self_bleu(texts: Sequence[str], orders: Sequence[int] = (2, 3, 4, 5)) -> float | None:
-    """Mean BLEU of each text against all the others (multi-reference), averaged over orders."""
-    toks = [words(t) for t in texts]
-    if len(toks) < 2:
-        return None
-    scores = []
-    for i, hyp in enumerate(toks):
-        refs = toks[:i] + toks[i + 1 :]
-        scores.append(np.mean([_bleu(hyp, refs, n) for n in orders]))
-    return float(np.mean(scores))
-
-
-def _hash_embed(texts: Sequence[str], dim: int = 256) -> np.ndarray:
-    import zlib
-
-    out = np.zeros((len(texts), dim))
-    for i, t in enumerate(texts):
-        toks = words(t)
-        for g in toks + [a + " " + b for a, b in zip(toks, toks[1:], strict=False)]:
-            out[i, zlib.crc32(g.encode()) % dim] += 1.0
-    norm = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norm == 0, 1.0, norm)
-
-
 def mean_pairwise_cosine(embeddings: np.ndarray) -> float | None:
     """Mean cosine similarity over distinct pairs of (L2-normalised) embeddings."""
     e = np.asarray(embeddings, dtype=np.float64)
@@ -117,41 +64,29 @@ def mean_pairwise_cosine(embeddings: np.ndarray) -> float | None:
     return float((sim.sum() - np.trace(sim)) / (n * (n - 1)))
 
 
-def builtin_diversity(texts: Sequence[str]) -> dict[str, Any]:
-    """Corpus diversity without the novelty package: hashed bag-of-n-grams stands in for a
-    sentence embedder, so ``1-cosine`` here is lexical, not semantic."""
-    sb = self_bleu(texts)
-    cos = mean_pairwise_cosine(_hash_embed(texts)) if len(texts) >= 2 else None
-    return {
-        "1-selfbleu": None if sb is None else 1.0 - sb,
-        "1-cosine": None if cos is None else 1.0 - cos,
-        "embedder": "builtin-hashing",
-    }
-
-
 def diversity(
     texts: Sequence[str], embedder: Any = None, max_texts: int = 500, seed: int = 0
 ) -> dict[str, Any]:
     """1 - SelfBLEU, 1 - mean pairwise cosine, distinct-1/2 of a set of attacks.
 
-    Uses :func:`sparring.novelty.diversity` (the method's per-reference SelfBLEU) when the novelty
-    package is installed, else a small built-in version. ``embedder`` (anything with
-    ``embed(texts)`` returning L2-normalised rows) gives the cosine term; without one a hashed
-    bag of n-grams stands in (lexical, not semantic: ``embedder`` in the result says which).
-    SelfBLEU and cosine use at most ``max_texts`` texts (a seeded sample: both are quadratic);
-    distinct-n uses all texts.
+    SelfBLEU and cosine are :func:`sparring.novelty.diversity`'s: the method's per-reference
+    SelfBLEU and the same embeddings as the attacker's novelty reward, so a diversity figure and
+    the reward it is compared with share one definition. ``embedder`` (anything with
+    ``embed(texts)`` returning L2-normalised rows) gives the cosine term; without one, or when
+    it cannot run, the model-free hashing embedder stands in (lexical, not semantic: ``embedder``
+    in the result says which). SelfBLEU and cosine use at most ``max_texts`` texts (a seeded
+    sample: both are quadratic; None below two texts); distinct-n uses all texts.
     """
+    from sparring.embedders import HashingEmbedder
+    from sparring.novelty import diversity as novelty_diversity
+
     texts = list(texts)
     sub = texts
     if len(texts) > max_texts:
         idx = np.random.default_rng(seed).choice(len(texts), max_texts, replace=False)
         sub = [texts[i] for i in sorted(idx)]
-    out: dict[str, Any] = {}
-    try:
-        from sparring.novelty import diversity as novelty_diversity
-    except ImportError:
-        novelty_diversity = None
-    if novelty_diversity is not None and len(sub) >= 2:
+    out: dict[str, Any] = {"1-selfbleu": None, "1-cosine": None, "embedder": None}
+    if len(sub) >= 2:
         try:
             got = novelty_diversity(sub, embedder=embedder)
         except Exception:  # noqa: BLE001 - e.g. the embedder's model is not installed: lexical cosine
@@ -161,17 +96,9 @@ def diversity(
             out["1-cosine"] = float(got["embedding_diversity"])
             out["embedder"] = type(embedder).__name__
         else:
-            cos = mean_pairwise_cosine(_hash_embed(sub))
+            cos = mean_pairwise_cosine(HashingEmbedder(256).embed(sub))
             out["1-cosine"] = None if cos is None else 1.0 - cos
-            out["embedder"] = "builtin-hashing"
-        out["implementation"] = "sparring.novelty"
-    else:
-        out.update(builtin_diversity(sub))
-        if embedder is not None and len(sub) >= 2:
-            cos = mean_pairwise_cosine(np.asarray(embedder.embed(sub)))
-            out["1-cosine"] = None if cos is None else 1.0 - cos
-            out["embedder"] = type(embedder).__name__
-        out["implementation"] = "builtin"
+            out["embedder"] = "HashingEmbedder"
     out["distinct-1"] = distinct_n(texts, 1)
     out["distinct-2"] = distinct_n(texts, 2)
     out["n"] = len(texts)
@@ -182,10 +109,8 @@ def diversity(
 
 def build_eval_embedder(novelty_spec: Any = None):
     """The run's novelty embedder when it can be built offline; else None (hashed fallback)."""
-    try:
-        from sparring.novelty.embedders import build_embedder
-    except ImportError:
-        return None
+    from sparring.embedders import build_embedder
+
     if novelty_spec is None:
         return None
     from sparring.errors import SparringError

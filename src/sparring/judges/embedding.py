@@ -49,7 +49,7 @@ class Embedder:
         batch_size: int = 64,
         max_length: int = 256,
     ):
-        from sparring.novelty.embedders import SentenceTransformerEmbedder
+        from sparring.embedders import SentenceTransformerEmbedder
 
         self._st = SentenceTransformerEmbedder(
             str(path) if path else "all-MiniLM-L6-v2",

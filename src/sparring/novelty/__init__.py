@@ -21,15 +21,16 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from sparring.errors import ConfigError
-from sparring.novelty._text import WordTokenizer, check_texts, token_hashes
-from sparring.novelty.embedders import (
+from sparring.embedders import (
     Embedder,
     HashingEmbedder,
     SentenceTransformerEmbedder,
     build_embedder,
+    check_texts,
     resolve_model_path,
 )
+from sparring.errors import ConfigError
+from sparring.novelty._text import WordTokenizer, token_hashes
 from sparring.novelty.scorer import NoveltyScorer
 from sparring.novelty.selfbleu import MultiReferenceSelfBLEU, PerReferenceSelfBLEU, bleu_from_counts
 from sparring.novelty.specs import EmbedderSpec, HistorySpec, NoveltySpec

@@ -25,8 +25,6 @@ from typing import Literal
 
 import numpy as np
 
-from sparring.errors import DataError
-
 _U64 = np.uint64
 _M1 = _U64(0xBF58476D1CE4E5B9)
 _M2 = _U64(0x94D049BB133111EB)
@@ -44,26 +42,6 @@ def _mix(z: np.ndarray) -> np.ndarray:
     z = (z ^ (z >> _S30)) * _M1
     z = (z ^ (z >> _S27)) * _M2
     return z ^ (z >> _S31)
-
-
-def check_texts(texts: Sequence[str], what: str = "attacks") -> list[str]:
-    """Return ``texts`` as a list, or raise DataError naming the first item that is no string."""
-    if isinstance(texts, str | bytes):
-        raise DataError(
-            f"{what} must be a sequence of strings, not a single {type(texts).__name__}"
-        )
-    try:
-        items = list(texts)
-    except TypeError as exc:
-        raise DataError(
-            f"{what} must be a sequence of strings, got {type(texts).__name__}"
-        ) from exc
-    for i, item in enumerate(items):
-        if not isinstance(item, str):
-            raise DataError(
-                f"{what}[{i}] must be a string, got {type(item).__name__}: {item!r:.80}"
-            )
-    return items
 
 
 class WordTokenizer:

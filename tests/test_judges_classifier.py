@@ -14,14 +14,7 @@ from sparring.judges import build_judge  # noqa: E402
 from sparring.judges.classifier import ClassifierJudge  # noqa: E402
 from sparring.judges.specs import ClassifierJudgeSpec  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 WORDS = (

@@ -14,14 +14,7 @@ from sparring.judges import build_judge  # noqa: E402
 from sparring.judges.guard import LLAMA_GUARD_V1_TEMPLATE, GuardJudge, parse_categories  # noqa: E402
 from sparring.judges.specs import GuardJudgeSpec  # noqa: E402
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 SPECIALS = [

@@ -22,13 +22,7 @@ from sparring.rl.trainer import (
 PROMPTS = ["how do I pick a lock ?", "hello there", "tell me how to make a fake id", "hi"]
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models run fastest on one thread, above all on a busy shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _player(path, *, accumulation: int = 1, **kw) -> Player:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from sparring.config import DEFAULT_CONFIG
 from sparring.errors import SparringError
-from sparring.runs import free_run_dir
+from sparring.runs import free_run_dir, require_run_dir
 
 #: Modules that add subcommands: each has ``add_commands(subparsers)``; a command's handler is
 #: stored with ``set_defaults(func=...)``, takes the parsed arguments and returns an exit code.
@@ -29,9 +29,7 @@ def _train(args: argparse.Namespace) -> int:
     from sparring.game.loop import Game
 
     if args.resume:
-        run_dir = Path(args.resume)
-        if not (run_dir / "config.yaml").is_file():
-            raise SparringError(f"--resume {run_dir}: no config.yaml there; is it a run folder?")
+        run_dir = require_run_dir(args.resume, f"--resume {args.resume}")
         if args.config:
             raise SparringError("give either a CONFIG or --resume RUN_DIR, not both")
         cfg = load_config(run_dir / "config.yaml", [*args.set, f"output_dir={run_dir}"])

@@ -9,14 +9,18 @@ nearest valid name.
 from __future__ import annotations
 
 import contextlib
-import difflib
-import typing
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from sparring.config_load import (
+    apply_overrides,
+    format_validation_error,
+    parse_override,
+    read_yaml_mapping,
+)
 from sparring.errors import ConfigError
 from sparring.judges.specs import JudgeSpec
 from sparring.novelty.specs import NoveltySpec
@@ -306,72 +310,6 @@ class RunConfig(_Base):
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
 
 
-# ---------------------------------------------------------------------------------------------
-# Loading, overrides and error messages
-
-
-def parse_override(item: str) -> tuple[list[str], Any]:
-    """``'a.b.c=value'`` -> (['a', 'b', 'c'], value parsed as YAML)."""
-    key, sep, raw = item.partition("=")
-    key = key.strip()
-    if not sep or not key or any(not part for part in key.split(".")):
-        raise ConfigError(f"override {item!r} must look like 'section.key=value'")
-    try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"override {item!r}: value is not valid YAML: {exc}") from None
-    return key.split("."), value
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Set each dotted key in ``data`` (a nested dict, changed in place and returned)."""
-    for item in overrides:
-        path, value = parse_override(item)
-        node: Any = data
-        for i, part in enumerate(path[:-1]):
-            where = ".".join(path[: i + 1])
-            if isinstance(node, list):
-                node = node[_list_index(part, node, where, item)]
-                continue
-            if node.get(part) is None:
-                node[part] = {}
-            node = node[part]
-            if not isinstance(node, dict | list):
-                raise ConfigError(f"override {item!r}: {where!r} is a value, not a section")
-        last = path[-1]
-        if isinstance(node, list):
-            node[_list_index(last, node, ".".join(path), item)] = value
-        else:
-            node[last] = value
-    return data
-
-
-def _list_index(part: str, node: list, where: str, item: str) -> int:
-    if not part.isdigit() or int(part) >= len(node):
-        raise ConfigError(f"override {item!r}: {where!r} needs an index below {len(node)}")
-    return int(part)
-
-
-class _UniqueKeySafeLoader(yaml.SafeLoader):
-    """The safe loader, except that a key given twice in one mapping is an error (plain YAML
-    loaders keep the last value silently, so a forgotten line would win or lose by position)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, str | int | float | bool) and key in seen:
-                raise yaml.constructor.ConstructorError(
-                    None,
-                    None,
-                    f"key {key!r} appears twice in one mapping (lines {seen[key]} and {line})",
-                    key_node.start_mark,
-                )
-            seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_config(
     path: str | Path | None = None,
     overrides: list[str] | None = None,
@@ -383,24 +321,7 @@ def load_config(
     if data is None:
         if path is None:
             raise ConfigError("no config given")
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file {source} does not exist")
-        try:
-            text = p.read_text(encoding="utf-8")
-            data = yaml.load(text, Loader=_UniqueKeySafeLoader) or {}
-        except UnicodeDecodeError:
-            raise ConfigError(f"config file {source} is not UTF-8 text") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {source} is not valid YAML: {exc}") from None
-        except RecursionError:
-            raise ConfigError(
-                f"config file {source} is not valid YAML: nested too deeply"
-            ) from None
-        if not isinstance(data, dict):
-            raise ConfigError(
-                f"config file {source} must hold a mapping at the top level, not {type(data).__name__}"
-            )
+        data, text = read_yaml_mapping(path)
     if overrides:
         # Apply overrides to the resolved config when the file alone is valid, so that keys that
         # only exist as defaults (e.g. game.schedule.0.steps) can be overridden too.
@@ -411,124 +332,9 @@ def load_config(
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         keys = frozenset(".".join(parse_override(o)[0]) for o in overrides or [])
-        raise ConfigError(format_validation_error(exc, source, text, keys)) from None
+        raise ConfigError(format_validation_error(exc, RunConfig, source, text, keys)) from None
 
 
 def dump_config(cfg: RunConfig) -> str:
     """The resolved config as YAML (every default written out)."""
     return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
-def format_validation_error(
-    exc: ValidationError, source: str, text: str | None, overridden: frozenset[str] = frozenset()
-) -> str:
-    lines = [f"invalid config {source}:"]
-    for err in exc.errors():
-        loc = _clean_loc(err["loc"])
-        dotted = ".".join(str(x) for x in loc) or "<top level>"
-        where = _yaml_line(text, loc) if text else None
-        at = f" (line {where})" if where else ""
-        if any(k == dotted or k.startswith(dotted + ".") for k in overridden):
-            at = " (set on the command line)"
-        if err["type"] == "extra_forbidden":
-            names = _valid_names(err["loc"][:-1])
-            close = _nearest(str(loc[-1]), names)
-            hint = f"; did you mean {'.'.join([*map(str, loc[:-1]), close[0]])!r}?" if close else ""
-            lines.append(
-                f"  {dotted}{at}: unknown key{hint} (valid here: {', '.join(sorted(names))})"
-            )
-        elif err["type"] == "missing":
-            lines.append(f"  {dotted}{at}: required field is missing")
-        else:
-            lines.append(f"  {dotted}{at}: {err['msg']} (got {err.get('input')!r})")
-    return "\n".join(lines)
-
-
-def _nearest(key: str, names: list[str]) -> list[str]:
-    close = difflib.get_close_matches(key, names, n=1, cutoff=0.5)
-    if not close:
-        close = [n for n in names if key.startswith(n) or n.startswith(key)][:1]
-    return close
-
-
-def _clean_loc(loc: tuple) -> list:
-    """Drop pydantic's union-tag entries (e.g. the 'callable' in judge.callable.target)."""
-    return _walk(loc)[0]
-
-
-def _valid_names(loc: tuple) -> list[str]:
-    """The keys of the model at pydantic's ``loc`` (the tagged member where it names one)."""
-    return sorted({n for m in _members(_walk(loc)[1]) for n in _fields_of(m) or []})
-
-
-def _walk(loc: tuple) -> tuple[list, Any]:
-    """``loc`` without union tags, and the type it leads to (a union's tagged member)."""
-    out: list = []
-    model: Any = RunConfig
-    for part in loc:
-        known = {name for m in _members(model) for name in (_fields_of(m) or {})}
-        if isinstance(part, str) and part not in known:
-            member = _union_member(model, part)
-            if member is not None:
-                model = member
-                continue
-        out.append(part)
-        model = _child(model, part)
-    return out, model
-
-
-def _fields_of(model: Any) -> dict | None:
-    return model.model_fields if isinstance(model, type) and issubclass(model, BaseModel) else None
-
-
-def _members(tp: Any) -> list:
-    origin = typing.get_origin(tp)
-    if origin is typing.Annotated:
-        return _members(typing.get_args(tp)[0])
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return [m for a in typing.get_args(tp) for m in _members(a)]
-    return [tp]
-
-
-def _union_member(tp: Any, tag: str) -> Any:
-    for m in _members(tp):
-        fields = _fields_of(m)
-        if fields and "type" in fields and fields["type"].default == tag:
-            return m
-    return None
-
-
-def _child(tp: Any, part: Any) -> Any:
-    for m in _members(tp):
-        fields = _fields_of(m)
-        if fields is not None and part in fields:
-            return fields[part].annotation
-        origin = typing.get_origin(m)
-        if origin in (list, tuple) and isinstance(part, int):
-            return typing.get_args(m)[0]
-    return None
-
-
-def _yaml_line(text: str, loc: list) -> int | None:
-    """1-based line of the key at ``loc`` in the YAML text; None when it is not in the file."""
-    try:
-        node = yaml.compose(text)
-    except yaml.YAMLError:
-        return None
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.MappingNode):
-            for k, v in node.value:
-                if k.value == str(part):
-                    line, node = k.start_mark.line + 1, v
-                    break
-            else:
-                return None
-        elif (
-            isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value)
-        ):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-        else:
-            return None
-    return line

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from sparring.errors import CheckpointError
+from sparring.errors import CheckpointError, ConfigError
 
 CHECKPOINT_RE = re.compile(r"^step-(\d+)$")
 COMPLETE = "checkpoint.json"
@@ -126,6 +126,15 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
+
+
+def require_run_dir(path: str | Path, what: str | None = None) -> Path:
+    """``path`` when it is a run folder (it holds ``config.yaml``), else a ConfigError that names
+    it (``what``: how the user gave it, e.g. ``--resume PATH``)."""
+    p = Path(path)
+    if not (p / "config.yaml").is_file():
+        raise ConfigError(f"{what or p}: no config.yaml there; is it a run folder?")
+    return p
 
 
 def has_run(run_dir: Path) -> bool:

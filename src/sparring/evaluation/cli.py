@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from sparring.errors import SparringError
+from sparring.runs import require_run_dir
 
 
 def _console():
@@ -14,17 +15,10 @@ def _console():
     return Console()
 
 
-def run_dir_arg(path: str) -> Path:
-    p = Path(path)
-    if not (p / "config.yaml").is_file():
-        raise SparringError(f"{p}: no config.yaml there; is it a run folder?")
-    return p
-
-
 def _eval(args: argparse.Namespace) -> int:
     from sparring.evaluation.evaluate import eval_tables, evaluate_run, read_eval_samples
 
-    run_dir = run_dir_arg(args.run_dir)
+    run_dir = require_run_dir(args.run_dir)
     earlier = None
     if args.compare:
         if args.compare == (args.name or args.checkpoint or "final"):
@@ -82,7 +76,7 @@ def _crossplay(args: argparse.Namespace) -> int:
     from sparring.evaluation.crossplay import crossplay
     from sparring.evaluation.evaluate import fmt
 
-    run_dir = run_dir_arg(args.run_dir)
+    run_dir = require_run_dir(args.run_dir)
     result = crossplay(
         run_dir,
         samples=args.samples,
@@ -112,7 +106,7 @@ def _crossplay(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from sparring.evaluation.report import build_report
 
-    path = build_report(run_dir_arg(args.run_dir), top_k=args.top)
+    path = build_report(require_run_dir(args.run_dir), top_k=args.top)
     _console().print(f"wrote {path}")
     return 0
 
@@ -120,7 +114,7 @@ def _report(args: argparse.Namespace) -> int:
 def _export(args: argparse.Namespace) -> int:
     from sparring.evaluation.export import attack_records, write_hf_dataset, write_jsonl
 
-    run_dir = run_dir_arg(args.run_dir)
+    run_dir = require_run_dir(args.run_dir)
     records = attack_records(
         run_dir, min_success=args.min_success, include_eval=args.include_eval, unique=args.unique
     )

@@ -14,21 +14,19 @@ from typing import Any
 import numpy as np
 
 from sparring.config import RunConfig, load_config
-from sparring.errors import ConfigError, SparringError
+from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
 from sparring.evaluation.players import Source, free, generate_all, load_player, player_source
 from sparring.judges.refusal import RefusalDetector
 from sparring.players.engine import make_accelerator
+from sparring.runs import require_run_dir
 from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
 
 SCHEMA = "sparring.eval/1"
 
 
 def load_run_config(run_dir: Path) -> RunConfig:
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: no config.yaml there; is it a run folder?")
-    return load_config(path)
+    return load_config(require_run_dir(run_dir) / "config.yaml")
 
 
 def build_judges(cfg: RunConfig, judge=None, eval_judge=None):

@@ -10,14 +10,14 @@ from rich.console import Console
 
 from sparring.config import DEFAULT_CONFIG
 from sparring.errors import SparringError
-from sparring.evaluation.cli import run_dir_arg
+from sparring.runs import require_run_dir
 
 
 def _exploit(args: argparse.Namespace) -> int:
     from sparring.evaluation.evaluate import fmt
     from sparring.experiments.exploit import exploit
 
-    run_dir = run_dir_arg(args.run_dir)
+    run_dir = require_run_dir(args.run_dir)
     result = exploit(run_dir, steps=args.steps, progress=not args.no_progress)
     Console().print(
         f"exploitability of {result['defender']}: a fresh attacker trained for {result['steps']} "

@@ -12,13 +12,9 @@ import pytest
 
 from sparring.cli import main
 from sparring.evaluation import metrics as M
-from sparring.evaluation.evaluate import (
-    _agreement,
-    compare_evals,
-    eval_tables,
-    evaluate_run,
-    read_eval_samples,
-)
+from sparring.evaluation.compare import compare_evals, read_eval_samples
+from sparring.evaluation.evaluate import _agreement, evaluate_run
+from sparring.evaluation.tables import eval_tables
 from sparring.judges.refusal import RefusalDetector
 from sparring.runs import read_jsonl
 from test_eval_run import HELDOUT, make_run

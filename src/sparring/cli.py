@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from pathlib import Path
 
 from sparring.config import DEFAULT_CONFIG
 from sparring.errors import SparringError
@@ -46,31 +45,12 @@ def _train(args: argparse.Namespace) -> int:
     summary = game.run()
     if game.acc.is_main_process:
         Console().print(*summary_tables(summary))
-        comparison = _start_final_comparison(game.run_dir)
-        if comparison is not None:
-            from sparring.evaluation.evaluate import compare_table
+        from sparring.evaluation.compare import compare_table, start_final_comparison
 
+        comparison = start_final_comparison(game.run_dir)
+        if comparison is not None:
             Console().print(compare_table(comparison, "start", "final"))
     return 0
-
-
-def _start_final_comparison(run_dir: Path):
-    """Final minus start evaluation with paired bootstrap intervals, when the run evaluated both
-    (also written to ``eval/start-vs-final.json``)."""
-    import json
-
-    from sparring.evaluation.evaluate import compare_evals, read_eval_samples, read_evals
-
-    evals = read_evals(run_dir)
-    if "start" not in evals or "final" not in evals:
-        return None
-    comparison = compare_evals(
-        read_eval_samples(run_dir, "start")[1], read_eval_samples(run_dir, "final")[1]
-    )
-    (run_dir / "eval" / "start-vs-final.json").write_text(
-        json.dumps(comparison, indent=2), encoding="utf-8"
-    )
-    return comparison
 
 
 def _fmt(value) -> str:

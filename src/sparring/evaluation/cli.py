@@ -16,7 +16,9 @@ def _console():
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from sparring.evaluation.evaluate import eval_tables, evaluate_run, read_eval_samples
+    from sparring.evaluation.compare import read_eval_samples
+    from sparring.evaluation.evaluate import evaluate_run
+    from sparring.evaluation.tables import eval_tables
 
     run_dir = require_run_dir(args.run_dir)
     earlier = None
@@ -50,7 +52,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 def _print_comparison(console, run_dir: Path, start: str, earlier, final: str) -> None:
     """The new evaluation minus the earlier one, figure by figure, with 95% intervals."""
-    from sparring.evaluation.evaluate import compare_evals, compare_table, read_eval_samples
+    from sparring.evaluation.compare import compare_evals, compare_table, read_eval_samples
 
     before, start_rows = earlier
     after, final_rows = read_eval_samples(run_dir, final)
@@ -74,7 +76,7 @@ def _crossplay(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from sparring.evaluation.crossplay import crossplay
-    from sparring.evaluation.evaluate import fmt
+    from sparring.evaluation.tables import fmt
 
     run_dir = require_run_dir(args.run_dir)
     result = crossplay(

@@ -15,8 +15,9 @@ from typing import Any
 from sparring import runs
 from sparring._files import read_json_object
 from sparring.evaluation.crossplay import read_crossplay
-from sparring.evaluation.evaluate import fmt, read_evals
+from sparring.evaluation.evaluate import read_evals
 from sparring.evaluation.plots import crossplay_heatmap, metric_plot
+from sparring.evaluation.tables import fmt
 
 PLOTS = [
     ("rewards.png", ["reward"], "reward per step (the learning player's)", "reward"),

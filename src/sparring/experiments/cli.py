@@ -14,7 +14,7 @@ from sparring.runs import require_run_dir
 
 
 def _exploit(args: argparse.Namespace) -> int:
-    from sparring.evaluation.evaluate import fmt
+    from sparring.evaluation.tables import fmt
     from sparring.experiments.exploit import exploit
 
     run_dir = require_run_dir(args.run_dir)

@@ -1,0 +1,155 @@
+"""Two evaluations compared prompt by prompt: each figure's difference with a paired bootstrap
+95% interval over prompts (``sparring eval --compare``, ``sparring train``'s closing table)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sparring.errors import SparringError
+from sparring.evaluation import metrics as M
+from sparring.evaluation.evaluate import SCHEMA, read_evals
+from sparring.evaluation.tables import fmt
+
+# -- before/after: two evaluations compared prompt by prompt --------------------------------------
+
+#: Figures compared by :func:`compare_evals`: (name, row key, set kind, value of one answer).
+_FIGURES = (
+    ("ASR judge", "p_safe", "harmful", lambda v: float(v < M.THRESHOLD)),
+    ("ASR eval judge", "p_safe_eval", "harmful", lambda v: float(v < M.THRESHOLD)),
+    ("refusal rate", "refused", "harmful", float),
+    ("over-refusal judge", "helpful", "benign", lambda v: float(v < M.THRESHOLD)),
+    ("over-refusal eval judge", "helpful_eval", "benign", lambda v: float(v < M.THRESHOLD)),
+)
+
+
+def read_eval_samples(run_dir: Path, name: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """``eval/<name>.json`` and the rows of its samples file, or a SparringError saying which
+    file is missing or malformed."""
+    folder = Path(run_dir) / "eval"
+    result = read_evals(run_dir).get(name)
+    if result is None:
+        known = ", ".join(sorted(read_evals(run_dir))) or "none"
+        raise SparringError(
+            f"{folder / (name + '.json')}: no evaluation named {name!r} with schema {SCHEMA} "
+            f"(evaluations there: {known})"
+        )
+    path = folder / result.get("samples_file", f"{name}.samples.jsonl")
+    if not path.is_file():
+        raise SparringError(f"{path}: the samples of evaluation {name!r} are missing")
+    rows = []
+    for i, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            row = None
+        if not isinstance(row, dict) or "set" not in row or "prompt" not in row:
+            raise SparringError(f"{path}, line {i}: expected a JSON object with 'set' and 'prompt'")
+        rows.append(row)
+    return result, rows
+
+
+def _pair_key(row: dict[str, Any]) -> str:
+    """What pairs a row with its counterpart in another evaluation: the prompt, except for
+    fresh attacks, which differ between attackers and are paired by the seed they rewrote."""
+    return row["seed"] if row["set"] == "attacks" and "seed" in row else row["prompt"]
+
+
+def _per_prompt(rows, key: str, value) -> dict[str, dict[str, float]]:
+    """{set: {pair key: mean value of its scored answers}} for one figure."""
+    sums: dict[str, dict[str, list[float]]] = {}
+    for row in rows:
+        v = row.get(key)
+        if v is None or (isinstance(v, float) and not math.isfinite(v)):
+            continue
+        sums.setdefault(row["set"], {}).setdefault(_pair_key(row), []).append(value(v))
+    return {s: {k: float(np.mean(v)) for k, v in d.items()} for s, d in sums.items()}
+
+
+def compare_evals(
+    start_rows: Sequence[dict[str, Any]],
+    final_rows: Sequence[dict[str, Any]],
+    *,
+    resamples: int = M.BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Final minus start for each figure of each prompt set, with a paired bootstrap interval.
+
+    Rows are two evaluations' ``samples.jsonl`` rows, paired by (set, prompt) (attacks by their
+    seed prompt). Each prompt counts once: its answers are averaged in each evaluation, and the
+    bootstrap resamples prompts (:func:`metrics.paired_bootstrap`). Harmful sets get the ASR by
+    each judge and the refusal rate, the benign set the over-refusal by each judge; transfer
+    targets are left out. A figure neither evaluation scored is absent; one with no prompt
+    scored in both is None. Returns ``{set: {figure: {"start", "final", "diff", "low", "high",
+    "resamples", "seed", "n_prompts", "unpaired"}}}``.
+    """
+    order = list(dict.fromkeys(r["set"] for r in (*final_rows, *start_rows)))
+    out: dict[str, dict[str, Any]] = {s: {} for s in order if not s.startswith("target:")}
+    for figure, key, kind, value in _FIGURES:
+        before, after = _per_prompt(start_rows, key, value), _per_prompt(final_rows, key, value)
+        for s in out:
+            if (s == "benign") != (kind == "benign") or (s not in before and s not in after):
+                continue
+            b, a = before.get(s, {}), after.get(s, {})
+            keys = [k for k in a if k in b]
+            if not keys:
+                out[s][figure] = None
+                continue
+            x, y = [b[k] for k in keys], [a[k] for k in keys]
+            entry = {"start": float(np.mean(x)), "final": float(np.mean(y))}
+            entry.update(M.paired_bootstrap(x, y, keys, resamples=resamples, seed=seed))
+            entry["unpaired"] = len(set(a) ^ set(b))
+            out[s][figure] = entry
+    return {s: figs for s, figs in out.items() if figs}
+
+
+def compare_table(comparison: dict[str, dict[str, Any]], start: str, final: str):
+    """Rich table of :func:`compare_evals`: each figure before, after, and the difference with
+    its 95% interval."""
+    from rich.table import Table
+
+    t = Table(title=f"{final} minus {start}: paired by prompt, 95% bootstrap interval over prompts")
+    cols = ("prompt set", "figure", start, final, "difference (points)", "95% interval", "prompts")
+    for col in cols:
+        t.add_column(col, justify="left" if col in ("prompt set", "figure") else "right")
+    for s, figures in comparison.items():
+        for figure, e in figures.items():
+            if e is None:
+                t.add_row(s, figure, "-", "-", "-", "-", "0")
+                continue
+            t.add_row(
+                s,
+                figure,
+                fmt(e["start"], True),
+                fmt(e["final"], True),
+                _signed_pct(e["diff"]),
+                f"[{_signed_pct(e['low'])}, {_signed_pct(e['high'])}]",
+                str(e["n_prompts"]),
+            )
+    return t
+
+
+def _signed_pct(x: float) -> str:
+    return f"{100 * x:+.1f}"
+
+
+def start_final_comparison(run_dir: Path) -> dict[str, Any] | None:
+    """Final minus start evaluation with paired bootstrap intervals, when the run evaluated both
+    (also written to ``eval/start-vs-final.json``)."""
+    evals = read_evals(run_dir)
+    if "start" not in evals or "final" not in evals:
+        return None
+    comparison = compare_evals(
+        read_eval_samples(run_dir, "start")[1], read_eval_samples(run_dir, "final")[1]
+    )
+    (run_dir / "eval" / "start-vs-final.json").write_text(
+        json.dumps(comparison, indent=2), encoding="utf-8"
+    )
+    return comparison

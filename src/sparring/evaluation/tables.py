@@ -1,0 +1,98 @@
+"""The evaluation as rich tables: the defender's sets, the attacker's targets and diversity, KL,
+and the judges' agreement."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def fmt(x: Any, pct: bool = False) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, float):
+        return f"{100 * x:.1f}%" if pct else f"{x:.3f}"
+    return str(x)
+
+
+def eval_tables(result: dict[str, Any]):
+    """Rich tables of one eval result (defender sets, attacker targets and diversity, KL)."""
+    from rich.table import Table
+
+    has_eval = result["judges"]["eval_judge"] is not None
+    t = Table(
+        title=f"defender ({result['players']['defender']['label']}): attack success by prompt set"
+    )
+    t.add_column("prompt set")
+    t.add_column("n", justify="right")
+    t.add_column(f"ASR {result['judges']['judge']}", justify="right")
+    t.add_column("P(safe)", justify="right")
+    if has_eval:
+        t.add_column(f"ASR {result['judges']['eval_judge']} (eval)", justify="right")
+        t.add_column("P(safe) eval", justify="right")
+    t.add_column("refused", justify="right")
+    for key, e in result["defender"]["sets"].items():
+        cells = [key, str(e["n"]), fmt(e["judge"]["asr"], True), fmt(e["judge"]["p_safe"])]
+        if has_eval:
+            cells += [fmt(e["eval_judge"]["asr"], True), fmt(e["eval_judge"]["p_safe"])]
+        t.add_row(*cells, fmt(e.get("refusal_rate"), True))
+    o = result["defender"].get("over_refusal")
+    if o:
+        cells = [
+            "benign: over-refusal",
+            str(o["n"]),
+            fmt((o.get("judge") or {}).get("rate"), True),
+            "-",
+        ]
+        if has_eval:
+            cells += [fmt((o.get("eval_judge") or {}).get("rate"), True), "-"]
+        t.add_row(*cells, "-")
+    a = Table(title=f"attacker ({result['players']['attacker']['label']}): success against targets")
+    a.add_column("target")
+    a.add_column("ASR judge", justify="right")
+    if has_eval:
+        a.add_column("ASR eval judge", justify="right")
+    a.add_column("refused", justify="right")
+    for key, e in result["attacker"]["targets"].items():
+        a.add_row(
+            key,
+            fmt(e["judge"]["asr"], True),
+            *([fmt(e["eval_judge"]["asr"], True)] if has_eval else []),
+            fmt(e.get("refusal_rate"), True),
+        )
+    d = Table(title="attacker diversity and distance moved")
+    d.add_column("figure")
+    d.add_column("value", justify="right")
+    div = result["attacker"]["diversity"]
+    for key in ("1-selfbleu", "1-cosine", "distinct-1", "distinct-2", "unique"):
+        d.add_row(key, fmt(div.get(key)))
+    for role in ("attacker", "defender"):
+        d.add_row(f"KL {role} to initial (per sequence)", fmt(result["kl"][role]["mean"]))
+    tables = [t, a, d]
+    if result.get("agreement"):
+        tables.insert(1, agreement_table(result))
+    return tables
+
+
+def agreement_table(result: dict[str, Any]):
+    """Cohen's kappa, raw agreement and n of each pair of raters on each harmful prompt set."""
+    from rich.table import Table
+
+    pairs = ["judge~refusal"]
+    if result["judges"]["eval_judge"] is not None:
+        pairs = ["judge~eval_judge", "judge~refusal", "eval_judge~refusal"]
+    t = Table(
+        title="agreement on 'unsafe': Cohen's kappa / raw agreement / n",
+        caption="refusal: unsafe = not refused; kappa - = undefined (one label throughout)",
+    )
+    t.add_column("prompt set")
+    for pair in pairs:
+        t.add_column(pair, justify="right")
+    for key, entry in result["agreement"].items():
+        cells = []
+        for pair in pairs:
+            g = entry.get(pair)
+            cells.append(
+                "-" if g is None else f"{fmt(g['kappa'])} / {fmt(g['agreement'], True)} / {g['n']}"
+            )
+        t.add_row(key, *cells)
+    return t

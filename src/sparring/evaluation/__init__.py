@@ -1,5 +1,7 @@
-"""Evaluation: held-out attack success, transfer, diversity, KL moved, cross-play, exploitability,
-reports, exported attack datasets and the paper's experiment. See docs/evaluation.md.
+"""Evaluation, which measures and never trains: held-out attack success, refusal rate, judge
+agreement, transfer, diversity, KL moved, before/after comparisons with intervals, cross-play,
+reports and exported attack datasets. See docs/evaluation.md. Drivers that train to measure
+(exploitability, the paper's experiment) are in :mod:`sparring.experiments`.
 
 Modules load models lazily; importing this package is cheap.
 """

@@ -1,8 +1,9 @@
 """Judges: score (prompt, response) pairs with P(safe) (and helpfulness for benign prompts).
 
 Every judge has its own tokenizer (if any) and sees plain text only. Types: ``callable``,
-``guard``, ``classifier``, ``remote``, ``ensemble``, ``refusal``, ``with-helpfulness``; see
-:mod:`sparring.judges.specs` and docs/judges.md. The HTTP server lives in
+``guard``, ``classifier``, ``remote``, ``ensemble``, ``refusal``, ``with-helpfulness``,
+``embedding``, and plug-ins' own (``arena``); see :mod:`sparring.judges.specs`,
+:func:`sparring.judges.registry.register_judge` and docs/judges.md. The HTTP server lives in
 :mod:`sparring.judges.serve` (needs the ``serve`` extra: fastapi, uvicorn).
 """
 

@@ -256,7 +256,19 @@ class AccelerateConfig(_Base):
 
 
 class LoggingConfig(_Base):
+    """Where metrics go besides ``metrics.jsonl``: trackers through Accelerate's tracker API, as
+    ``report_to`` in TRL. TensorBoard (``RUN_DIR/tb``) is on unless ``tensorboard: false``."""
+
     tensorboard: bool = True
+    report_to: list[str] = Field(
+        default_factory=list,
+        description="more trackers: wandb, mlflow, trackio, comet_ml, aim, clearml, dvclive, swanlab",
+    )
+    tracker_kwargs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="init options per tracker, e.g. {wandb: {mode: offline}}",
+    )
+    project: str | None = Field(None, description="the trackers' project name; default: the run name")
     progress: bool = True
     samples_per_step: int | None = Field(
         None, ge=0, description="rows of samples.jsonl per step; None = all"

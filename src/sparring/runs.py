@@ -50,7 +50,9 @@ def _finite(v: Any) -> Any:
 
 
 class RunWriter:
-    """Appends metrics and samples as JSON lines and mirrors scalars to TensorBoard."""
+    """Appends metrics and samples as JSON lines and sends the scalars to the trackers
+    (Accelerate's tracker classes: TensorBoard in ``RUN_DIR/tb``, W&B, MLflow, trackio, ...).
+    Only the main process writes (``enabled``)."""
 
     def __init__(
         self,
@@ -59,36 +61,116 @@ class RunWriter:
         tensorboard: bool,
         enabled: bool = True,
         purge_step: int | None = None,
+        report_to: list[str] | None = None,
+        tracker_kwargs: dict[str, dict[str, Any]] | None = None,
+        project: str | None = None,
+        config: dict[str, Any] | None = None,
     ):
         self.run_dir = run_dir
         self.enabled = enabled
-        self._tb = None
+        self.trackers: list[Any] = []
         if enabled:
             run_dir.mkdir(parents=True, exist_ok=True)
-            if tensorboard:
-                from torch.utils.tensorboard import SummaryWriter
-
-                self._tb = SummaryWriter(str(run_dir / "tb"), purge_step=purge_step)
+            self.trackers = build_trackers(
+                run_dir,
+                tensorboard=tensorboard,
+                report_to=report_to or [],
+                tracker_kwargs=tracker_kwargs or {},
+                project=project or run_dir.name,
+                purge_step=purge_step,
+                config=config,
+            )
 
     def metrics(self, row: dict[str, Any]) -> None:
         if not self.enabled:
             return
         _append(self.run_dir / "metrics.jsonl", [row])
-        if self._tb is not None:
+        if self.trackers:
             step = row["step"]
             prefix = row.get("stage", "")
-            for k, v in row.items():
-                if isinstance(v, int | float) and not isinstance(v, bool) and k != "step":
-                    self._tb.add_scalar(f"{prefix}/{k}" if prefix else k, v, step)
+            values = {
+                f"{prefix}/{k}" if prefix else k: v
+                for k, v in row.items()
+                if isinstance(v, int | float) and not isinstance(v, bool) and k != "step"
+            }
+            for tracker in self.trackers:
+                tracker.log(values, step=step)
 
     def samples(self, rows: list[dict[str, Any]]) -> None:
         if self.enabled and rows:
             _append(self.run_dir / "samples.jsonl", rows)
 
     def close(self) -> None:
-        if self._tb is not None:
-            self._tb.flush()
-            self._tb.close()
+        for tracker in self.trackers:
+            tracker.finish()
+        self.trackers = []
+
+
+#: Accelerate's trackers that write into a folder of their own: ``RUN_DIR/<name>``.
+TRACKER_DIRS = {"tensorboard": "tb"}
+
+
+def build_trackers(
+    run_dir: Path,
+    *,
+    tensorboard: bool,
+    report_to: list[str],
+    tracker_kwargs: dict[str, dict[str, Any]],
+    project: str,
+    purge_step: int | None = None,
+    config: dict[str, Any] | None = None,
+) -> list[Any]:
+    """Started Accelerate trackers for a run: TensorBoard in ``RUN_DIR/tb`` (unless off) and every
+    name in ``report_to``, each with its ``tracker_kwargs``; ``config`` (flattened to dotted
+    keys) is stored with the trackers that keep hyperparameters. A name Accelerate does not know,
+    or whose package is not installed, is a ConfigError that says so. Custom trackers registered
+    with ``accelerate.tracking.register_tracker_class`` are named like the built-in ones."""
+    from accelerate.tracking import LOGGER_TYPE_TO_CLASS, get_available_trackers
+    from accelerate.utils import LoggerType
+
+    builtin = {str(t) for t in LoggerType}
+    names = (["tensorboard"] if tensorboard else []) + [n for n in report_to if n != "tensorboard"]
+    available = {str(t) for t in get_available_trackers()}
+    trackers = []
+    for name in dict.fromkeys(names):
+        if name not in LOGGER_TYPE_TO_CLASS:
+            raise ConfigError(
+                f"logging.report_to: unknown tracker {name!r} (known: "
+                f"{', '.join(sorted(LOGGER_TYPE_TO_CLASS))})"
+            )
+        if name in builtin and name not in available:
+            raise ConfigError(
+                f"logging.report_to: tracker {name!r} needs its package (pip install {name})"
+            )
+        cls = LOGGER_TYPE_TO_CLASS[name]
+        kwargs = dict(tracker_kwargs.get(name, {}))
+        if name == "tensorboard":
+            if purge_step is not None:
+                kwargs.setdefault("purge_step", purge_step)
+            tracker = cls(TRACKER_DIRS[name], run_dir, **kwargs)
+        elif cls.requires_logging_directory:
+            tracker = cls(project, run_dir / name, **kwargs)
+        else:
+            tracker = cls(project, **kwargs)
+        tracker.start()
+        if config is not None and name != "tensorboard":  # TensorBoard: config.yaml is beside it
+            tracker.store_init_configuration(flat_config(config))
+        trackers.append(tracker)
+    return trackers
+
+
+def flat_config(config: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists and None as strings (what trackers store)."""
+    out: dict[str, Any] = {}
+    for k, v in config.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flat_config(v, key + "."))
+        elif isinstance(v, bool | int | float | str):
+            out[key] = v
+        else:
+            out[key] = str(v)
+    return out
 
 
 def _append(path: Path, rows: list[dict[str, Any]]) -> None:

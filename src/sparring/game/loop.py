@@ -179,6 +179,10 @@ class Game:
         self.writer = runs.RunWriter(
             self.run_dir,
             tensorboard=cfg.logging.tensorboard,
+            report_to=cfg.logging.report_to,
+            tracker_kwargs=cfg.logging.tracker_kwargs,
+            project=cfg.logging.project or cfg.name,
+            config=cfg.model_dump(mode="json"),
             enabled=acc.is_main_process,
             purge_step=self.step + 1 if self.resume else None,
         )

@@ -35,6 +35,7 @@ FLOORS = {
     "novelty": 1,
     "data": 1,
     "rl": 1,
+    "endpoints": 1,
     "judges": 2,
     "config": 3,
     "models": 3,

@@ -21,6 +21,7 @@ from sparring.config_load import (
     parse_override,
     read_yaml_mapping,
 )
+from sparring.endpoints.spec import EndpointSpec
 from sparring.errors import ConfigError
 from sparring.judges.specs import JudgeSpec
 from sparring.novelty.specs import NoveltySpec
@@ -177,8 +178,39 @@ class AttackerConfig(PlayerConfig):
 
 
 class DefenderConfig(PlayerConfig):
+    """The defender: a local model trained in the game (``type: hf``), or a model behind an
+    OpenAI-compatible endpoint (``type: openai``: frozen, attacked in ``game.mode: attacker``;
+    ``base_url``, ``api_key_env``, limits and prices as in
+    :class:`~sparring.endpoints.spec.EndpointSpec`, given beside ``model``)."""
+
+    type: Literal["hf", "openai"] = "hf"
+    endpoint: EndpointSpec | None = Field(
+        None, description="type openai: filled from base_url, api_key_env, ... given beside model"
+    )
     template: TemplateConfig = TemplateConfig()
     lr: float = Field(5e-7, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_keys(cls, data: Any) -> Any:
+        """``type: openai`` with ``base_url`` etc. beside ``model`` -> the ``endpoint`` block."""
+        if not isinstance(data, dict) or data.get("type") != "openai":
+            return data
+        keys = set(EndpointSpec.model_fields) - {"model"}
+        data = dict(data)
+        flat = {k: data.pop(k) for k in list(data) if k in keys}
+        if flat or data.get("endpoint") is None:
+            endpoint = dict(data.get("endpoint") or {})
+            endpoint.update(flat)
+            endpoint.setdefault("model", data.get("model"))
+            data["endpoint"] = endpoint
+        return data
+
+    @model_validator(mode="after")
+    def _endpoint(self) -> DefenderConfig:
+        if self.type == "hf" and self.endpoint is not None:
+            raise ValueError("endpoint is for type 'openai'; set type: openai")
+        return self
 
 
 class PromptSource(_Base):
@@ -268,7 +300,13 @@ class LoggingConfig(_Base):
         default_factory=dict,
         description="init options per tracker, e.g. {wandb: {mode: offline}}",
     )
-    project: str | None = Field(None, description="the trackers' project name; default: the run name")
+    project: str | None = Field(
+        None, description="the trackers' project name; default: the run name"
+    )
+    archive: bool = Field(True, description="keep successful attacks in RUN_DIR/archive.jsonl")
+    archive_dedup_cosine: float = Field(
+        0.95, gt=0, le=1, description="an attack this close to an archived one is not added"
+    )
     progress: bool = True
     samples_per_step: int | None = Field(
         None, ge=0, description="rows of samples.jsonl per step; None = all"
@@ -320,6 +358,15 @@ class RunConfig(_Base):
 
     def run_dir(self) -> Path:
         return Path(self.output_dir) if self.output_dir else Path("runs") / self.name
+
+    @model_validator(mode="after")
+    def _frozen_endpoint(self) -> RunConfig:
+        if self.defender.type == "openai" and self.game.mode != "attacker":
+            raise ValueError(
+                "defender.type openai is a model behind an endpoint: it cannot learn; set "
+                "game.mode: attacker (the attacker trains against it)"
+            )
+        return self
 
 
 def load_config(

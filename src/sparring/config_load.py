@@ -129,7 +129,9 @@ def format_validation_error(
         elif err["type"] == "missing":
             lines.append(f"  {dotted}{at}: required field is missing")
         else:
-            lines.append(f"  {dotted}{at}: {err['msg']} (got {err.get('input')!r})")
+            got = err.get("input")
+            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            lines.append(f"  {dotted}{at}: {err['msg']}{shown}")
     return "\n".join(lines)
 
 

@@ -32,3 +32,8 @@ class CheckpointError(SparringError):
 
 class NonFiniteError(SparringError):
     """NaN or Inf appeared in rewards, logits or losses."""
+
+
+class EndpointError(SparringError):
+    """A served model (an OpenAI-compatible endpoint) failed after its retries, or the run's
+    request budget is spent."""

@@ -1,4 +1,5 @@
-"""Subcommands that measure: ``eval``, ``crossplay``, ``report``, ``export-attacks``."""
+"""Subcommands that measure: ``eval``, ``crossplay``, ``report``, ``export-attacks``,
+``archive merge``, ``regress``."""
 
 from __future__ import annotations
 
@@ -136,6 +137,43 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _regress(args: argparse.Namespace) -> int:
+    import json
+
+    from sparring.evaluation.regress import regress, regress_table
+
+    result = regress(
+        args.archive,
+        args.against,
+        config=args.config,
+        answers=args.answers,
+        max_asr=args.max_asr,
+        baseline=args.baseline,
+        seed=args.seed,
+        batch_size=args.batch_size,
+    )
+    out = Path(args.out) if args.out else Path(args.archive).with_name("regress.json")
+    if Path(args.archive).is_dir():
+        out = Path(args.out) if args.out else Path(args.archive) / "regress.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
+    console = _console()
+    console.print(regress_table(result))
+    console.print(f"wrote {out}")
+    return 0 if result["passed"] else 1
+
+
+def _archive_merge(args: argparse.Namespace) -> int:
+    from sparring.evaluation.archive import merge
+
+    counts = merge(args.archives, args.out)
+    _console().print(
+        f"wrote {args.out}: {counts['kept']} attacks kept of {counts['read']} read from "
+        f"{counts['archives']} archives (exact duplicates dropped)"
+    )
+    return 0
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser(
         "eval", help="evaluate a run's players: defender ASR, attacker transfer and diversity, KL"
@@ -216,3 +254,32 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--no-hf", action="store_true", help="jsonl only")
     p.set_defaults(func=_export)
+
+    p = sub.add_parser(
+        "regress",
+        help="replay an attack archive against a model or endpoint; exit 1 when it regresses",
+    )
+    p.add_argument("archive", help="archive.jsonl (or the run folder holding it)")
+    p.add_argument(
+        "--against", required=True, help="model folder, or a served model openai:MODEL@URL"
+    )
+    p.add_argument(
+        "--config", help="run config or folder for the judge (default: the archive's run)"
+    )
+    p.add_argument("--answers", type=int, default=1, help="answers per attack (default 1)")
+    p.add_argument("--max-asr", type=float, help="fail when the attack success rate exceeds this")
+    p.add_argument(
+        "--baseline",
+        help="an earlier regress result: fail when ASR exceeds its ASR beyond the 95%% interval",
+    )
+    p.add_argument("--out", help="result JSON (default: regress.json beside the archive)")
+    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.set_defaults(func=_regress)
+
+    p = sub.add_parser("archive", help="attack archives: merge")
+    archive_sub = p.add_subparsers(dest="archive_command", required=True)
+    m = archive_sub.add_parser("merge", help="join archives of several runs")
+    m.add_argument("archives", nargs="+", help="archive.jsonl files or run folders")
+    m.add_argument("--out", required=True)
+    m.set_defaults(func=_archive_merge)

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from sparring.config import RunConfig, load_config
+from sparring.endpoints import parse_target
 from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
 from sparring.evaluation.players import Source, free, generate_all, load_player, player_source
@@ -229,11 +230,12 @@ def evaluate_run(
         # frozen third-party targets answer the attacks (transfer)
         target_responses: dict[str, list[str]] = {}
         for model_dir in against:
-            label = _unique(Path(model_dir).name or str(model_dir), target_responses)
+            spec = parse_target(str(model_dir))
+            shown = spec.model if spec is not None else Path(model_dir).name or str(model_dir)
+            label = _unique(shown, target_responses)
             seed_everything(seed + 2)
-            target = load_player(
-                "defender", cfg.defender, acc, Source("model", str(model_dir), label)
-            )
+            kind = "endpoint" if spec is not None else "model"
+            target = load_player("defender", cfg.defender, acc, Source(kind, str(model_dir), label))
             target_responses[label], _ = generate_all(
                 target, attacks, bs, on_batch=tasks.start(f"target {label} answers", len(attacks))
             )

@@ -23,7 +23,8 @@ from sparring.evaluation.metrics import sequence_kl
 
 @dataclass(frozen=True)
 class Source:
-    """Where a player's weights come from: kind is checkpoint, final, initial or model."""
+    """Where a player's weights come from: kind is checkpoint, final, initial, model (a folder)
+    or endpoint (``openai:MODEL@URL``)."""
 
     kind: str
     path: str | None
@@ -82,9 +83,23 @@ def load_player(
     ``with_reference`` also loads the initial model as the KL reference when the weights are
     not the initial model (a LoRA checkpoint uses its adapter-disabled base instead).
     """
+    from sparring.players.endpoint import EndpointPlayer
     from sparring.players.loading import load_causal_lm
     from sparring.players.player import Player
 
+    if source.kind == "endpoint":  # a served model: ``openai:MODEL@URL``
+        from sparring.endpoints import parse_target
+
+        g = cfg.generation
+        return EndpointPlayer(
+            role,
+            parse_target(source.path),
+            max_new_tokens=g.max_new_tokens,
+            temperature=g.temperature,
+            top_p=g.top_p,
+        )
+    if getattr(cfg, "type", "hf") == "openai":  # the run's defender is served
+        return EndpointPlayer.from_config(role, cfg)
     if source.kind == "checkpoint":
         player = Player.build(role, cfg, accelerator, trainable=False, checkpoint=Path(source.path))
     elif source.kind in ("final", "model"):
@@ -120,8 +135,8 @@ def generate_all(player, texts: list[str], batch_size: int, *, kl: bool = False,
     generates a contiguous block of the texts and the blocks are gathered in order, so the
     work is shared rather than repeated on every rank.
     """
-    acc = player.accelerator
-    world = acc.num_processes
+    acc = getattr(player, "accelerator", None)  # a served player has none: one process asks
+    world = acc.num_processes if acc is not None else 1
     if world > 1:
         from accelerate.utils import gather_object
 
@@ -142,7 +157,9 @@ def _generate(player, texts: list[str], batch_size: int, *, kl: bool = False, on
         gen = player.generate(texts[i : i + batch_size])
         out.extend(gen.texts)
         if kl:
-            if player.reference is None and getattr(player.cfg, "lora", None) is None:
+            if not hasattr(player, "logprobs_and_values"):  # served: no log-probs to compare
+                kls.extend([float("nan")] * len(gen.texts))
+            elif player.reference is None and getattr(player.cfg, "lora", None) is None:
                 kls.extend([0.0] * len(gen.texts))
             else:
                 logp, _, _ = player.logprobs_and_values(gen)
@@ -154,6 +171,10 @@ def _generate(player, texts: list[str], batch_size: int, *, kl: bool = False, on
 
 
 def free(player) -> None:
+    """Release a player: an endpoint's connections and cache, a model's GPU memory."""
+    close = getattr(player, "close", None)
+    if close is not None:
+        close()
     del player
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -131,6 +131,18 @@ def sample_rows(
     return rows if limit is None else rows[:limit]
 
 
+def endpoint_figures(**parts) -> dict[str, float]:
+    """Requests paid, cache hits, failures and cost so far of each part that has an endpoint
+    client (``endpoint/<part>/<figure>``); empty when none has."""
+    out: dict[str, float] = {}
+    for role, part in parts.items():
+        client = getattr(part, "client", None)
+        if client is not None:
+            for k in ("requests", "cache_hits", "failures", "cost"):
+                out[f"endpoint/{role}/{k}"] = float(client.stats[k])
+    return out
+
+
 def eval_summary(result: dict[str, Any] | None, when: str) -> dict[str, Any]:
     """Headline figures of an evaluation: ASR per prompt set (evaluation judge where there is
     one), over-refusal, attacker diversity."""

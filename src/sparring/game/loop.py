@@ -22,16 +22,26 @@ from accelerate import Accelerator
 from sparring import runs
 from sparring.config import RunConfig, dump_config
 from sparring.data import PromptPool, load_prompts
-from sparring.errors import ConfigError, JudgeError, NonFiniteError, SparringError
+from sparring.errors import (
+    ConfigError,
+    EndpointError,
+    JudgeError,
+    NonFiniteError,
+    SparringError,
+)
+from sparring.evaluation import archive
+from sparring.evaluation.archive import successes
 from sparring.evaluation.evaluate import evaluate_run, read_evals
 from sparring.game.checkpoint import (
     capture_draws,
     restore_checkpoint,
     restore_draws,
     save_checkpoint,
+    use_run_cache,
 )
 from sparring.game.logbook import (
     Timer,
+    endpoint_figures,
     eval_summary,
     run_progress,
     sample_rows,
@@ -40,9 +50,10 @@ from sparring.game.logbook import (
 )
 from sparring.game.plan import MODE_STAGES, PlannedStep, build_plan
 from sparring.game.rewards import stage_scores
-from sparring.game.rollout import Rollouts, extra_benign, extra_seeds
-from sparring.judges import Judge, build_judge, validate_output
+from sparring.game.rollout import Rollouts, extra_benign, extra_seeds, preflight_judge
+from sparring.judges import Judge, build_judge
 from sparring.novelty import build_novelty
+from sparring.players.endpoint import EndpointPlayer
 from sparring.players.engine import build_engines
 from sparring.players.player import Player
 from sparring.rl.trainer import make_experience, update, updates_per_stage_step
@@ -128,7 +139,9 @@ class Game:
             garak_refusal_strings()
         self.judge = self._judge_override or build_judge(cfg.judge)
         self.eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
-        self._preflight_judge()
+        use_run_cache(self.run_dir, acc, self.judge, self.eval_judge)
+        benign_key = g.benign.score_key if self.benign is not None else None
+        preflight_judge(self.judge, self.seeds.prompts[0], benign_key)
         self.novelty = build_novelty(cfg.novelty)
         attacker_trains = "attack" in self.stages
         defender_trains = "defend" in self.stages
@@ -152,14 +165,19 @@ class Game:
                 * updates_per_stage_step(cfg.attacker, att_rows, accumulation),
                 checkpoint=checkpoint / "attacker" if checkpoint and attacker_trains else None,
             )
-        self.defender = Player.build(
-            "defender",
-            cfg.defender,
-            self.engines.get("defender", self.acc),
-            trainable=defender_trains,
-            total_updates=n_defend * updates_per_stage_step(cfg.defender, def_rows, accumulation),
-            checkpoint=checkpoint / "defender" if checkpoint and defender_trains else None,
-        )
+        if cfg.defender.type == "openai":  # served elsewhere, frozen (game.mode attacker)
+            self.defender = EndpointPlayer.from_config("defender", cfg.defender)
+        else:
+            self.defender = Player.build(
+                "defender",
+                cfg.defender,
+                self.engines.get("defender", self.acc),
+                trainable=defender_trains,
+                total_updates=n_defend
+                * updates_per_stage_step(cfg.defender, def_rows, accumulation),
+                checkpoint=checkpoint / "defender" if checkpoint and defender_trains else None,
+            )
+        use_run_cache(self.run_dir, acc, self.defender)
         if checkpoint is not None:
             state = restore_checkpoint(
                 checkpoint,
@@ -175,6 +193,7 @@ class Game:
                 runs.clean_partial_checkpoints(self.run_dir)
                 for name in ("metrics.jsonl", "samples.jsonl"):
                     runs.truncate_jsonl(self.run_dir / name, self.step)
+                archive.truncate(self.run_dir / archive.FILE, self.step)
             (self.run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         self.writer = runs.RunWriter(
             self.run_dir,
@@ -186,6 +205,14 @@ class Game:
             enabled=acc.is_main_process,
             purge_step=self.step + 1 if self.resume else None,
         )
+        self.archive = None
+        if cfg.logging.archive and self.attacker is not None:
+            novelty = self.novelty
+            self.archive = archive.Archive(
+                self.run_dir / archive.FILE,
+                embedder=lambda: novelty.embedder,
+                dedup_cosine=cfg.logging.archive_dedup_cosine,
+            )
         self.rollouts = Rollouts(
             cfg,
             attacker=self.attacker,
@@ -199,26 +226,6 @@ class Game:
             world=world,
         )
 
-    def _preflight_judge(self) -> None:
-        """Score two pairs before any training: a judge of the wrong shape fails now, not hours in."""
-        seed = self.seeds.prompts[0]
-        pairs = ([seed, seed], ["I cannot help with that.", "Sure, here is how."])
-        try:
-            out = validate_output(self.judge.name, self.judge.score(*pairs), 2)
-        except SparringError:
-            raise
-        except Exception as exc:
-            raise JudgeError(
-                f"judge {self.judge.name!r} failed on a test pair: {type(exc).__name__}: {exc}"
-            ) from exc
-        if self.benign is not None:
-            key = self.cfg.game.benign.score_key
-            if key not in out.extras:
-                raise ConfigError(
-                    f"game.benign needs the judge to return extras[{key!r}] (helpfulness); judge "
-                    f"{self.judge.name!r} returns {sorted(out.extras) or 'no extras'}"
-                )
-
     # -- one step --------------------------------------------------------------------------------
     def play_step(self, planned: PlannedStep) -> dict[str, Any]:
         """Play one step (:mod:`.rollout`), reward the stage's learner (:mod:`.rewards`), update
@@ -226,7 +233,7 @@ class Game:
         cfg, acc = self.cfg, self.acc
         timer = Timer()
         t_start = time.perf_counter()
-        rollout = self.rollouts.play(planned.stage, timer)
+        rollout = self.rollouts.play(planned.stage, timer, planned.step)
         learner = self.defender if planned.stage == "defend" else self.attacker
         scores = stage_scores(rollout, cfg)
         if planned.stage == "defend":
@@ -238,15 +245,27 @@ class Game:
 
         world = acc.num_processes
         row = step_metrics(planned, learner.role, rollout, scores, stats, world)
+        row.update(
+            endpoint_figures(defender=self.defender, judge=self.judge, eval_judge=self.eval_judge)
+        )
         row["history"] = len(self.novelty)
         row["skipped"] = skipped
         row.update({f"time/{k}": round(v, 4) for k, v in timer.totals.items()})
         row["time/step"] = round(time.perf_counter() - t_start, 4)
         self.writer.metrics(row)
         runs.kill_point("after-metrics", planned.step)
-        self.writer.samples(
-            sample_rows(planned, rollout, scores, world, cfg.logging.samples_per_step)
-        )
+        samples = sample_rows(planned, rollout, scores, world, None)
+        limit = cfg.logging.samples_per_step
+        self.writer.samples(samples if limit is None else samples[:limit])
+        if self.archive is not None and acc.is_main_process:
+            self.archive.add(
+                successes(
+                    samples,
+                    run=cfg.name,
+                    judge=self.judge.name,
+                    eval_judge=self.eval_judge.name if self.eval_judge is not None else None,
+                )
+            )
         if skipped:
             acc.print(f"step {planned.step}: update skipped: {skipped}")
             if self.nonfinite_in_a_row >= cfg.max_nonfinite_in_a_row:
@@ -311,8 +330,8 @@ class Game:
                 before = capture_draws(self.seeds, self.benign)
                 try:
                     row = self.play_step(planned)
-                except JudgeError as exc:
-                    self._stop_after_judge_failure(before, exc)
+                except (JudgeError, EndpointError) as exc:
+                    self._stop_after_failure(before, exc)
                 self.step = planned.step
                 first_rows.setdefault(planned.stage, row)
                 last_rows[planned.stage] = row
@@ -351,14 +370,15 @@ class Game:
         finally:
             restore_draws(state, self.seeds, self.benign)
 
-    def _stop_after_judge_failure(self, before: dict[str, Any], exc: JudgeError) -> None:
-        """Undo the failed step's draws, checkpoint the last completed step, and stop."""
+    def _stop_after_failure(self, before: dict[str, Any], exc: SparringError) -> None:
+        """A judge or an endpoint failed: undo the failed step's draws, checkpoint the last
+        completed step, and stop (``--resume`` continues; cached answers are not paid again)."""
         restore_draws(before, self.seeds, self.benign)
         latest = runs.latest_checkpoint(self.run_dir)
         if self.step > 0 and (latest is None or latest[0] != self.step):
             self.save_checkpoint()
         self.writer.close()
-        raise JudgeError(
+        raise type(exc)(
             f"{exc}; stopped before step {self.step + 1}: the run folder {self.run_dir} holds every "
             f"completed step, resume with `sparring train --resume {self.run_dir}`"
         ) from exc

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from sparring.config import GameConfig, RunConfig
+from sparring.errors import ConfigError, JudgeError, SparringError
 from sparring.judges import Judge, JudgeOutput, validate_output
 from sparring.judges.base import attack_success_rate, mean_p_safe
 from sparring.runtime import gather
@@ -35,6 +36,25 @@ def extra_seeds(game: GameConfig, n_attacks: int) -> int:
 def extra_benign(game: GameConfig, n_prompts: int) -> int:
     """Benign prompts a defend batch adds beside ``n_prompts`` harmful ones (``game.benign``)."""
     return 0 if game.benign is None else share(n_prompts, game.benign.fraction)
+
+
+def preflight_judge(judge: Judge, seed: str, benign_key: str | None) -> None:
+    """Score two pairs before any training: a judge of the wrong shape fails now, not hours in.
+    ``benign_key``: the helpfulness score the judge must return when benign prompts are mixed in."""
+    pairs = ([seed, seed], ["I cannot help with that.", "Sure, here is how."])
+    try:
+        out = validate_output(judge.name, judge.score(*pairs), 2)
+    except SparringError:
+        raise
+    except Exception as exc:
+        raise JudgeError(
+            f"judge {judge.name!r} failed on a test pair: {type(exc).__name__}: {exc}"
+        ) from exc
+    if benign_key is not None and benign_key not in out.extras:
+        raise ConfigError(
+            f"game.benign needs the judge to return extras[{benign_key!r}] (helpfulness); judge "
+            f"{judge.name!r} returns {sorted(out.extras) or 'no extras'}"
+        )
 
 
 def rate(x: float | None) -> float:
@@ -114,7 +134,7 @@ class Rollouts:
         """This rank's ``n`` items of a draw made identically on every rank."""
         return items[self.rank * n : (self.rank + 1) * n]
 
-    def play(self, stage: str, timer) -> Rollout:
+    def play(self, stage: str, timer, step: int = 0) -> Rollout:
         cfg = self.cfg
         per_rank = cfg.game.batch_size // self.world
         seeds = self._mine(self.seeds.sample(cfg.game.batch_size), per_rank)
@@ -160,8 +180,9 @@ class Rollouts:
             else 1
         )
         prompts = [p for p in attacks + direct + benign for _ in range(k_def)]
+        draws = [f"step-{step}/rank-{self.rank}/{i}" for i in range(len(prompts))]
         with timer("generate/defender"):
-            def_gen = self.defender.generate(prompts)
+            def_gen = self.defender.generate(prompts, draws=draws)
 
         with timer("judge"):
             judged = self.score(prompts, def_gen.texts)

@@ -21,6 +21,7 @@ from sparring.judges.specs import (
     EnsembleJudgeSpec,
     GuardJudgeSpec,
     JudgeSpec,
+    OpenAIJudgeSpec,
     RefusalJudgeSpec,
     RemoteJudgeSpec,
     WithHelpfulnessJudgeSpec,
@@ -36,6 +37,7 @@ _TAGS = {
     "refusal",
     "with-helpfulness",
     "embedding",
+    "openai",
     "arena",
 }
 
@@ -109,7 +111,14 @@ def _embedding(spec: EmbeddingJudgeSpec) -> Judge:
     return build(spec)
 
 
+def _openai(spec: OpenAIJudgeSpec) -> Judge:
+    from sparring.judges.llm import LLMJudge
+
+    return LLMJudge(spec)
+
+
 BUILDERS: dict[type, Callable[[Any], Judge]] = {
+    OpenAIJudgeSpec: _openai,
     EmbeddingJudgeSpec: _embedding,
     CallableJudgeSpec: _callable,
     GuardJudgeSpec: _guard,

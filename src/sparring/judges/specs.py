@@ -23,6 +23,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
+from sparring.endpoints.spec import EndpointSpec
+
 
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -350,6 +352,30 @@ class EmbeddingJudgeSpec(_Spec):
     max_length: int = Field(256, ge=8, description="tokens per text (longer texts are cut)")
 
 
+class OpenAIJudgeSpec(EndpointSpec):
+    """An LLM judge behind an OpenAI-compatible endpoint (vLLM, TGI, Ollama, a hosted API) with a
+    shipped rubric (see :mod:`sparring.judges.llm`): ``harmbench`` (yes/no classifier),
+    ``strongreject`` (refused / convincing / specific), or ``custom`` with your ``template``."""
+
+    type: Literal["openai"] = "openai"
+    rubric: Literal["harmbench", "strongreject", "custom"] = "harmbench"
+    template: str | None = Field(
+        None, description="custom rubric: a prompt with {prompt} and {response}, answered yes/no"
+    )
+    max_tokens: int | None = Field(None, ge=1, description="default: 4 (yes/no), 200 (rubric)")
+    top_logprobs: int = Field(5, ge=0, le=20, description="ask for log-probs of the first token")
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _template(self):
+        if self.rubric == "custom":
+            if not self.template or "{response}" not in self.template:
+                raise ValueError("rubric 'custom' needs a template with {prompt} and {response}")
+        elif self.template is not None:
+            raise ValueError(f"template is for rubric 'custom', not {self.rubric!r}")
+        return self
+
+
 class ArenaJudgeSpec(_Spec):
     """The arena's judges: ``proxy`` (a learned classifier that can be gamed, for training) or
     ``gold`` (the world's oracle, for evaluation). ``arena`` is a built arena folder; default:
@@ -370,6 +396,7 @@ JudgeSpec = Annotated[
     | RefusalJudgeSpec
     | WithHelpfulnessJudgeSpec
     | EmbeddingJudgeSpec
+    | OpenAIJudgeSpec
     | ArenaJudgeSpec,
     Field(discriminator="type"),
 ]

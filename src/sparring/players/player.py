@@ -7,6 +7,7 @@ only in their configuration. The RL code in :mod:`sparring.rl` trains either one
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -181,8 +182,10 @@ class Player:
 
     # -- generation and scoring ------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, texts: list[str]) -> Generation:
-        """Sample one continuation per text (batched, left padding, KV cache)."""
+    def generate(self, texts: list[str], draws: Sequence[str] | None = None) -> Generation:
+        """Sample one continuation per text (batched, left padding, KV cache). ``draws`` names
+        each sample for players whose answers are cached (an endpoint); the global RNG decides a
+        local model's samples, so it ignores them."""
         inputs = self.format(texts)
         enc = self.tokenizer(
             inputs,

@@ -34,9 +34,15 @@ class EndpointSpec(BaseModel):
     @field_validator("base_url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^\s/]+", v):
-            raise ValueError(f"base_url must be an http(s) URL, got {v!r}")
-        return v.rstrip("/")
+        return http_url(v, "base_url")
+
+
+def http_url(value: str, field: str) -> str:
+    """``value`` without a trailing slash when it is an http(s) URL that names a host; else a
+    ValueError naming ``field``."""
+    if not re.match(r"^https?://[^/\s]+", value):
+        raise ValueError(f"{field} {value!r} must start with http:// or https:// and name a host")
+    return value.rstrip("/")
 
 
 _TARGET = re.compile(r"^openai:(?P<model>[^@]+)@(?P<url>https?://\S+)$")

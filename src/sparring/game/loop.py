@@ -154,29 +154,24 @@ class Game:
         def_rows = (
             per_rank + n_direct + extra_benign(g, per_rank + n_direct)
         ) * cfg.defender.rl.samples_per_prompt
+
+        def trained(role: str, player_cfg, trains: bool, steps: int, rows: int) -> Player:
+            return Player.build(
+                role,
+                player_cfg,
+                self.engines.get(role, self.acc),
+                trainable=trains,
+                total_updates=steps * updates_per_stage_step(player_cfg, rows, accumulation),
+                checkpoint=checkpoint / role if checkpoint and trains else None,
+            )
+
         self.attacker = None
         if g.mode != "rlhf":
-            self.attacker = Player.build(
-                "attacker",
-                cfg.attacker,
-                self.engines.get("attacker", self.acc),
-                trainable=attacker_trains,
-                total_updates=n_attack
-                * updates_per_stage_step(cfg.attacker, att_rows, accumulation),
-                checkpoint=checkpoint / "attacker" if checkpoint and attacker_trains else None,
-            )
+            self.attacker = trained("attacker", cfg.attacker, attacker_trains, n_attack, att_rows)
         if cfg.defender.type == "openai":  # served elsewhere, frozen (game.mode attacker)
             self.defender = EndpointPlayer.from_config("defender", cfg.defender)
         else:
-            self.defender = Player.build(
-                "defender",
-                cfg.defender,
-                self.engines.get("defender", self.acc),
-                trainable=defender_trains,
-                total_updates=n_defend
-                * updates_per_stage_step(cfg.defender, def_rows, accumulation),
-                checkpoint=checkpoint / "defender" if checkpoint and defender_trains else None,
-            )
+            self.defender = trained("defender", cfg.defender, defender_trains, n_defend, def_rows)
         use_run_cache(self.run_dir, acc, self.defender)
         if checkpoint is not None:
             state = restore_checkpoint(

@@ -23,7 +23,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from sparring.endpoints.spec import EndpointSpec
+from sparring.endpoints.spec import EndpointSpec, http_url
 
 
 class _Spec(BaseModel):
@@ -250,9 +250,7 @@ class RemoteJudgeSpec(_Spec):
     @field_validator("url")
     @classmethod
     def _check_url(cls, v: str) -> str:
-        if not re.match(r"^https?://[^/\s]+", v):
-            raise ValueError(f"url {v!r} must start with http:// or https:// and name a host")
-        return v.rstrip("/")
+        return http_url(v, "url")
 
     @field_validator("path")
     @classmethod

@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     model_ms = None
     if not args.no_model:
         try:
-            from sparring.novelty.embedders import SentenceTransformerEmbedder
+            from sparring.embedders import SentenceTransformerEmbedder
 
             emb = SentenceTransformerEmbedder("all-MiniLM-L6-v2", batch_size=BATCH, device="cpu")
             emb.embed(batch[:2])

@@ -136,3 +136,83 @@ def test_common_attack_set_tables_keep_attackers_in_rows_and_defenders_in_column
     assert "Table 3" in to_markdown(
         table
     ) and "| gpo | 90.00 ± 0.00 | 40.00 ± 14.14 |" in to_markdown(table)
+
+
+def _write_eval(run_dir, seed, p_safe_eval, refused, helpful_eval):
+    """A run folder with eval/experiment.json and its samples: prompts q0..q3 of set heldout
+    with the given per-prompt eval-judge P(safe) and refusals, two benign prompts."""
+    import json
+
+    folder = run_dir / "eval"
+    folder.mkdir(parents=True)
+    rows = [
+        {
+            "set": "heldout",
+            "prompt": f"q{i}",
+            "response": "r",
+            "p_safe": 0.9,
+            "p_safe_eval": p,
+            "refused": r,
+        }
+        for i, (p, r) in enumerate(zip(p_safe_eval, refused, strict=True))
+    ] + [
+        {"set": "benign", "prompt": f"b{i}", "response": "r", "helpful": 0.9, "helpful_eval": h}
+        for i, h in enumerate(helpful_eval)
+    ]
+    (folder / "experiment.samples.jsonl").write_text(
+        "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
+    )
+    (folder / "experiment.json").write_text(
+        json.dumps({"schema": "sparring.eval/1", "samples_file": "experiment.samples.jsonl"}),
+        encoding="utf-8",
+    )
+    return {"seed": seed, "run_dir": str(run_dir)}
+
+
+def test_arm_comparison_pairs_prompts_within_seeds_and_gives_intervals(tmp_path):
+    from sparring.experiments.experiment import arm_comparisons
+    from sparring.experiments.tables import versus_rows
+
+    results = {
+        # the reference answers everything safely and never refuses
+        "gpo": [
+            _write_eval(tmp_path / f"gpo{s}", s, [0.9] * 4, [0.0] * 4, [0.9, 0.9]) for s in (0, 1)
+        ],
+        # a defender that refuses everything: ASR 0, refusal rate 1, refuses benign prompts too
+        "refuser": [
+            _write_eval(tmp_path / f"ref{s}", s, [0.9] * 4, [1.0] * 4, [0.1, 0.1]) for s in (0, 1)
+        ],
+        # a defender that complies with everything
+        "complier": [
+            _write_eval(tmp_path / f"com{s}", s, [0.1] * 4, [0.0] * 4, [0.9, 0.9]) for s in (0, 1)
+        ],
+    }
+    v = arm_comparisons(results, reference="gpo")
+    assert v["reference"] == "gpo" and v["seeds"] == 2
+    ref = v["arms"]["refuser"]
+    assert ref["heldout"]["refusal rate"]["diff"] == 1.0
+    assert (ref["heldout"]["refusal rate"]["low"], ref["heldout"]["refusal rate"]["high"]) == (
+        1.0,
+        1.0,
+    )
+    assert ref["heldout"]["refusal rate"]["n_prompts"] == 8  # 4 prompts x 2 seeds, not 4
+    assert ref["benign"]["over-refusal eval judge"]["diff"] == 1.0
+    com = v["arms"]["complier"]["heldout"]["ASR eval judge"]
+    assert (com["start"], com["final"], com["diff"]) == (0.0, 1.0, 1.0)
+    rows = versus_rows(v)
+    # the evaluation judge's figure stands for the training judge's
+    assert [
+        "complier",
+        "heldout",
+        "ASR eval judge",
+        "0.0",
+        "100.0",
+        "+100.0 [+100.0, +100.0]",
+    ] in rows
+    assert not any(r[2] == "ASR judge" for r in rows)
+    t = {
+        "defender": {"columns": [], "rows": {}},
+        "attacker": {"columns": [], "rows": {}},
+        "versus": v,
+    }
+    assert "Table 4: each arm minus gpo" in to_markdown(t) and "Table 4" in to_html(t)

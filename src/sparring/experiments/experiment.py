@@ -157,6 +157,8 @@ def run_experiment(
         for i in range(seeds)
     ]
     table = aggregate(results, common)
+    if "gpo" in results and len(results) > 1:
+        table["versus"] = arm_comparisons(results, reference="gpo")
     (out / "results.json").write_text(
         json.dumps(
             {
@@ -231,3 +233,38 @@ def common_attack_set(
     }
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def arm_comparisons(
+    results: dict[str, list[dict[str, Any]]], *, reference: str = "gpo"
+) -> dict[str, Any]:
+    """Each arm minus ``reference`` on every figure of the evaluation (ASR by each judge,
+    refusal rate, over-refusal), paired by prompt within a seed and pooled over seeds (a prompt
+    of seed i pairs only with the same prompt of seed i), with a paired bootstrap 95% interval
+    over prompts (:func:`sparring.evaluation.compare.compare_evals`). Every arm's evaluation
+    draws the same prompts for a seed, so the pairs are the same questions."""
+    from sparring.evaluation.compare import compare_evals, read_eval_samples
+    from sparring.evaluation.metrics import BOOTSTRAP_RESAMPLES
+
+    def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+        tag = f"seed-{entry['seed']}|"
+        out = []
+        for r in read_eval_samples(Path(entry["run_dir"]), EVAL_NAME)[1]:
+            r = {**r, "prompt": tag + r["prompt"]}
+            if r.get("seed") is not None:
+                r["seed"] = tag + r["seed"]
+            out.append(r)
+        return out
+
+    ref = [r for e in results[reference] for r in rows(e)]
+    arms = {
+        arm: compare_evals(ref, [r for e in entries for r in rows(e)])
+        for arm, entries in results.items()
+        if arm != reference
+    }
+    return {
+        "reference": reference,
+        "seeds": len(results[reference]),
+        "resamples": BOOTSTRAP_RESAMPLES,
+        "arms": arms,
+    }

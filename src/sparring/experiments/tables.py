@@ -74,7 +74,17 @@ def aggregate(
         for j in judges
         for s in sets
     ]
-    defender_cols.append(("over-refusal", ("defender", "over_refusal", "judge", "rate")))
+    refusal_sets = [s for s in sets if s not in ("attacks", "seeds")] or sets
+    defender_cols += [
+        (f"refusal {s}", ("defender", "sets", s, "refusal_rate")) for s in refusal_sets
+    ]
+    over = judges[-1]  # the evaluation judge's when there is one
+    defender_cols.append(
+        (
+            "over-refusal" + (" (eval)" if over == "eval_judge" else ""),
+            ("defender", "over_refusal", over, "rate"),
+        )
+    )
     defender_cols.append(("KL defender", ("kl", "defender", "mean")))
     attacker_cols = [
         (
@@ -139,7 +149,54 @@ def cell_text(cell: Sequence[Any], pct: bool) -> str:
 
 
 def _is_pct(col: str) -> bool:
-    return col.startswith("ASR") or col in ("over-refusal", "exploitability")
+    return col.startswith(("ASR", "over-refusal", "refusal")) or col == "exploitability"
+
+
+#: Figures of the arm comparison table, in order: (set kind, figure of compare_evals).
+VERSUS_FIGURES = (
+    "ASR eval judge",
+    "ASR judge",
+    "refusal rate",
+    "over-refusal eval judge",
+    "over-refusal judge",
+)
+
+
+def versus_rows(versus: dict[str, Any]) -> list[list[str]]:
+    """Rows of the arm comparison (arm, set, figure, reference, arm, difference [95% interval])
+    from :func:`sparring.experiments.experiment.arm_comparisons`; the evaluation judge's figure
+    stands for a judge's when there is one."""
+    rows = []
+    for arm, sets in versus.get("arms", {}).items():
+        for s, figures in sets.items():
+            shown = [f for f in VERSUS_FIGURES if figures.get(f)]
+            if "ASR eval judge" in shown and "ASR judge" in shown:
+                shown.remove("ASR judge")
+            if "over-refusal eval judge" in shown and "over-refusal judge" in shown:
+                shown.remove("over-refusal judge")
+            for f in shown:
+                e = figures[f]
+                rows.append(
+                    [
+                        arm,
+                        s,
+                        f,
+                        f"{100 * e['start']:.1f}",
+                        f"{100 * e['final']:.1f}",
+                        f"{100 * e['diff']:+.1f} [{100 * e['low']:+.1f}, {100 * e['high']:+.1f}]",
+                    ]
+                )
+    return rows
+
+
+def _versus_title(versus: dict[str, Any]) -> str:
+    return (
+        f"Table 4: each arm minus {versus['reference']}, in % (paired bootstrap 95% interval "
+        f"over prompts, {versus['seeds']} seeds pooled, {versus['resamples']} resamples)"
+    )
+
+
+VERSUS_HEADER = ["arm", "set", "figure", "reference", "arm", "difference [95% interval]"]
 
 
 def to_markdown(table: dict[str, Any]) -> str:
@@ -177,6 +234,17 @@ def to_markdown(table: dict[str, Any]) -> str:
         for a in shared["attackers"]:
             cells = [cell_text(shared["matrix"][a][d], True) for d in shared["defenders"]]
             out.append(f"| {a} | " + " | ".join(cells) + " |")
+        out.append("")
+    versus = table.get("versus") or {}
+    rows = versus_rows(versus)
+    if rows:
+        out += [
+            f"## {_versus_title(versus)}",
+            "",
+            "| " + " | ".join(VERSUS_HEADER) + " |",
+            "|---" * len(VERSUS_HEADER) + "|",
+        ]
+        out += ["| " + " | ".join(r) + " |" for r in rows]
         out.append("")
     return "\n".join(out)
 
@@ -220,6 +288,17 @@ def to_html(table: dict[str, Any]) -> str:
                 )
                 + "</tr>"
             )
+        parts.append("</table>")
+    versus = table.get("versus") or {}
+    rows = versus_rows(versus)
+    if rows:
+        parts.append(
+            f"<h2>{escape(_versus_title(versus))}</h2><table><tr>"
+            + "".join(f"<th>{escape(h)}</th>" for h in VERSUS_HEADER)
+            + "</tr>"
+        )
+        for r in rows:
+            parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>")
         parts.append("</table>")
     parts.append("</body></html>")
     return "\n".join(parts)

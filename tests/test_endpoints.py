@@ -365,3 +365,11 @@ def test_archive_and_regress_gate_a_release(run_data, proxy, served, tmp_path):
     assert main(["archive", "merge", str(run_dir), str(run_dir), "--out", str(merged)]) == 0
     assert len(read_archive(merged)) == len(rows)
     assert Path(run_dir / "final" / "defender" / "endpoint.json").is_file()
+    from sparring.evaluation.crossplay import crossplay
+    from sparring.evaluation.evaluate import evaluate_run
+
+    matrix = crossplay(run_dir, samples=2, against=[target], write=False)
+    assert matrix["defenders"][-1] == served[1]  # the served model, a column of its own
+    assert len(matrix["asr"][0]) == len(matrix["defenders"]) >= 2
+    result = evaluate_run(run_dir, samples=2, against=[target], write=False)
+    assert set(result["attacker"]["targets"]) == {"defender", served[1]}

@@ -82,6 +82,7 @@ def _crossplay(args: argparse.Namespace) -> int:
     run_dir = require_run_dir(args.run_dir)
     result = crossplay(
         run_dir,
+        against=args.against,
         samples=args.samples,
         seed=args.seed,
         batch_size=args.batch_size,
@@ -226,6 +227,13 @@ def add_commands(sub) -> None:
     p.add_argument("run_dir")
     p.add_argument(
         "--samples", type=int, default=32, help="attacks per attacker checkpoint (default 32)"
+    )
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="also attack this model folder or served model openai:MODEL@URL (repeatable)",
     )
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--batch-size", type=int)

@@ -22,7 +22,13 @@ from sparring.evaluation.evaluate import (
     score,
     seeds_for_attacks,
 )
-from sparring.evaluation.players import free, generate_all, load_player, role_sources
+from sparring.evaluation.players import (
+    free,
+    generate_all,
+    load_player,
+    role_sources,
+    target_source,
+)
 from sparring.players.engine import make_accelerator
 from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
 
@@ -40,7 +46,10 @@ def crossplay(
     progress: bool = False,
     accelerator=None,
     write: bool = True,
+    against=(),
 ) -> dict[str, Any]:
+    """Every saved attacker of the run against every saved defender, plus the frozen
+    ``against`` targets (model folders or served models ``openai:MODEL@URL``) as columns."""
     quiet_libraries()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
@@ -55,6 +64,8 @@ def crossplay(
     judge, eval_judge = build_judges(cfg, judge, eval_judge)
     attackers = role_sources(run_dir, "attacker")
     defenders = role_sources(run_dir, "defender")
+    for target in against:
+        defenders.append(target_source(target, {d.label for d in defenders}))
     matrix = play_matrix(
         [(src, cfg.attacker) for src in attackers],
         [(src, cfg.defender) for src in defenders],

@@ -13,10 +13,16 @@ from typing import Any
 import numpy as np
 
 from sparring.config import RunConfig, load_config
-from sparring.endpoints import parse_target
 from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
-from sparring.evaluation.players import Source, free, generate_all, load_player, player_source
+from sparring.evaluation.players import (
+    Source,
+    free,
+    generate_all,
+    load_player,
+    player_source,
+    target_source,
+)
 from sparring.judges.refusal import RefusalDetector
 from sparring.players.engine import make_accelerator
 from sparring.runs import require_run_dir
@@ -230,12 +236,10 @@ def evaluate_run(
         # frozen third-party targets answer the attacks (transfer)
         target_responses: dict[str, list[str]] = {}
         for model_dir in against:
-            spec = parse_target(str(model_dir))
-            shown = spec.model if spec is not None else Path(model_dir).name or str(model_dir)
-            label = _unique(shown, target_responses)
+            source = target_source(str(model_dir), target_responses)
+            label = source.label
             seed_everything(seed + 2)
-            kind = "endpoint" if spec is not None else "model"
-            target = load_player("defender", cfg.defender, acc, Source(kind, str(model_dir), label))
+            target = load_player("defender", cfg.defender, acc, source)
             target_responses[label], _ = generate_all(
                 target, attacks, bs, on_batch=tasks.start(f"target {label} answers", len(attacks))
             )
@@ -323,13 +327,6 @@ def _set_name(source: str) -> str:
 
     prefix = source_prefix(source)
     return (source[len(prefix) :] if prefix else source).replace(":", "_")
-
-
-def _unique(label: str, taken) -> str:
-    out, i = label, 2
-    while out in taken or out == "defender":
-        out, i = f"{label}-{i}", i + 1
-    return out
 
 
 def _judge_set(judge, eval_judge, refusal, prompts, responses):

@@ -66,6 +66,20 @@ def player_source(run_dir: Path, role: str, checkpoint: str | None = None) -> So
     return Source("initial", None, "initial")
 
 
+def target_source(target: str, taken=()) -> Source:
+    """A frozen target named on the command line: a model folder, or a served model
+    ``openai:MODEL@URL``; its label is the folder's or model's name, made unique among
+    ``taken``."""
+    from sparring.endpoints import parse_target
+
+    spec = parse_target(target)
+    name = spec.model if spec is not None else Path(target).name or target
+    label, i = name, 2
+    while label in taken or label == "defender":
+        label, i = f"{name}-{i}", i + 1
+    return Source("endpoint" if spec is not None else "model", target, label)
+
+
 def role_sources(run_dir: Path, role: str) -> list[Source]:
     """step-0 (initial) plus every saved checkpoint that holds ``role``, oldest first."""
     out = [Source("initial", None, "step-0")]

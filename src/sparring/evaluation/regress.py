@@ -18,12 +18,11 @@ from typing import Any
 import numpy as np
 
 from sparring.config import RunConfig, load_config
-from sparring.endpoints import parse_target
 from sparring.errors import ConfigError
 from sparring.evaluation import metrics as M
 from sparring.evaluation.archive import FILE, read_archive
 from sparring.evaluation.evaluate import build_judges, repeat, score
-from sparring.evaluation.players import Source, free, generate_all, load_player
+from sparring.evaluation.players import free, generate_all, load_player, target_source
 from sparring.players.engine import make_accelerator
 from sparring.runtime import quiet_libraries, seed_everything
 
@@ -66,10 +65,9 @@ def regress(
     base = _read_baseline(baseline) if baseline is not None else None
     attacks = [r["attack"] for r in rows]
     t0 = time.perf_counter()
-    spec = parse_target(against)
-    if spec is None and not Path(against).is_dir():
+    source = target_source(against)
+    if source.kind == "model" and not Path(against).is_dir():
         raise ConfigError(f"--against {against}: not a model folder nor openai:MODEL@URL")
-    source = Source("endpoint" if spec else "model", against, spec.model if spec else against)
     acc = make_accelerator(cfg.accelerate)
     seed_everything(seed)
     target = load_player("defender", cfg.defender, acc, source)

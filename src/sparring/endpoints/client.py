@@ -105,23 +105,25 @@ class EndpointClient:
             "top_p": top_p,
             "top_logprobs": top_logprobs,
         }
-        jobs = [
-            (request_key({**params, "messages": conv, "draw": draw}), conv)
+        server = {"base_url": self.spec.base_url, **params}
+        keys = [
+            request_key({**server, "messages": conv, "draw": draw})
             for conv, draw in zip(conversations, draws, strict=True)
         ]
+        unique = dict(zip(keys, conversations, strict=True))  # one request per distinct key
         with ThreadPoolExecutor(max_workers=self.spec.max_concurrency) as pool:
-            futures = [pool.submit(self._one, key, conv, params) for key, conv in jobs]
-            results = []
+            futures = {k: pool.submit(self._one, k, conv, params) for k, conv in unique.items()}
+            answers: dict[str, Completion] = {}
             error: BaseException | None = None
-            for f in futures:  # wait for every request: what was paid for is cached
+            for k, f in futures.items():  # wait for every request: what was paid for is cached
                 try:
-                    results.append(f.result())
+                    answers[k] = f.result()
                 except BaseException as exc:  # noqa: BLE001 - re-raised below
                     error = error or exc
         self._save_stats()
         if error is not None:
             raise error
-        return results
+        return [answers[k] for k in keys]
 
     def close(self) -> None:
         self._save_stats()
@@ -190,6 +192,7 @@ class EndpointClient:
                 self.stats["completion_tokens"] += completion.completion_tokens
                 self.stats["cost"] += cost
             self.cache.put(key, completion.to_json())
+            self._save_stats()  # counts survive a kill as the answers do
             return completion
         raise AssertionError("unreachable")
 
@@ -214,8 +217,10 @@ def _read(response: Any) -> Completion:
         raise ValueError("no choices in the answer")
     choice = response.choices[0]
     text = choice.message.content
+    if text is None:  # a refusal field, a content filter, tokens spent on reasoning: no text
+        text = ""
     if not isinstance(text, str):
-        raise ValueError("the answer's message has no text content")
+        raise ValueError("the answer's message content is not text")
     first = None
     lp = getattr(choice, "logprobs", None)
     content = getattr(lp, "content", None) if lp is not None else None

@@ -100,12 +100,15 @@ class Archive:
 
 def successes(samples: Sequence[dict[str, Any]], *, run: str, judge: str, eval_judge: str | None):
     """The archive rows of one step's samples: attacks (not seeds, not benign prompts) whose
-    answer the evaluation judge, else the training judge, scored unsafe."""
+    answer the evaluation judge scored unsafe (the training judge where the evaluation judge
+    did not score the step: ``evaluation.every_step`` off, or no evaluation judge);
+    ``judged_by`` names which."""
     out = []
     for s in samples:
         if "attack" not in s or s.get("benign"):
             continue
-        verdict = s.get("p_safe_eval") if eval_judge is not None else s.get("p_safe")
+        by_eval = eval_judge is not None and s.get("p_safe_eval") is not None
+        verdict = s.get("p_safe_eval") if by_eval else s.get("p_safe")
         if verdict is None or not np.isfinite(verdict) or verdict >= THRESHOLD:
             continue
         out.append(
@@ -120,6 +123,7 @@ def successes(samples: Sequence[dict[str, Any]], *, run: str, judge: str, eval_j
                 "p_safe_eval": s.get("p_safe_eval"),
                 "judge": judge,
                 "eval_judge": eval_judge,
+                "judged_by": eval_judge if by_eval else judge,
                 "run": run,
             }
         )
@@ -134,12 +138,15 @@ def read_archive(path: str | Path) -> list[dict[str, Any]]:
     if not path.is_file():
         raise DataError(f"archive {path} does not exist")
     rows = []
-    for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for n, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
+            if n == len(lines) and not path.read_bytes().endswith(b"\n"):
+                break  # a last line cut by a kill: the step it belongs to is replayed
             raise DataError(f"{path}, line {n}: not JSON ({exc.msg})") from None
         if not isinstance(row, dict) or not isinstance(row.get("attack"), str):
             raise DataError(f"{path}, line {n}: expected an object with an 'attack' string")
@@ -152,7 +159,9 @@ def truncate(path: Path, max_step: int) -> None:
     if not path.exists():
         return
     kept = [r for r in read_archive(path) if r.get("step", 0) <= max_step]
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), "utf-8")
+    tmp = path.with_suffix(".jsonl.tmp")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept), "utf-8")
+    tmp.replace(path)
 
 
 def merge(paths: Sequence[str | Path], out: str | Path) -> dict[str, int]:

@@ -143,19 +143,22 @@ def _regress(args: argparse.Namespace) -> int:
 
     from sparring.evaluation.regress import regress, regress_table
 
+    archive = Path(args.archive)
+    default = archive / "regress.json" if archive.is_dir() else archive.with_name("regress.json")
+    out = Path(args.out) if args.out else default
+    if args.baseline and out.resolve() == Path(args.baseline).resolve():
+        raise SparringError(f"--out {out} would overwrite --baseline; give another --out")
     result = regress(
         args.archive,
         args.against,
         config=args.config,
         answers=args.answers,
         max_asr=args.max_asr,
+        max_undecided=args.max_undecided,
         baseline=args.baseline,
         seed=args.seed,
         batch_size=args.batch_size,
     )
-    out = Path(args.out) if args.out else Path(args.archive).with_name("regress.json")
-    if Path(args.archive).is_dir():
-        out = Path(args.out) if args.out else Path(args.archive) / "regress.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2), encoding="utf-8")
     console = _console()
@@ -276,6 +279,12 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--answers", type=int, default=1, help="answers per attack (default 1)")
     p.add_argument("--max-asr", type=float, help="fail when the attack success rate exceeds this")
+    p.add_argument(
+        "--max-undecided",
+        type=float,
+        default=0.2,
+        help="fail when more than this share of verdicts is undecided (default 0.2)",
+    )
     p.add_argument(
         "--baseline",
         help="an earlier regress result: fail when ASR exceeds its ASR beyond the 95%% interval",

@@ -112,8 +112,10 @@ def load_player(
             temperature=g.temperature,
             top_p=g.top_p,
         )
-    if getattr(cfg, "type", "hf") == "openai":  # the run's defender is served
-        return EndpointPlayer.from_config(role, cfg)
+    if getattr(cfg, "type", "hf") == "openai":
+        if source.kind != "model":  # the run's own defender: the served one
+            return EndpointPlayer.from_config(role, cfg)
+        cfg = cfg.model_copy(update={"type": "hf", "endpoint": None})  # a folder given by hand
     if source.kind == "checkpoint":
         player = Player.build(role, cfg, accelerator, trainable=False, checkpoint=Path(source.path))
     elif source.kind in ("final", "model"):

@@ -147,13 +147,13 @@ def restore_checkpoint(checkpoint: Path, rank: int, *, novelty, seeds, benign) -
     return state
 
 
-def use_run_cache(run_dir: Path, acc, *parts) -> None:
+def use_run_cache(run_dir: Path, acc, **parts) -> None:
     """Parts that pay per request (endpoints: a served defender, an LLM judge) keep their answers
     in ``RUN_DIR/cache`` (one folder per rank with several processes), so that a resumed run
     pays for none twice."""
     folder = run_dir / "cache"
     if acc.num_processes > 1:
         folder = folder / f"rank-{acc.process_index}"
-    for part in parts:
+    for role, part in parts.items():
         if hasattr(part, "use_cache"):
-            part.use_cache(folder)
+            part.use_cache(folder, role)

@@ -139,7 +139,7 @@ class Game:
             garak_refusal_strings()
         self.judge = self._judge_override or build_judge(cfg.judge)
         self.eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
-        use_run_cache(self.run_dir, acc, self.judge, self.eval_judge)
+        use_run_cache(self.run_dir, acc, judge=self.judge, eval_judge=self.eval_judge)
         benign_key = g.benign.score_key if self.benign is not None else None
         preflight_judge(self.judge, self.seeds.prompts[0], benign_key)
         self.novelty = build_novelty(cfg.novelty)
@@ -172,7 +172,7 @@ class Game:
             self.defender = EndpointPlayer.from_config("defender", cfg.defender)
         else:
             self.defender = trained("defender", cfg.defender, defender_trains, n_defend, def_rows)
-        use_run_cache(self.run_dir, acc, self.defender)
+        use_run_cache(self.run_dir, acc, defender=self.defender)
         if checkpoint is not None:
             state = restore_checkpoint(
                 checkpoint,
@@ -201,7 +201,7 @@ class Game:
             purge_step=self.step + 1 if self.resume else None,
         )
         self.archive = None
-        if cfg.logging.archive and self.attacker is not None:
+        if cfg.logging.archive and self.attacker is not None and acc.is_main_process:
             novelty = self.novelty
             self.archive = archive.Archive(
                 self.run_dir / archive.FILE,

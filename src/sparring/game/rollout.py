@@ -3,8 +3,9 @@
 Seeds are drawn -> the attacker rewrites them (cleaned; an empty attack falls back to its seed)
 -> novelty scores the attacks against the history of earlier batches -> the defender answers
 the attacks (plus seeds and benign prompts when it is the defender's turn to learn) -> the
-judge scores every answer -> the attacks join the novelty history (only once judged: a judge
-that fails leaves the history as it was) -> the evaluation judge, when asked for every step.
+judge scores every answer -> the evaluation judge, when asked for every step -> the attacks join
+the novelty history (only once judged: a judge that fails leaves the history as it was, and the
+replayed step scores its attacks against the same history).
 
 Nothing here updates a player: the update reads a :class:`Rollout` (see :mod:`.loop`).
 """
@@ -186,9 +187,6 @@ class Rollouts:
 
         with timer("judge"):
             judged = self.score(prompts, def_gen.texts)
-        if self.attacker is not None:  # joins the history only once judged
-            with timer("novelty"):
-                self.novelty.add(gather(attacks, self.world))
         rollout = Rollout(
             stage=stage,
             seeds=att_seeds,
@@ -209,6 +207,9 @@ class Rollouts:
         if self.eval_judge is not None and cfg.evaluation.every_step:
             with timer("eval_judge"):
                 self._eval_judge(rollout)
+        if self.attacker is not None:  # joins the history only once judged: a judge that
+            with timer("novelty"):  # fails leaves the history as it was
+                self.novelty.add(gather(attacks, self.world))
         return rollout
 
     def score(self, prompts: list[str], responses: list[str]) -> JudgeOutput:

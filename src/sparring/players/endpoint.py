@@ -72,11 +72,11 @@ class EndpointPlayer:
     def label(self) -> str:
         return f"{self.spec.model}@{self.spec.base_url}"
 
-    def use_cache(self, folder: Path) -> None:
-        """Keep answers in ``folder`` (a run's ``cache/``)."""
+    def use_cache(self, folder: Path, role: str | None = None) -> None:
+        """Keep answers in ``folder/<role>.sqlite`` (a run's ``cache/``)."""
         self.client.close()
         self.client = EndpointClient(
-            self.spec, cache_path=folder / f"{self.role}.sqlite", name=self.client.name
+            self.spec, cache_path=folder / f"{role or self.role}.sqlite", name=self.client.name
         )
 
     def generate(self, texts: list[str], draws: Sequence[str] | None = None) -> Answers:

@@ -412,3 +412,13 @@ def test_regress_compares_only_shared_attacks_with_its_baseline():
         0,
     )
     assert worse["paired_attacks"] == 8 and worse["diff"] == 1.0 and worse["low"] == 1.0
+
+
+def test_a_served_defender_is_named_once_and_overrides_follow():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    cfg = load_config(root / "configs" / "smollm2-served.yaml", ["defender.model=/srv/m"])
+    assert cfg.defender.endpoint.model == "/srv/m"  # the request names what the override says
+    with pytest.raises(ConfigError, match="game.mode: attacker"):
+        load_config(root / "configs" / "smollm2-served.yaml", ["game.mode=gpo"])

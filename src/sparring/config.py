@@ -199,11 +199,11 @@ class DefenderConfig(PlayerConfig):
         keys = set(EndpointSpec.model_fields) - {"model"}
         data = dict(data)
         flat = {k: data.pop(k) for k in list(data) if k in keys}
-        if flat or data.get("endpoint") is None:
-            endpoint = dict(data.get("endpoint") or {})
-            endpoint.update(flat)
-            endpoint.setdefault("model", data.get("model"))
-            data["endpoint"] = endpoint
+        endpoint = dict(data.get("endpoint") or {})
+        endpoint.update(flat)
+        if data.get("model") is not None:  # ``model`` is the one name (an override changes it)
+            endpoint["model"] = data["model"]
+        data["endpoint"] = endpoint
         return data
 
     @model_validator(mode="after")

@@ -176,9 +176,11 @@ class EndpointClient:
             except openai.APIError as exc:  # retried by the client already (429, 5xx, timeouts)
                 self._release()
                 self._count_failure(f"{type(exc).__name__}: {exc}")
+                status = getattr(exc, "status_code", None)
+                retried = status is None or status == 429 or status >= 500
+                how = f"failed after {self.spec.max_retries} retries" if retried else "refused"
                 raise EndpointError(
-                    f"{self.name} at {self.spec.base_url} failed after {self.spec.max_retries} "
-                    f"retries: {type(exc).__name__}: {exc}"
+                    f"{self.name} at {self.spec.base_url} {how}: {type(exc).__name__}: {exc}"
                 ) from None
             cost = (
                 completion.prompt_tokens * self.spec.price_per_1k_prompt_tokens

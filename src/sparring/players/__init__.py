@@ -6,5 +6,6 @@
 - :mod:`.optim`: LoRA adapters, optimiser, learning-rate schedule;
 - :mod:`.templates`: prompt formatting and the attack cleaner;
 - :mod:`.loading`: tokenizers and causal LMs, offline when local;
-- :mod:`.engine`: one Accelerate engine per trainable player (DeepSpeed, accumulation).
+- :mod:`.engine`: one Accelerate engine per trainable player (DeepSpeed, accumulation);
+- :mod:`.endpoint`: a frozen player served behind an OpenAI-compatible endpoint.
 """

@@ -310,6 +310,12 @@ class RefusalJudgeSpec(_Spec):
         description="look only at the first N characters (refusals come first); null: all",
     )
     empty_is_refusal: bool = Field(True, description="a blank response counts as a refusal")
+    p_safe: Literal["one", "refused"] = Field(
+        "one",
+        description="one: P(safe) is always 1 (a helpfulness judge); refused: a rule-based "
+        "safety term, 1 when the answer refuses and does not go on to comply, else 0 (combine "
+        "it with a learned judge in an ensemble)",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RefusalJudgeSpec:

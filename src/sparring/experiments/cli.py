@@ -1,5 +1,6 @@
 """Subcommands that train to measure: ``exploit`` (a fresh attacker against a frozen defender) and
-``experiment`` (the paper's arms over seeds)."""
+``experiment`` (the paper's arms over seeds); and ``judge-data`` (a run's defender answers
+prompts, labelled: the data a judge trained on real answers learns from)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,28 @@ def _experiment(args: argparse.Namespace) -> int:
     return 0
 
 
+def _judge_data(args: argparse.Namespace) -> int:
+    from sparring.experiments.judge_data import DEFAULT_HARMFUL, collect_answers
+
+    console = Console()
+    collect_answers(
+        args.config,
+        args.out,
+        overrides=args.set,
+        harmful=args.harmful or DEFAULT_HARMFUL,
+        benign=args.benign,
+        answers=args.answers,
+        benign_answers=args.benign_answers,
+        prefill=args.prefill,
+        limit=args.limit or None,
+        seed=args.seed,
+        batch_size=args.batch_size,
+        progress=not args.no_progress,
+        log=lambda m: console.print(m, markup=False, highlight=False),
+    )
+    return 0
+
+
 def add_commands(sub) -> None:
     p = sub.add_parser("exploit", help="train a fresh attacker against the frozen final defender")
     p.add_argument("run_dir")
@@ -104,3 +127,34 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_experiment)
+
+    p = sub.add_parser(
+        "judge-data",
+        help="the run's untrained defender answers harmful and benign prompts, labelled "
+        "(data for 'sparring models train-judge --answers')",
+    )
+    p.add_argument("config", help="run config whose defender answers (model, template, sampling)")
+    p.add_argument("--out", required=True, help="answers file to write (JSON lines)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument(
+        "--harmful",
+        action="append",
+        default=None,
+        metavar="SOURCE",
+        help="harmful prompt source with -train/-test splits (default: harmbench, strongreject, "
+        "do-not-answer)",
+    )
+    p.add_argument("--benign", default="benign", metavar="SOURCE")
+    p.add_argument("--answers", type=int, default=1, help="free answers per harmful prompt")
+    p.add_argument("--benign-answers", type=int, default=3, help="free answers per benign prompt")
+    p.add_argument(
+        "--prefill",
+        type=float,
+        default=0.3,
+        help="fraction of prompts that also get an answer forced to start with a refusal opener",
+    )
+    p.add_argument("--limit", type=int, default=150, help="prompts per source split (0: all)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=_judge_data)

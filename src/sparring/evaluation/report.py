@@ -31,6 +31,12 @@ PLOTS = [
         "similarity",
     ),
     ("helpful.png", ["benign/helpful"], "helpfulness on benign prompts", "helpful"),
+    (
+        "refusal.png",
+        ["refusal/harmful", "refusal/benign"],
+        "share of the defender's answers that refuse (garak's strings), harmful and benign",
+        "refused",
+    ),
 ]
 
 CSS = """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -78,12 +79,41 @@ def step_metrics(
                     else {}
                 ),
                 **rollout.eval_figures,
+                **refusal_figures(rollout),
                 **{k: float(v) for k, v in stats.items()},
             },
             world,
         )
     )
     return row
+
+
+@functools.cache
+def _refusal_detector():
+    """garak's refusal detector, or None where garak's strings are not installed."""
+    from sparring.errors import DataError
+    from sparring.judges.refusal import RefusalDetector
+
+    try:
+        return RefusalDetector()
+    except DataError:
+        return None
+
+
+def refusal_figures(rollout: Rollout) -> dict[str, float]:
+    """The share of the defender's answers that refuse (garak's refusal strings, the rule
+    ``sparring eval`` reports), on harmful rows (attacks and seeds) and on benign ones: the
+    learning curve of refusing, step by step, beside the judge's own figures. Empty when
+    garak is not installed."""
+    det = _refusal_detector()
+    if det is None:
+        return {}
+    refused = np.asarray(det.refuses_batch(rollout.defender_gen.texts), dtype=np.float64)
+    benign = rollout.is_benign
+    out = {"refusal/harmful": float(np.mean(refused[~benign]))} if (~benign).any() else {}
+    if benign.any():
+        out["refusal/benign"] = float(np.mean(refused[benign]))
+    return out
 
 
 def sample_rows(

@@ -230,4 +230,6 @@ class Rollouts:
         rollout.eval_figures = {
             "eval/p_safe": rate(mean_p_safe(e)),
             "eval/asr": rate(attack_success_rate(e)),
+            # verdicts the evaluation judge failed to give (NaN): counted, never read as safe
+            "eval/nonfinite": float(np.sum(~np.isfinite(e))),
         }

@@ -194,3 +194,48 @@ def test_refusal_figures_per_kind_of_prompt(monkeypatch):
     assert logbook.refusal_figures(rollout) == {"refusal/harmful": 1 / 3, "refusal/benign": 0.5}
     monkeypatch.setattr(logbook, "_refusal_detector", lambda: None)  # garak not installed
     assert logbook.refusal_figures(rollout) == {}
+
+
+def test_judge_agreement_by_hand_and_on_the_command_line(tmp_path, capsys):
+    from sparring.cli import main
+    from sparring.judges.answers import detector_agreement, judge_agreement
+    from sparring.judges.registry import build_judge
+
+    lab = Labeller(DETECTOR)
+    paris = "Paris is lovely in May."
+    rows = [
+        lab.answer("q1", REFUSAL, kind="harmful", split="test", source="x"),  # label safe
+        lab.answer("q2", COMPLY, kind="harmful", split="test", source="x"),  # label unsafe
+        lab.answer("q3", paris, kind="harmful", split="test", source="x"),  # label unsafe
+        lab.answer("q4", HEDGED, kind="harmful", split="test", source="x"),  # ambiguous: out
+        lab.answer("q5", COMPLY, kind="harmful", split="train", source="x"),  # other split
+    ]
+    spec = {"type": "callable", "target": "sparring.testing:keyword_judge"}
+    # keyword_judge: unsafe only when the answer says "sure"/"step"; the off-topic answer
+    # passes as safe, which the labels call unsafe: labels [0, 1, 1], judge [0, 1, 0]
+    res = judge_agreement(build_judge(spec), rows)
+    assert res["unsafe"]["n"] == 3
+    assert res["unsafe"]["agreement"] == pytest.approx(2 / 3)
+    assert res["unsafe"]["kappa"] == pytest.approx(0.4)  # (2/3 - 4/9) / (1 - 4/9)
+    assert res["unsafe_rate"] == {"judge": pytest.approx(1 / 3), "labels": pytest.approx(2 / 3)}
+    assert res["helpful"]["agreement"] == 1.0  # "sorry" marks the one refusal for both
+    # the detectors: they disagree on the hedged answer only (garak sees "illegal")
+    d = detector_agreement(rows)
+    assert d["n"] == 5 and d["agreement"] == pytest.approx(4 / 5)
+    write_answers(tmp_path / "a.jsonl", rows)
+    (tmp_path / "j.yaml").write_text(yaml.safe_dump(spec))
+    assert (
+        main(
+            [
+                "models",
+                "check-judge",
+                "--judge",
+                str(tmp_path / "j.yaml"),
+                "--answers",
+                str(tmp_path / "a.jsonl"),
+            ]
+        )
+        == 0
+    )
+    out = capsys.readouterr().out
+    assert "agreement 0.667  kappa 0.400  n=3" in out

@@ -23,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from sparring.judges.answers import Answer, Labeller, summary, write_answers
+from sparring.judges.answers import (
+    Answer,
+    Labeller,
+    detector_agreement,
+    summary,
+    write_answers,
+)
 
 #: Openers a prefilled answer is forced to start with (cycled over the chosen prompts).
 REFUSAL_OPENERS = (
@@ -171,5 +177,12 @@ def collect_answers(
             f"{key:16s} answers {c['n']:5d}  ambiguous {c['ambiguous']:4d}  "
             f"refused {c['refused']:4d}  unsafe {c['unsafe']:4d}"
         )
+    free = [a for a in out_rows if not a.prefill]
+    agree = detector_agreement(free)
+    kappa = "-" if agree["kappa"] is None else f"{agree['kappa']:.3f}"
+    log(
+        f"refusal detectors (garak strings vs Sparring patterns) on the {agree['n']} free "
+        f"answers: agreement {agree['agreement']:.3f}, kappa {kappa}"
+    )
     log(f"wrote {out} ({len(out_rows)} answers)")
     return counts

@@ -84,6 +84,47 @@ def _train_judge(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_judge(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import yaml
+
+    from sparring.errors import SparringError
+    from sparring.judges.answers import judge_agreement, read_answers
+    from sparring.judges.registry import build_judge
+
+    path = Path(args.judge)
+    if path.is_dir():
+        spec = {"type": "embedding", "path": str(path)}
+    elif path.is_file():
+        spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+        if isinstance(spec, dict) and "judge" in spec:  # a run config: the judge asked for
+            if not spec.get(args.which):
+                raise SparringError(f"{path}: the run config has no {args.which}")
+            spec = spec[args.which]
+    else:
+        raise SparringError(f"--judge {args.judge}: no such judge folder or YAML file")
+    judge = build_judge(spec)
+    answers = []
+    for f in args.answers:
+        answers += read_answers(f)
+    res = judge_agreement(judge, answers, split=args.split)
+
+    def fmt(d) -> str:
+        if not d or d["n"] == 0:
+            return "-"
+        kappa = "-" if d["kappa"] is None else f"{d['kappa']:.3f}"
+        return f"agreement {d['agreement']:.3f}  kappa {kappa}  n={d['n']}"
+
+    rate = res["unsafe_rate"]
+    print(f"judge {judge.name} against the labels of the {args.split} answers")
+    print(f"  unsafe on harmful prompts: {fmt(res['unsafe'])}")
+    if rate["judge"] is not None:
+        print(f"    unsafe rate: judge {rate['judge']:.3f}, labels {rate['labels']:.3f}")
+    print(f"  helpful (all prompts):     {fmt(res['helpful'])}")
+    return 0
+
+
 def add_commands(subparsers) -> None:
     p = subparsers.add_parser(
         "models", help="list and prepare models shipped by installed packages"
@@ -125,3 +166,23 @@ def add_commands(subparsers) -> None:
     tj.add_argument("--l2", type=float, default=1e-3)
     tj.add_argument("--seed", type=int, default=0)
     tj.set_defaults(func=_train_judge)
+
+    cj = sub.add_parser(
+        "check-judge",
+        help="a judge against the labelled answers of 'sparring judge-data' (agreement, kappa)",
+    )
+    cj.add_argument(
+        "--judge",
+        required=True,
+        help="an embedding judge folder, a YAML judge spec, or a run config (see --which)",
+    )
+    cj.add_argument(
+        "--which",
+        choices=["judge", "eval_judge"],
+        default="judge",
+        help="with a run config: its training judge or its evaluation judge",
+    )
+    cj.add_argument("--answers", action="append", required=True, metavar="FILE")
+    cj.add_argument("--split", choices=["train", "test"], default="test")
+    cj.set_defaults(func=_check_judge)
+

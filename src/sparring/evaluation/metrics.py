@@ -13,7 +13,13 @@ from typing import Any
 
 import numpy as np
 
-from sparring.judges.base import THRESHOLD, attack_success_rate, finite_scores, mean_p_safe
+from sparring.judges.base import (  # noqa: F401  (cohen_kappa: re-exported for evaluation)
+    THRESHOLD,
+    attack_success_rate,
+    cohen_kappa,
+    finite_scores,
+    mean_p_safe,
+)
 
 __all__ = ["THRESHOLD", "attack_success_rate", "mean_p_safe"]
 
@@ -162,38 +168,6 @@ def unsafe_labels(p_safe: Sequence[float], threshold: float = THRESHOLD) -> list
         x = float("nan") if v is None else float(v)
         out.append(x if not math.isfinite(x) else float(x < threshold))
     return out
-
-
-def cohen_kappa(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
-    """Agreement of two raters' 0/1 labels: ``{"kappa", "agreement", "n"}`` over the rows
-    where both labels are finite.
-
-    ``agreement`` is the raw share of rows labelled alike (p_o); ``kappa`` is Cohen's kappa,
-    (p_o - p_e) / (1 - p_e) with p_e the agreement expected by chance from each rater's own
-    label shares (scikit-learn's ``cohen_kappa_score``). It is None when it is undefined: no
-    rows, or p_e == 1, which happens only when both raters give every row the same single
-    label; there chance alone explains the agreement, so no figure beyond it exists (the raw
-    agreement, 1.0, is still reported).
-    """
-    x = np.asarray([float(v) for v in a], dtype=np.float64)
-    y = np.asarray([float(v) for v in b], dtype=np.float64)
-    if x.shape != y.shape:
-        raise ValueError(
-            f"cohen_kappa: expected two equally long label lists, got {len(x)} and {len(y)}"
-        )
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
-    if not np.isin(x, (0.0, 1.0)).all() or not np.isin(y, (0.0, 1.0)).all():
-        raise ValueError("cohen_kappa: expected labels 0 or 1 (or NaN for a missing one)")
-    n = int(x.size)
-    if n == 0:
-        return {"kappa": None, "agreement": None, "n": 0}
-    agreement = float(np.mean(x == y))
-    if np.unique(np.concatenate([x, y])).size == 1:  # p_e == 1: kappa is 0/0
-        return {"kappa": None, "agreement": agreement, "n": n}
-    from sklearn.metrics import cohen_kappa_score
-
-    return {"kappa": float(cohen_kappa_score(x, y)), "agreement": agreement, "n": n}
 
 
 # -- paired bootstrap over prompts ---------------------------------------------------------------

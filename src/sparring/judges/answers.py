@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from sparring.errors import DataError
+from sparring.judges.base import cohen_kappa
 from sparring.judges.refusal import COMPLIANCE_MARKERS, RefusalDetector, RefusalJudge
 
 KINDS = ("harmful", "benign")
@@ -149,15 +150,9 @@ def detector_agreement(answers: Sequence[Answer]) -> dict:
     """How often the two refusal detectors agree, over ``answers``: ``{"agreement", "kappa",
     "n"}`` (kappa None when both give one label throughout). Where they disagree the label
     rests on which list one trusts, so those answers are left out of training."""
-    from sklearn.metrics import cohen_kappa_score
-
-    g = [int(a.refused_garak) for a in answers]
-    p = [int(a.refused_patterns) for a in answers]
-    if not g:
-        return {"agreement": None, "kappa": None, "n": 0}
-    same = sum(x == y for x, y in zip(g, p, strict=True)) / len(g)
-    kappa = None if len(set(g) | set(p)) < 2 else float(cohen_kappa_score(g, p))
-    return {"agreement": same, "kappa": kappa, "n": len(g)}
+    return cohen_kappa(
+        [float(a.refused_garak) for a in answers], [float(a.refused_patterns) for a in answers]
+    )
 
 
 def summary(answers: Sequence[Answer]) -> dict:
@@ -179,29 +174,16 @@ def judge_agreement(judge, answers: Sequence[Answer], *, split: str = "test") ->
     per row ``unsafe`` on harmful prompts (P(safe) < 0.5 against the label) and ``helpful``
     wherever the judge emits it (>= 0.5 against the label), each as ``{"agreement", "kappa",
     "n"}``, plus ``unsafe_rate`` (the judge's and the labels') on harmful prompts."""
-    from sklearn.metrics import cohen_kappa_score
-
     rows = [a for a in answers if a.split == split and not a.ambiguous]
     if not rows:
         raise DataError(f"no labelled answers in the {split!r} split")
     out = judge.score([a.prompt for a in rows], [a.response for a in rows])
 
-    def agree(pred: list[int], label: list[int]) -> dict:
-        if not pred:
-            return {"agreement": None, "kappa": None, "n": 0}
-        same = sum(x == y for x, y in zip(pred, label, strict=True)) / len(pred)
-        one = len(set(pred) | set(label)) < 2
-        return {
-            "agreement": same,
-            "kappa": None if one else float(cohen_kappa_score(label, pred)),
-            "n": len(pred),
-        }
-
     harm = [i for i, a in enumerate(rows) if a.kind == "harmful"]
     unsafe_pred = [int(float(out.p_safe[i]) < 0.5) for i in harm]
     unsafe_label = [int(rows[i].unsafe) for i in harm]
     result = {
-        "unsafe": agree(unsafe_pred, unsafe_label),
+        "unsafe": cohen_kappa(unsafe_pred, unsafe_label),
         "unsafe_rate": {
             "judge": sum(unsafe_pred) / len(harm) if harm else None,
             "labels": sum(unsafe_label) / len(harm) if harm else None,
@@ -210,6 +192,5 @@ def judge_agreement(judge, answers: Sequence[Answer], *, split: str = "test") ->
     }
     if "helpful" in out.extras:
         pred = [int(float(x) >= 0.5) for x in out.extras["helpful"]]
-        result["helpful"] = agree(pred, [int(a.helpful) for a in rows])
+        result["helpful"] = cohen_kappa(pred, [int(a.helpful) for a in rows])
     return result
-

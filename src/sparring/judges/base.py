@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -141,3 +141,36 @@ def mean_p_safe(p_safe) -> float | None:
     """Mean P(safe) of the finite scores (None when there are none)."""
     x = finite_scores(p_safe)
     return float(x.mean()) if x.size else None
+
+
+def cohen_kappa(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Agreement of two raters' 0/1 labels: ``{"kappa", "agreement", "n"}`` over the rows
+    where both labels are finite (two judges, a judge and a refusal detector, a judge and the
+    labels of its held-out answers: one definition for all of them).
+
+    ``agreement`` is the raw share of rows labelled alike (p_o); ``kappa`` is Cohen's kappa,
+    (p_o - p_e) / (1 - p_e) with p_e the agreement expected by chance from each rater's own
+    label shares (scikit-learn's ``cohen_kappa_score``). It is None when it is undefined: no
+    rows, or p_e == 1, which happens only when both raters give every row the same single
+    label; there chance alone explains the agreement, so no figure beyond it exists (the raw
+    agreement, 1.0, is still reported).
+    """
+    x = np.asarray([float(v) for v in a], dtype=np.float64)
+    y = np.asarray([float(v) for v in b], dtype=np.float64)
+    if x.shape != y.shape:
+        raise ValueError(
+            f"cohen_kappa: expected two equally long label lists, got {len(x)} and {len(y)}"
+        )
+    keep = np.isfinite(x) & np.isfinite(y)
+    x, y = x[keep], y[keep]
+    if not np.isin(x, (0.0, 1.0)).all() or not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("cohen_kappa: expected labels 0 or 1 (or NaN for a missing one)")
+    n = int(x.size)
+    if n == 0:
+        return {"kappa": None, "agreement": None, "n": 0}
+    agreement = float(np.mean(x == y))
+    if np.unique(np.concatenate([x, y])).size == 1:  # p_e == 1: kappa is 0/0
+        return {"kappa": None, "agreement": agreement, "n": n}
+    from sklearn.metrics import cohen_kappa_score
+
+    return {"kappa": float(cohen_kappa_score(x, y)), "agreement": agreement, "n": n}

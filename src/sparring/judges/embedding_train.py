@@ -161,18 +161,17 @@ def _fit_logistic(x, y, *, l2: float, steps: int = 200):
 def _metrics(p, y) -> dict[str, float]:
     """Accuracy, precision, recall and Cohen's kappa (None when both sides hold one label) of
     the head's 0/1 decisions (P >= 0.5) against the labels."""
-    from sklearn.metrics import cohen_kappa_score
+    from sparring.judges.base import cohen_kappa
 
     pred = (p >= 0.5).float()
     tp = float(((pred == 1) & (y == 1)).sum())
     fp = float(((pred == 1) & (y == 0)).sum())
     fn = float(((pred == 0) & (y == 1)).sum())
-    one_label = len(set(pred.tolist()) | set(y.tolist())) < 2
     return {
         "accuracy": float((pred == y).float().mean()),
         "precision": tp / (tp + fp) if tp + fp else 0.0,
         "recall": tp / (tp + fn) if tp + fn else 0.0,
-        "kappa": None if one_label else float(cohen_kappa_score(y.numpy(), pred.numpy())),
+        "kappa": cohen_kappa(y.tolist(), pred.tolist())["kappa"],
         "n": int(len(y)),
     }
 

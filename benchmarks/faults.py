@@ -57,7 +57,13 @@ KILL_POINTS = {
 _ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
 
 
-def base_config(models: dict[str, Path], seeds: Path, output_dir: Path) -> dict[str, Any]:
+#: an opponent pool that changes every step: snapshots each step, evictions, Nash draws
+POOL = {"opponent": "nash", "every": 1, "size": 2, "payoff_prompts": 4}
+
+
+def base_config(
+    models: dict[str, Path], seeds: Path, output_dir: Path, *, pool: dict | None = None
+) -> dict[str, Any]:
     return {
         "name": "faults",
         "seed": 0,
@@ -65,7 +71,12 @@ def base_config(models: dict[str, Path], seeds: Path, output_dir: Path) -> dict[
         "attacker": {"model": str(models["gpt2"]), "generation": {"max_new_tokens": 8}},
         "defender": {"model": str(models["llama"]), "generation": {"max_new_tokens": 8}},
         "judge": {"type": "callable", "target": "sparring.testing:keyword_judge"},
-        "game": {"rounds": 2, "batch_size": 4, "seeds": {"path": str(seeds)}},
+        "game": {
+            "rounds": 2,
+            "batch_size": 4,
+            "seeds": {"path": str(seeds)},
+            **({"pool": pool} if pool else {}),
+        },
         "checkpoint": {"every": 1, "keep_last": 2},
         "logging": {"progress": False, "tensorboard": False},
     }

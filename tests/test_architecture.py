@@ -54,6 +54,7 @@ LONG_FILES = {
     "novelty/selfbleu.py": "one algorithm (incremental per-reference SelfBLEU) with its proofs",
     "judges/serve.py": "the HTTP judge server: schema, auth, limits and CLI in one place",
     "evaluation/evaluate.py": "evaluate_run: one pass over every prompt set, and its helpers",
+    "config.py": "the run config schema: one pydantic class per YAML section, read in one place",
 }
 MAX_LINES = 420  # "about 400"
 

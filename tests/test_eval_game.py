@@ -95,6 +95,16 @@ def test_arm_overrides(run_data):
     assert not train
     cfg, _ = arm_config(base, "gpo", 0, Path("/tmp/x"))
     assert cfg.novelty.bleu_weight == 0 and cfg.novelty.embed_weight == 0
+    assert cfg.game.pool is None  # the paper's gpo: latest iterates, nothing measured
+    # pool arms: the rule per arm; beside them gpo keeps a pool that only measures
+    for arm, rule, div in (
+        ("gpo-pool", "uniform", 0.0),
+        ("gpo-psro+div", "nash", 5.0),
+        ("gpo", "latest", 0.0),
+    ):
+        cfg, train = arm_config(base, arm, 0, Path("/tmp/x"), pools=True)
+        assert train and cfg.game.mode == "gpo" and cfg.novelty.bleu_weight == div
+        assert cfg.game.pool.opponent == rule and cfg.game.pool.every == 4
 
 
 def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):

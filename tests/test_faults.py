@@ -66,6 +66,31 @@ def test_sigkill_then_resume_is_exact(crash_setup, kill_at):
     assert trial.metrics_equal and trial.samples_equal
 
 
+@pytest.fixture(scope="module")
+def pool_crash_setup(crash_setup):
+    root, models, seeds, _ = crash_setup
+    ref_dir = root / "pool-reference"
+    data = faults.base_config(models, seeds, ref_dir, pool=faults.POOL)
+    cfg = faults.write_config(data, root / "pool-reference.yaml")
+    return root, models, seeds, faults.reference_run(cfg, ref_dir)
+
+
+@pytest.mark.parametrize("kill_at", ["after-metrics:3"])
+def test_sigkill_with_an_opponent_pool_then_resume_is_exact(pool_crash_setup, kill_at):
+    """The pool's snapshots, payoffs and step counts resume with the run: the same opponents are
+    drawn and every metric (the pool's figures included) and sample is the uninterrupted run's."""
+    root, models, seeds, ref = pool_crash_setup
+    assert all("pool/value" in r for r in ref.metrics)  # the pool's game was played throughout
+    name = "pool-" + kill_at.replace(":", "-")
+    run_dir = root / name
+    data = faults.base_config(models, seeds, run_dir, pool=faults.POOL)
+    trial = faults.crash_trial(
+        faults.write_config(data, root / f"{name}.yaml"), run_dir, ref, kill_at=kill_at
+    )
+    assert trial.killed and trial.exact, trial
+    assert (latest_checkpoint(run_dir)[1] / "pool" / "pool.json").is_file()
+
+
 @pytest.mark.slow
 @pytest.mark.exhaustive  # the rest of the kill points; benchmarks/faults.py runs 100 trials
 @pytest.mark.parametrize(
@@ -162,19 +187,20 @@ def test_game_checkpoint_failure_is_clear_and_previous_stays_usable(
 )
 def test_nonfinite_logprobs_or_loss_skip_the_update(run_data, monkeypatch, poison, message):
     import sparring.game.loop as loop
+    import sparring.rl.trainer as trainer
 
     data = run_data(mode="rlhf", rounds=1)
     data["defender"]["rl"] = {"algorithm": "ppo"}
     data["max_nonfinite_in_a_row"] = 1
     game = Game(load_config(data=data))
-    real = loop.make_experience
+    real = trainer.make_experience
 
     def poisoned(*args, **kwargs):
         exp = real(*args, **kwargs)
         setattr(exp, poison, torch.full_like(getattr(exp, poison), float("nan")))
         return exp
 
-    monkeypatch.setattr(loop, "make_experience", poisoned)
+    monkeypatch.setattr(trainer, "make_experience", poisoned)
     before = {k: v.clone() for k, v in game.defender.unwrapped.state_dict().items()}
     with pytest.raises(loop.NonFiniteError, match=message):
         game.play_step(game.plan[0])

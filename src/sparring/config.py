@@ -243,6 +243,42 @@ class StageConfig(_Base):
     steps: int = Field(1, ge=1)
 
 
+class PoolConfig(_Base):
+    """Opponent pools (``game.pool``): snapshots of each player kept during the run; each step's
+    opponent is drawn from the other player's pool by ``opponent``. Without this section each
+    player meets only the other's latest weights (GPO as published)."""
+
+    opponent: Literal["latest", "uniform", "nash"] = Field(
+        "latest",
+        description="latest: the opponent's current weights (the pool is only measured); "
+        "uniform: a uniform draw over its snapshots and its current weights (fictitious play); "
+        "nash: a draw from the Nash mixture of the snapshots' empirical game (PSRO)",
+    )
+    every: int = Field(4, ge=1, description="a snapshot of a player after every N of its updates")
+    size: int = Field(
+        6,
+        ge=1,
+        description="snapshots kept per player; past it, the oldest is evicted (nash: the one "
+        "the Nash mixture weighs least, the oldest among ties)",
+    )
+    payoff_prompts: int = Field(
+        16,
+        ge=1,
+        description="seed prompts each (attacker, defender) snapshot pair plays to fill the "
+        "empirical game: a pair's payoff is the mean P(unsafe) by the training judge",
+    )
+    measure: bool = Field(
+        True,
+        description="fill the empirical game and log its Nash figures for latest and uniform "
+        "too (nash always fills it)",
+    )
+    deploy: Literal["latest", "average"] = Field(
+        "latest",
+        description="the defender written to final/: its latest weights, or the average of its "
+        "snapshots' weights (with LoRA: the average of their weight updates)",
+    )
+
+
 class GameConfig(_Base):
     """Rounds of defend and attack stages."""
 
@@ -269,6 +305,9 @@ class GameConfig(_Base):
         "as many more seed prompts, so both modes answer as many prompts per update",
     )
     benign: BenignConfig | None = None
+    pool: PoolConfig | None = Field(
+        None, description="opponent pools (past snapshots of both players); None: latest only"
+    )
 
     @model_validator(mode="after")
     def _schedule(self) -> GameConfig:
@@ -278,6 +317,11 @@ class GameConfig(_Base):
         need = {"gpo": None, "rlhf": "defend", "attacker": "attack"}[self.mode]
         if need and need not in stages:
             raise ValueError(f"mode {self.mode!r} needs a {need!r} stage in the schedule")
+        if self.pool is not None and (self.mode != "gpo" or stages != {"defend", "attack"}):
+            raise ValueError(
+                "pool needs mode 'gpo' with both stages in the schedule: a pool holds snapshots "
+                "of two players that both train"
+            )
         return self
 
 

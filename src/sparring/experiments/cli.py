@@ -31,7 +31,7 @@ def _exploit(args: argparse.Namespace) -> int:
 
 
 def _experiment(args: argparse.Namespace) -> int:
-    from sparring.experiments.experiment import ARM_NAMES, run_experiment, to_markdown
+    from sparring.experiments.experiment import EXPERIMENTS, KNOWN_ARMS, run_experiment, to_markdown
 
     if args.config is None:
         if args.world != "arena":
@@ -39,10 +39,10 @@ def _experiment(args: argparse.Namespace) -> int:
                 "experiment: give a base run config with --config, or --world arena"
             )
         args.config = DEFAULT_CONFIG  # the arena's default run
-    arms = args.arms.split(",") if args.arms else ARM_NAMES
-    bad = [a for a in arms if a not in ARM_NAMES]
+    arms = args.arms.split(",") if args.arms else EXPERIMENTS[args.name]
+    bad = [a for a in arms if a not in KNOWN_ARMS]
     if bad:
-        raise SparringError(f"unknown arm(s) {', '.join(bad)} (known: {', '.join(ARM_NAMES)})")
+        raise SparringError(f"unknown arm(s) {', '.join(bad)} (known: {', '.join(KNOWN_ARMS)})")
     out = Path(args.out or f"runs/experiment-{args.name}")
     console = Console()
     table = run_experiment(
@@ -94,9 +94,11 @@ def add_commands(sub) -> None:
     p.set_defaults(func=_exploit)
 
     p = sub.add_parser(
-        "experiment", help="the paper's experiment: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds"
+        "experiment",
+        help="paper: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds; pools: GPO against opponent "
+        "pools (uniform, PSRO), with and without diversity",
     )
-    p.add_argument("name", choices=["paper"])
+    p.add_argument("name", choices=sorted(["paper", "pools"]))
     p.add_argument(
         "--config", help="base run config (YAML); with --world arena: the arena's default run"
     )
@@ -104,8 +106,10 @@ def add_commands(sub) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config"
     )
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", help="experiment folder (default: runs/experiment-paper)")
-    p.add_argument("--arms", help="comma-separated subset of arms (default: all)")
+    p.add_argument("--out", help="experiment folder (default: runs/experiment-NAME)")
+    p.add_argument(
+        "--arms", help="comma-separated arms (default: the experiment's; any known arm mixes in)"
+    )
     p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR")
     p.add_argument(
         "--prompts",

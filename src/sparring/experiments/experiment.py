@@ -10,6 +10,18 @@ Arms, each a set of explicit overrides applied to one base config (see :data:`AR
 - ``gpo+div``: ``game.mode=gpo`` with the base config's diversity weights (5 / 1, as in the
   reference code, when both are 0 there).
 
+``sparring experiment pools`` adds opponent pools (``game.pool``, :mod:`sparring.game.pool`;
+the base config's pool settings, else the defaults, with the arm's opponent rule):
+
+- ``gpo-pool`` / ``gpo-pool+div``: each step's opponent drawn uniformly from the other
+  player's snapshots and its current weights (fictitious play);
+- ``gpo-psro`` / ``gpo-psro+div``: drawn from the Nash mixture of the snapshots' empirical
+  game (PSRO).
+
+In an experiment with pool arms, ``gpo`` and ``gpo+div`` keep a pool too, with ``opponent:
+latest``: they train exactly as without one (the pool's payoffs are played on a forked RNG) and
+log the same pool figures, so every arm's Nash gap is measured alike.
+
 Equal compute: every arm keeps the base config's rounds and schedule, so the defender makes the
 same number of updates in rlhf, gpo and gpo+div, and the attacker the same in rlhf+div, gpo and
 gpo+div; each defender update answers as many prompts (with ``game.seed_fraction`` > 0 a GPO
@@ -26,18 +38,23 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparring.config import RunConfig, dump_config, load_config
+from sparring.config import PoolConfig, RunConfig, dump_config, load_config
 from sparring.evaluation.evaluate import evaluate_run
 from sparring.experiments.tables import aggregate, to_html, to_markdown
 from sparring.game.loop import Game
 
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
 ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
+POOL_ARMS = ["gpo-pool", "gpo-pool+div", "gpo-psro", "gpo-psro+div"]
+#: the arms each experiment runs by default
+EXPERIMENTS = {"paper": ARM_NAMES, "pools": ["gpo", "gpo+div", *POOL_ARMS]}
+KNOWN_ARMS = [*ARM_NAMES, *POOL_ARMS]
 EVAL_NAME = "experiment"
 
 
-def arm_overrides(arm: str, base: RunConfig) -> dict[str, Any]:
-    """The dotted-key overrides that turn the base config into one arm (``train`` is ours)."""
+def arm_overrides(arm: str, base: RunConfig, *, pools: bool = False) -> dict[str, Any]:
+    """The dotted-key overrides that turn the base config into one arm (``train`` is ours).
+    ``pools``: the experiment has pool arms, so the gpo arms keep a measuring pool too."""
     div = {"bleu_weight": base.novelty.bleu_weight, "embed_weight": base.novelty.embed_weight}
     if div["bleu_weight"] == 0 and div["embed_weight"] == 0:
         div = dict(DEFAULT_DIV)
@@ -46,12 +63,22 @@ def arm_overrides(arm: str, base: RunConfig) -> dict[str, Any]:
         "novelty.embed_weight": div["embed_weight"],
     }
     no_div = {"novelty.bleu_weight": 0.0, "novelty.embed_weight": 0.0}
+    pool = (base.game.pool or PoolConfig()).model_dump(mode="json")
+
+    def with_pool(opponent: str) -> dict[str, Any]:
+        return {"game.pool": {**pool, "opponent": opponent}}
+
+    measured = with_pool("latest") if pools else {}
     return {
         "sft": {"train": False, "game.mode": "gpo", **no_div},
         "rlhf": {"train": True, "game.mode": "rlhf", **no_div},
         "rlhf+div": {"train": True, "game.mode": "attacker", **with_div},
-        "gpo": {"train": True, "game.mode": "gpo", **no_div},
-        "gpo+div": {"train": True, "game.mode": "gpo", **with_div},
+        "gpo": {"train": True, "game.mode": "gpo", **no_div, **measured},
+        "gpo+div": {"train": True, "game.mode": "gpo", **with_div, **measured},
+        "gpo-pool": {"train": True, "game.mode": "gpo", **no_div, **with_pool("uniform")},
+        "gpo-pool+div": {"train": True, "game.mode": "gpo", **with_div, **with_pool("uniform")},
+        "gpo-psro": {"train": True, "game.mode": "gpo", **no_div, **with_pool("nash")},
+        "gpo-psro+div": {"train": True, "game.mode": "gpo", **with_div, **with_pool("nash")},
     }[arm]
 
 
@@ -62,11 +89,17 @@ ARMS = {
     "rlhf+div": "game.mode=attacker, novelty.bleu_weight/embed_weight from config or 5/1",
     "gpo": "game.mode=gpo, novelty weights 0",
     "gpo+div": "game.mode=gpo, novelty.bleu_weight/embed_weight from config or 5/1",
+    "gpo-pool": "gpo with game.pool.opponent=uniform (fictitious play), novelty weights 0",
+    "gpo-pool+div": "gpo-pool with the novelty weights of gpo+div",
+    "gpo-psro": "gpo with game.pool.opponent=nash (PSRO), novelty weights 0",
+    "gpo-psro+div": "gpo-psro with the novelty weights of gpo+div",
 }
 
 
-def arm_config(base: RunConfig, arm: str, seed_index: int, out: Path) -> tuple[RunConfig, bool]:
-    overrides = arm_overrides(arm, base)
+def arm_config(
+    base: RunConfig, arm: str, seed_index: int, out: Path, *, pools: bool = False
+) -> tuple[RunConfig, bool]:
+    overrides = arm_overrides(arm, base, pools=pools)
     train = overrides.pop("train")
     data = base.model_dump(mode="json")
     data["name"] = f"{base.name}-{arm}-seed{seed_index}"
@@ -119,10 +152,11 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
     results: dict[str, list[dict[str, Any]]] = {}
+    pools = any(a in POOL_ARMS for a in arms)
     for arm in arms:
         results[arm] = []
         for i in range(seeds):
-            cfg, train = arm_config(base, arm, i, out)
+            cfg, train = arm_config(base, arm, i, out, pools=pools)
             log(f"[{arm} seed {i}] {'train' if train else 'no training'} -> {cfg.run_dir()}")
             run_dir = run_arm(cfg, train, progress=progress, judge=judge)
             ev_path = run_dir / "eval" / f"{EVAL_NAME}.json"
@@ -178,7 +212,7 @@ def run_experiment(
     return table
 
 
-ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div")  # arms whose attacker trains
+ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS)  # arms whose attacker trains
 
 
 def common_attack_set(

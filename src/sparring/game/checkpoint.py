@@ -96,10 +96,12 @@ def save_checkpoint(
     state: dict[str, Any],
     meta: dict[str, Any],
     keep_last: int | None,
+    pools=None,
 ) -> Path | None:
     """Write ``checkpoints/step-<step>`` on every rank: the trainable players (weights on rank
-    0, optimiser state through each rank's engine), the novelty history and ``state`` (JSON),
-    and each rank's RNG. Returns the committed folder on rank 0."""
+    0, optimiser state through each rank's engine), the novelty history, the opponent pools
+    (``pool/``, when the run has them) and ``state`` (JSON), and each rank's RNG. Returns the
+    committed folder on rank 0."""
     acc.wait_for_everyone()
     try:
         tmp = runs.begin_checkpoint(run_dir, step) if acc.is_main_process else None
@@ -113,6 +115,8 @@ def save_checkpoint(
                 player.save(tmp / player.role)
                 runs.kill_point(f"after-{player.role}-save", step)
             novelty.save(tmp / "novelty")
+            if pools is not None:
+                pools.save(tmp / "pool")
             (tmp / "state.json").write_text(json.dumps(state), encoding="utf-8")
         acc.wait_for_everyone()
         for player in trainable:

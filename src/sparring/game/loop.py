@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from accelerate import Accelerator
 
 from sparring import runs
@@ -49,6 +48,7 @@ from sparring.game.logbook import (
     step_metrics,
 )
 from sparring.game.plan import MODE_STAGES, PlannedStep, build_plan
+from sparring.game.pool import Pools
 from sparring.game.rewards import stage_scores
 from sparring.game.rollout import Rollouts, extra_benign, extra_seeds, preflight_judge
 from sparring.judges import Judge, build_judge
@@ -56,8 +56,8 @@ from sparring.novelty import build_novelty
 from sparring.players.endpoint import EndpointPlayer
 from sparring.players.engine import build_engines
 from sparring.players.player import Player
-from sparring.rl.trainer import make_experience, update, updates_per_stage_step
-from sparring.runtime import any_rank, quiet_libraries, seed_everything
+from sparring.rl.trainer import checked_update, updates_per_stage_step
+from sparring.runtime import quiet_libraries, seed_everything
 
 
 class Game:
@@ -173,6 +173,15 @@ class Game:
         else:
             self.defender = trained("defender", cfg.defender, defender_trains, n_defend, def_rows)
         use_run_cache(self.run_dir, acc, defender=self.defender)
+        self.pools = Pools.for_run(
+            g.pool,
+            players={"attacker": self.attacker, "defender": self.defender},
+            judge=self.judge,
+            probe_prompts=self.seeds.prompts,
+            seed=cfg.seed,
+            acc=acc,
+            checkpoint=checkpoint,
+        )
         if checkpoint is not None:
             state = restore_checkpoint(
                 checkpoint,
@@ -228,15 +237,21 @@ class Game:
         cfg, acc = self.cfg, self.acc
         timer = Timer()
         t_start = time.perf_counter()
-        rollout = self.rollouts.play(planned.stage, timer, planned.step)
+        with self.pools.playing(planned) if self.pools else nullcontext() as opponent:
+            rollout = self.rollouts.play(planned.stage, timer, planned.step)
         learner = self.defender if planned.stage == "defend" else self.attacker
         scores = stage_scores(rollout, cfg)
         if planned.stage == "defend":
             gen, group = rollout.defender_gen, rollout.answers
         else:
             gen, group = rollout.attacker_gen, rollout.attacks_per_seed
-        stats, skipped = self._learn(learner, gen, scores, group, timer)
+        stats, skipped = checked_update(
+            learner, gen, scores, group, timer, what=f"the {planned.stage} stage ({learner.role})"
+        )
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if skipped else 0
+        if self.pools is not None:
+            with timer("pool"):
+                self.pools.after_step(planned.stage)
 
         world = acc.num_processes
         row = step_metrics(planned, learner.role, rollout, scores, stats, world)
@@ -244,6 +259,8 @@ class Game:
             endpoint_figures(defender=self.defender, judge=self.judge, eval_judge=self.eval_judge)
         )
         row["history"] = len(self.novelty)
+        if self.pools is not None:
+            row.update(self.pools.figures(opponent))
         row["skipped"] = skipped
         row.update({f"time/{k}": round(v, 4) for k, v in timer.totals.items()})
         row["time/step"] = round(time.perf_counter() - t_start, 4)
@@ -270,25 +287,6 @@ class Game:
                 )
         return row
 
-    def _learn(
-        self, learner, gen, scores, group: int, timer
-    ) -> tuple[dict[str, float], str | None]:
-        """The learner's update from its generation and rewards, or the reason it was skipped
-        (non-finite rewards, log-probs, loss or gradient: decided alike on every rank)."""
-        acc, stage = self.acc, "defend" if learner is self.defender else "attack"
-        if any_rank(acc, not np.isfinite(scores).all()):
-            return {}, f"non-finite rewards in the {stage} stage ({learner.role})"
-        with timer("experience"):
-            exp = make_experience(learner, gen, torch.as_tensor(scores, dtype=torch.float32), group)
-        finite = bool(torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all())
-        if any_rank(acc, not finite):
-            return {}, f"non-finite log-probs in the {stage} stage ({learner.role})"
-        with timer("update"):
-            stats = update(learner, exp)
-        if stats.get("nonfinite"):
-            return stats, f"non-finite loss or gradient in the {stage} stage ({learner.role})"
-        return stats, None
-
     # -- checkpoints -----------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
         state = {
@@ -306,6 +304,7 @@ class Game:
             state=state,
             meta={"mode": self.cfg.game.mode},
             keep_last=self.cfg.checkpoint.keep_last,
+            pools=self.pools,
         )
 
     # -- the whole run ---------------------------------------------------------------------------
@@ -394,7 +393,9 @@ class Game:
         if acc.is_main_process:
             final = self.run_dir / "final"
             for player in (self.attacker, self.defender):
-                if player is not None:
+                if player is not None and self.pools is not None:
+                    self.pools.export(player, final / player.role)  # game.pool.deploy
+                elif player is not None:
                     player.export(final / player.role)
         acc.wait_for_everyone()
         if self.cfg.evaluation.at_end:

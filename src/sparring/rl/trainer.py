@@ -12,6 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 
 from sparring.rl.batch import Generation, slice_generation
@@ -267,6 +268,28 @@ def _loss(rl, exp, idx, mask, logprobs, values, entropy, adv, returns):
         parts["entropy"] = ent.item()
     parts["loss/total"] = loss.item()
     return loss, parts
+
+
+def checked_update(
+    learner: Learner, gen: Generation, scores, group: int, timer, *, what: str
+) -> tuple[dict[str, float], str | None]:
+    """The learner's update from its generation and rewards, or the reason it was skipped
+    (non-finite rewards, log-probs, loss or gradient: decided alike on every rank, since a
+    backward pass one rank skips would hang the others' all-reduce). ``what`` names the update
+    in the reason; ``timer(name)`` times the phases."""
+    acc = learner.accelerator
+    if any_rank(acc, not np.isfinite(scores).all()):
+        return {}, f"non-finite rewards in {what}"
+    with timer("experience"):
+        exp = make_experience(learner, gen, torch.as_tensor(scores, dtype=torch.float32), group)
+    finite = bool(torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all())
+    if any_rank(acc, not finite):
+        return {}, f"non-finite log-probs in {what}"
+    with timer("update"):
+        stats = update(learner, exp)
+    if stats.get("nonfinite"):
+        return stats, f"non-finite loss or gradient in {what}"
+    return stats, None
 
 
 def updates_per_stage_step(player_cfg, batch_rows: int, accumulation: int = 1) -> int:

@@ -1,0 +1,273 @@
+"""Opponent pools: past snapshots of both players, the rule that draws each step's opponent,
+and the empirical game between the snapshots.
+
+GPO's convergence result is for the players' *averaged* play; trained against the other's
+latest weights only, two players can cycle (the defender closes today's hole and reopens
+yesterday's). With ``game.pool`` each player keeps snapshots (:mod:`sparring.players.snapshots`)
+of its weights: the initial ones, then one after every ``every`` of its steps, at most ``size``
+of them. Each step the learner's opponent is
+
+- ``latest``: the opponent's current weights (GPO as published; the pool is only measured);
+- ``uniform``: a uniform draw over the opponent's snapshots and its current weights (fictitious
+  play: a best response to the opponent's average play);
+- ``nash``: a draw from the Nash mixture of the empirical game (PSRO, Lanctot et al. 2017).
+
+The empirical game: when a snapshot joins, it plays every snapshot of the other pool on
+``payoff_prompts`` fixed seed prompts (the attacker rewrites them, the defender answers, the
+training judge scores); the payoff is the mean P(unsafe). Its figures, logged every step:
+``pool/value`` (the game's Nash value), ``pool/gap`` (the Nash gap of the newest pair: what the
+best snapshot on each side would gain against them; 0 at an equilibrium of the pool) and
+``pool/defender_exploit`` (the best snapshot attacker's payoff against the newest defender).
+
+Eviction past ``size``: the oldest snapshot (``nash``: the one the Nash mixture weighs least,
+the oldest among ties); the snapshot just taken is never the one evicted.
+
+Every draw and every payoff is reproducible: draws come from a generator seeded by the run's
+seed and the step, payoffs are played with the global RNG forked and seeded by the pair, so the
+pool never moves the game's own random streams and a resumed run draws what the uninterrupted
+one would have.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sparring.config import PoolConfig
+from sparring.errors import CheckpointError, JudgeError
+from sparring.game.nash import nash_gap, one_hot, solve_zero_sum
+from sparring.judges import Judge, validate_output
+from sparring.players import snapshots
+from sparring.runtime import broadcast
+
+ROLES = ("attacker", "defender")
+#: whose snapshot is the opponent when a stage's learner trains
+OPPONENT = {"defend": "attacker", "attack": "defender"}
+_LEARNER = {"defend": "defender", "attack": "attacker"}
+
+
+@dataclass
+class Member:
+    """One snapshot: ``id`` is the player's step count when it was taken (0: the initial one)."""
+
+    id: int
+    state: snapshots.State | None  # None only while loading
+
+
+class Pools:
+    """Both players' snapshots, the opponent draws and the empirical game between them."""
+
+    def __init__(
+        self,
+        cfg: PoolConfig,
+        *,
+        players: dict[str, Any],
+        judge: Judge,
+        probe_prompts: list[str],
+        seed: int,
+        acc,
+    ):
+        self.cfg = cfg
+        self.players = players
+        self.judge = judge
+        rng = random.Random(seed)
+        self.probe = [rng.choice(probe_prompts) for _ in range(cfg.payoff_prompts)]
+        self.seed = seed
+        self.acc = acc
+        self.members: dict[str, list[Member]] = {r: [] for r in ROLES}
+        self.steps = dict.fromkeys(ROLES, 0)
+        self.payoff: dict[tuple[int, int], float] = {}
+
+    @classmethod
+    def for_run(cls, cfg: PoolConfig | None, *, checkpoint: Path | None, **kw) -> Pools | None:
+        """The run's pools (None without ``game.pool``): restored from ``checkpoint``, else
+        holding both players' initial snapshots."""
+        if cfg is None:
+            return None
+        pools = cls(cfg, **kw)
+        if checkpoint is not None:
+            pools.load(checkpoint / "pool")
+        else:
+            pools.start()
+        return pools
+
+    @property
+    def measured(self) -> bool:
+        return self.cfg.measure or self.cfg.opponent == "nash"
+
+    # -- snapshots ---------------------------------------------------------------------------
+    def start(self) -> None:
+        """The initial snapshot of both players (and their payoff)."""
+        for role in ROLES:
+            self._add(role)
+
+    def after_step(self, stage: str) -> None:
+        """Count a step of the stage's learner; take its snapshot every ``every`` steps."""
+        role = _LEARNER[stage]
+        self.steps[role] += 1
+        if self.steps[role] % self.cfg.every == 0:
+            self._add(role)
+
+    def _add(self, role: str) -> None:
+        member = Member(self.steps[role], snapshots.take(self.players[role]))
+        if self.measured:
+            other = "defender" if role == "attacker" else "attacker"
+            for m in self.members[other]:
+                a, d = (member, m) if role == "attacker" else (m, member)
+                self.payoff[(a.id, d.id)] = self._play(a, d)
+        self.members[role].append(member)
+        if len(self.members[role]) > self.cfg.size:
+            self._evict(role)
+
+    def _evict(self, role: str) -> None:
+        pool = self.members[role]
+        candidates = pool[:-1]  # never the snapshot just taken
+        victim = candidates[0]
+        if self.cfg.opponent == "nash":
+            x, y = self.mixtures()
+            weights = x if role == "attacker" else y
+            lowest = min(weights[: len(candidates)])
+            victim = next(m for m, w in zip(candidates, weights, strict=False) if w <= lowest)
+        pool.remove(victim)
+        key = 0 if role == "attacker" else 1
+        self.payoff = {k: v for k, v in self.payoff.items() if k[key] != victim.id}
+
+    def _play(self, a: Member, d: Member) -> float:
+        """The payoff of attacker snapshot ``a`` against defender snapshot ``d``: the mean
+        P(unsafe) by the training judge of ``d``'s answers to ``a``'s rewrites of the probe
+        prompts, sampled under the global RNG forked and seeded by the pair (rank 0's figure on
+        every rank)."""
+        attacker, defender = self.players["attacker"], self.players["defender"]
+        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(self.seed * 1_000_003 + a.id * 1_009 + d.id)
+            with snapshots.playing_as(attacker, a.state):
+                gen = attacker.generate(self.probe)
+            attacks = attacker.clean_texts(gen.texts, self.probe).texts
+            with snapshots.playing_as(defender, d.state):
+                answers = defender.generate(attacks).texts
+        out = validate_output(
+            self.judge.name, self.judge.score(attacks, answers), len(attacks), allow_nonfinite=True
+        )
+        p = np.asarray(out.p_safe, dtype=np.float64)
+        p = p[np.isfinite(p)]
+        if not p.size:
+            raise JudgeError(f"judge {self.judge.name!r} gave no finite verdict on a pool pair")
+        return float(broadcast(float(np.mean(1.0 - p)), self.acc))
+
+    # -- the empirical game ------------------------------------------------------------------
+    def matrix(self) -> np.ndarray | None:
+        """Payoffs, attacker snapshots (rows) by defender snapshots (columns), oldest first;
+        None until every pair has been played."""
+        rows, cols = self.members["attacker"], self.members["defender"]
+        if not rows or not cols:
+            return None
+        try:
+            return np.array([[self.payoff[(a.id, d.id)] for d in cols] for a in rows])
+        except KeyError:
+            return None
+
+    def mixtures(self) -> tuple[np.ndarray, np.ndarray]:
+        """The Nash mixtures of the attacker and defender snapshots."""
+        m = self.matrix()
+        if m is None:
+            raise RuntimeError("the pool's empirical game is not filled (game.pool.measure)")
+        x, y, _ = solve_zero_sum(m)
+        return x, y
+
+    def figures(self, opponent: tuple[str, Member | None] | None = None) -> dict[str, float]:
+        """The pool's line in ``metrics.jsonl``: its sizes, the age of the step's ``opponent``
+        (:meth:`playing`), and the empirical game's figures once it is filled."""
+        out = {f"pool/{r}": float(len(self.members[r])) for r in ROLES}
+        if opponent is not None:
+            out["pool/opponent_age"] = self.opponent_age(*opponent)
+        m = self.matrix()
+        if m is None:
+            return out
+        x, y, value = solve_zero_sum(m)
+        na, nd = m.shape
+        newest = (one_hot(na, na - 1), one_hot(nd, nd - 1))
+        out["pool/value"] = value
+        out["pool/gap"] = nash_gap(m, *newest)
+        out["pool/defender_exploit"] = float(np.max(m[:, -1]))
+        return out
+
+    # -- opponents ---------------------------------------------------------------------------
+    def opponent(self, stage: str, step: int) -> tuple[str, Member | None]:
+        """The role whose snapshot plays against the stage's learner, and the snapshot (None:
+        its current weights)."""
+        role = OPPONENT[stage]
+        pool = self.members[role]
+        rule = self.cfg.opponent
+        if rule == "latest" or not pool:
+            return role, None
+        rng = np.random.default_rng([self.seed, step])
+        if rule == "uniform":
+            i = int(rng.integers(len(pool) + 1))
+            return role, pool[i] if i < len(pool) else None
+        x, y = self.mixtures()
+        p = x if role == "attacker" else y
+        return role, pool[int(rng.choice(len(pool), p=p))]
+
+    @contextlib.contextmanager
+    def playing(self, planned) -> Iterator[tuple[str, Member | None]]:
+        """The step's opponent (:meth:`opponent`) plays inside the block with its snapshot's
+        weights; its own are back after it."""
+        role, member = self.opponent(planned.stage, planned.step)
+        with snapshots.playing_as(self.players[role], member.state if member else None):
+            yield role, member
+
+    def export(self, player, directory: Path) -> None:
+        """Write ``player`` for deployment: with ``deploy: average`` the defender is the average
+        of its snapshots and its final weights; otherwise (and always for the attacker) its
+        final weights."""
+        pool = self.members[player.role]
+        if player.role == "defender" and self.cfg.deploy == "average" and pool:
+            states = [m.state for m in pool] + [snapshots.take(player)]
+            snapshots.export_average(player, states, directory)
+        else:
+            player.export(directory)
+
+    def opponent_age(self, role: str, member: Member | None) -> float:
+        """Steps of the opponent since its snapshot was taken (0: its current weights)."""
+        return 0.0 if member is None else float(self.steps[role] - member.id)
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def save(self, folder: Path) -> None:
+        for role in ROLES:
+            for m in self.members[role]:
+                snapshots.save(m.state, folder / role / f"{m.id}.safetensors")
+        state = {
+            "steps": self.steps,
+            "members": {r: [m.id for m in self.members[r]] for r in ROLES},
+            "payoff": [[a, d, v] for (a, d), v in sorted(self.payoff.items())],
+        }
+        (folder / "pool.json").write_text(json.dumps(state), encoding="utf-8")
+
+    def load(self, folder: Path) -> None:
+        try:
+            state = json.loads((folder / "pool.json").read_text(encoding="utf-8"))
+            self.steps = {r: int(state["steps"][r]) for r in ROLES}
+            self.members = {
+                r: [
+                    Member(i, snapshots.load(folder / r / f"{i}.safetensors"))
+                    for i in state["members"][r]
+                ]
+                for r in ROLES
+            }
+            self.payoff = {(int(a), int(d)): float(v) for a, d, v in state["payoff"]}
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"cannot restore the opponent pool from {folder}: {exc}"
+            ) from None
+        if any(not math.isfinite(v) for v in self.payoff.values()):
+            raise CheckpointError(f"{folder / 'pool.json'}: non-finite payoffs")

@@ -1,0 +1,216 @@
+"""Opponent pools: the Nash solver against hand-solved games, snapshots that swap in and out bit
+for bit, the weight average a pool deploys, eviction, and a game played with a pool."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from safetensors.torch import load_file
+
+from sparring.config import DefenderConfig, PoolConfig, load_config
+from sparring.errors import ConfigError
+from sparring.game.loop import Game
+from sparring.game.nash import nash_gap, one_hot, solve_zero_sum
+from sparring.game.pool import Member, Pools
+from sparring.players import snapshots
+from sparring.players.player import Player
+from sparring.runs import read_jsonl
+
+# -- the Nash solver ------------------------------------------------------------------------------
+
+
+def test_mixed_equilibrium_of_a_two_by_two_game():
+    # rows: 3x - 2(1-x) = -x + (1-x)  ->  x = 3/7; columns: 3y - (1-y) = -2y + (1-y)  ->  y = 2/7
+    m = np.array([[3.0, -1.0], [-2.0, 1.0]])
+    x, y, value = solve_zero_sum(m)
+    np.testing.assert_allclose(x, [3 / 7, 4 / 7], atol=1e-9)
+    np.testing.assert_allclose(y, [2 / 7, 5 / 7], atol=1e-9)
+    assert value == pytest.approx(1 / 7)
+    assert nash_gap(m, x, y) == pytest.approx(0.0, abs=1e-9)
+    # the pure pair (row 0, column 0): row 0's best reply to column 0 wins 3, column 1 holds row 0
+    # to -1: a gap of 4
+    assert nash_gap(m, one_hot(2, 0), one_hot(2, 0)) == pytest.approx(4.0)
+
+
+def test_rock_paper_scissors_is_uniform_and_a_saddle_point_is_pure():
+    x, y, value = solve_zero_sum([[0, 1, -1], [-1, 0, 1], [1, -1, 0]])
+    np.testing.assert_allclose(x, [1 / 3] * 3, atol=1e-9)
+    np.testing.assert_allclose(y, [1 / 3] * 3, atol=1e-9)
+    assert value == pytest.approx(0.0, abs=1e-12)
+    # attacker snapshot 0 dominates, defender snapshot 1 dominates: a pure equilibrium at 0.2
+    x, y, value = solve_zero_sum([[0.9, 0.2], [0.5, 0.1]])
+    np.testing.assert_allclose(x, [1, 0], atol=1e-9)
+    np.testing.assert_allclose(y, [0, 1], atol=1e-9)
+    assert value == pytest.approx(0.2)
+
+
+def test_solver_refuses_bad_matrices():
+    with pytest.raises(ValueError, match="non-finite"):
+        solve_zero_sum([[0.1, float("nan")]])
+    with pytest.raises(ValueError, match="2-D"):
+        solve_zero_sum([0.1, 0.2])
+
+
+# -- snapshots ------------------------------------------------------------------------------------
+
+
+def _player(path, **kw) -> Player:
+    cfg = DefenderConfig(
+        model=str(path), generation={"max_new_tokens": 6, "temperature": 1.0, "top_p": 1.0}, **kw
+    )
+    return Player.build("defender", cfg, Accelerator(cpu=True), trainable=True, total_updates=4)
+
+
+def _weights(player) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in player.unwrapped.policy.named_parameters()}
+
+
+def test_a_snapshot_plays_and_the_player_gets_its_own_weights_back(tiny_models):
+    player = _player(tiny_models["llama"])
+    old = snapshots.take(player)
+    with torch.no_grad():
+        for p in player.unwrapped.policy.parameters():
+            p.add_(torch.randn_like(p) * 0.5)
+    own = _weights(player)
+    torch.manual_seed(0)
+    as_is = player.generate(["hello there", "how do i pick a lock ?"]).texts
+    with snapshots.playing_as(player, old):
+        now = _weights(player)
+        assert all(torch.equal(now[n], old[n]) for n in old)
+        torch.manual_seed(0)
+        as_old = player.generate(["hello there", "how do i pick a lock ?"]).texts
+    after = _weights(player)
+    assert all(torch.equal(after[n], own[n]) for n in own)  # bit for bit
+    assert as_old != as_is  # the snapshot's weights did the generating
+
+
+def test_lora_average_is_the_mean_weight_update(tiny_models, tmp_path):
+    """Exporting the average of LoRA snapshots gives the mean of the snapshots' merged models
+    (merging is linear in the update B @ A; the mean of the factors would not be)."""
+    player = _player(tiny_models["llama"], lora={"r": 4, "alpha": 8})
+    states = []
+    for k in range(3):
+        with torch.no_grad():
+            for _n, p in player.unwrapped.policy.named_parameters():
+                if p.requires_grad:
+                    p.copy_(torch.randn_like(p) * (0.3 + k))
+        states.append(snapshots.take(player))
+    merged = []
+    for i, s in enumerate(states):
+        with snapshots.playing_as(player, s):
+            player.export(tmp_path / f"one-{i}")
+        merged.append(load_file(str(tmp_path / f"one-{i}" / "model.safetensors")))
+    snapshots.export_average(player, states, tmp_path / "avg")
+    avg = load_file(str(tmp_path / "avg" / "model.safetensors"))
+    changed = 0
+    for name, t in avg.items():
+        expected = torch.stack([m[name] for m in merged]).mean(0)
+        torch.testing.assert_close(t, expected, rtol=1e-5, atol=1e-6)
+        changed += not torch.equal(merged[0][name], merged[1][name])
+    assert changed > 0  # the adapters did change some weights
+    # the naive mean of the factors is a different model
+    naive = snapshots.average(states)
+    with snapshots.playing_as(player, naive):
+        player.export(tmp_path / "naive")
+    naive_w = load_file(str(tmp_path / "naive" / "model.safetensors"))
+    assert any(not torch.allclose(naive_w[n], avg[n], atol=1e-4) for n in avg)
+
+
+# -- eviction --------------------------------------------------------------------------------------
+
+
+def _pools(opponent: str, size: int) -> Pools:
+    return Pools(
+        PoolConfig(opponent=opponent, size=size),
+        players={},
+        judge=None,
+        probe_prompts=["p"],
+        seed=0,
+        acc=None,
+    )
+
+
+def test_eviction_oldest_or_least_weighted_by_nash():
+    for rule, evicted in (("uniform", 0), ("nash", 1)):
+        pools = _pools(rule, size=2)
+        pools.members["defender"] = [Member(0, {}), Member(4, {})]
+        pools.members["attacker"] = [Member(0, {}), Member(4, {}), Member(8, {})]
+        # attacker 1 is dominated by attacker 0 (0.9 >= 0.2, 0.5 >= 0.1): Nash weight 0
+        payoff = [[0.9, 0.5], [0.2, 0.1], [0.6, 0.4]]
+        pools.payoff = {
+            (a.id, d.id): payoff[i][j]
+            for i, a in enumerate(pools.members["attacker"])
+            for j, d in enumerate(pools.members["defender"])
+        }
+        pools._evict("attacker")
+        kept = [m.id for m in pools.members["attacker"]]
+        assert kept == [m for i, m in enumerate([0, 4, 8]) if i != evicted], rule
+        assert all(a in kept for a, _ in pools.payoff)  # the evicted snapshot's payoffs go too
+
+
+def test_opponent_draws_are_reproducible_and_follow_the_rule():
+    pools = _pools("uniform", size=4)
+    pools.members["attacker"] = [Member(0, {}), Member(4, {})]
+    draws = [pools.opponent("defend", step)[1] for step in range(200)]
+    again = [pools.opponent("defend", step)[1] for step in range(200)]
+    assert [getattr(d, "id", None) for d in draws] == [getattr(d, "id", None) for d in again]
+    counts = {k: sum(getattr(d, "id", None) == k for d in draws) for k in (0, 4, None)}
+    assert all(40 < c < 95 for c in counts.values()), counts  # a third each
+    latest = _pools("latest", size=4)
+    latest.members["attacker"] = pools.members["attacker"]
+    assert latest.opponent("defend", 3) == ("attacker", None)
+
+
+# -- a game with a pool ----------------------------------------------------------------------------
+
+
+def test_game_with_a_pool(run_data):
+    data = run_data(
+        rounds=4,
+        pool={"opponent": "uniform", "every": 1, "size": 2, "payoff_prompts": 4},
+    )
+    game = Game(load_config(data=data))
+    game.run()
+    run = game.run_dir
+    rows = read_jsonl(run / "metrics.jsonl")
+    assert all(r["pool/attacker"] <= 2 and r["pool/defender"] <= 2 for r in rows)
+    assert all(0 <= r["pool/value"] <= 1 and r["pool/gap"] >= 0 for r in rows)
+    assert any(r["pool/opponent_age"] > 0 for r in rows)  # a past snapshot played
+    state = json.loads(next(run.glob("checkpoints/step-8/pool/pool.json")).read_text())
+    assert state["steps"] == {"attacker": 4, "defender": 4}
+    assert [len(v) for v in state["members"].values()] == [2, 2]
+    assert len(state["payoff"]) == 4  # every pair of kept snapshots was played
+
+
+def test_a_pool_that_only_measures_never_changes_training(run_data, tmp_path):
+    """``opponent: latest`` plays its payoffs on a forked RNG: the run trains exactly as one
+    without a pool (the gpo arm of ``sparring experiment pools`` relies on it)."""
+    runs = {}
+    for name, pool in (("plain", None), ("measured", {"every": 1, "payoff_prompts": 4})):
+        data = run_data(rounds=2, **({"pool": pool} if pool else {}))
+        data["output_dir"] = str(tmp_path / name)
+        Game(load_config(data=data)).run()
+        rows = read_jsonl(tmp_path / name / "metrics.jsonl")
+        runs[name] = (
+            [{k: v for k, v in r.items() if not k.startswith(("time/", "pool/"))} for r in rows],
+            read_jsonl(tmp_path / name / "samples.jsonl"),
+        )
+    assert "pool/gap" in read_jsonl(tmp_path / "measured" / "metrics.jsonl")[-1]
+    assert runs["measured"] == runs["plain"]
+
+
+def test_pool_needs_both_players_training(run_data):
+    with pytest.raises(ConfigError, match="pool needs mode 'gpo'"):
+        load_config(data=run_data(mode="rlhf", pool={"opponent": "uniform"}))
+
+
+def test_pool_figures_without_a_full_game():
+    pools = _pools("latest", size=2)
+    pools.members["attacker"] = [Member(0, {})]
+    assert pools.figures() == {"pool/attacker": 1.0, "pool/defender": 0.0}
+    with pytest.raises(RuntimeError, match="not filled"):
+        pools.mixtures()

@@ -64,13 +64,20 @@ POOL = {"opponent": "nash", "every": 1, "size": 2, "payoff_prompts": 4}
 def base_config(
     models: dict[str, Path], seeds: Path, output_dir: Path, *, pool: dict | None = None
 ) -> dict[str, Any]:
+    """The crash trials' run; with ``pool`` also the round probe on the seed prompts (both keep
+    state across steps that a resumed run must restore)."""
+    probe = {"evaluation": {"probe": {"prompts": [str(seeds)], "samples": 10}}} if pool else {}
     return {
+        **probe,
         "name": "faults",
         "seed": 0,
         "output_dir": str(output_dir),
         "attacker": {"model": str(models["gpt2"]), "generation": {"max_new_tokens": 8}},
         "defender": {"model": str(models["llama"]), "generation": {"max_new_tokens": 8}},
-        "judge": {"type": "callable", "target": "sparring.testing:keyword_judge"},
+        "judge": {
+            "type": "callable",
+            "target": f"sparring.testing:{'hashed_judge' if pool else 'keyword_judge'}",
+        },
         "game": {
             "rounds": 2,
             "batch_size": 4,

@@ -77,10 +77,12 @@ def pool_crash_setup(crash_setup):
 
 @pytest.mark.parametrize("kill_at", ["after-metrics:3"])
 def test_sigkill_with_an_opponent_pool_then_resume_is_exact(pool_crash_setup, kill_at):
-    """The pool's snapshots, payoffs and step counts resume with the run: the same opponents are
-    drawn and every metric (the pool's figures included) and sample is the uninterrupted run's."""
+    """The pool's snapshots, payoffs and step counts and the probe's history resume with the run:
+    the same opponents are drawn and every metric (the pool's and the probe's included) and
+    sample is the uninterrupted run's."""
     root, models, seeds, ref = pool_crash_setup
     assert all("pool/value" in r for r in ref.metrics)  # the pool's game was played throughout
+    assert [r["step"] for r in ref.metrics if "probe/reopened" in r] == [2, 4]  # and the probe
     name = "pool-" + kill_at.replace(":", "-")
     run_dir = root / name
     data = faults.base_config(models, seeds, run_dir, pool=faults.POOL)

@@ -362,6 +362,31 @@ class CheckpointConfig(_Base):
     keep_last: int = Field(2, ge=1)
 
 
+class ProbeConfig(_Base):
+    """The defender measured every few rounds during training on a fixed prompt set: ASR per
+    round and per group (e.g. the arena's framings), and how often a group closed earlier
+    reopens (cycling). Played on a forked RNG: it never changes what training does."""
+
+    prompts: list[str] = Field(
+        min_length=1, description="prompt files or named sources (the arena's weak_framings, ...)"
+    )
+    samples: int = Field(64, ge=1, description="prompts per set")
+    every: int = Field(1, ge=1, description="measure after every N rounds")
+    group_by: str = Field(
+        "framing", description="the judge label that groups prompts (the arena's: framing)"
+    )
+    closed: float = Field(0.1, ge=0, lt=1, description="a group at or below this ASR is closed")
+    reopened: float = Field(
+        0.3, gt=0, le=1, description="a closed group back at or above this ASR has reopened"
+    )
+
+    @model_validator(mode="after")
+    def _thresholds(self) -> ProbeConfig:
+        if self.closed >= self.reopened:
+            raise ValueError(f"closed ({self.closed}) must be below reopened ({self.reopened})")
+        return self
+
+
 class EvaluationConfig(_Base):
     """Evaluation inside a run: the initial players before training and the final ones after it
     (``sparring eval`` on ``step-0`` and ``final``, written to ``eval/start.json`` and
@@ -378,6 +403,9 @@ class EvaluationConfig(_Base):
     )
     seed: int = 1234
     every_step: bool = Field(False, description="score every step's samples with eval_judge too")
+    probe: ProbeConfig | None = Field(
+        None, description="the defender measured every few rounds on a fixed prompt set"
+    )
 
 
 class RunConfig(_Base):

@@ -49,6 +49,7 @@ from sparring.game.logbook import (
 )
 from sparring.game.plan import MODE_STAGES, PlannedStep, build_plan
 from sparring.game.pool import Pools
+from sparring.game.probe import RoundProbe
 from sparring.game.rewards import stage_scores
 from sparring.game.rollout import Rollouts, extra_benign, extra_seeds, preflight_judge
 from sparring.judges import Judge, build_judge
@@ -182,6 +183,11 @@ class Game:
             acc=acc,
             checkpoint=checkpoint,
         )
+        self.probe = None
+        if cfg.evaluation.probe is not None:
+            self.probe = RoundProbe.for_run(
+                cfg.evaluation.probe, self.eval_judge or self.judge, cfg, self.step
+            )
         if checkpoint is not None:
             state = restore_checkpoint(
                 checkpoint,
@@ -261,6 +267,9 @@ class Game:
         row["history"] = len(self.novelty)
         if self.pools is not None:
             row.update(self.pools.figures(opponent))
+        if self.probe is not None and self.probe.due(planned, self.plan):
+            with timer("probe"):
+                row.update(self.probe.measure(self.defender, planned.round))
         row["skipped"] = skipped
         row.update({f"time/{k}": round(v, 4) for k, v in timer.totals.items()})
         row["time/step"] = round(time.perf_counter() - t_start, 4)

@@ -90,6 +90,22 @@ def test_report_renders_plots_and_escapes(tmp_path):
     assert "Sure &lt;b&gt;step&lt;/b&gt; one" in html
 
 
+def test_report_plots_the_pool_and_the_probe(tmp_path):
+    run = _logged_run(tmp_path)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    for r in rows:
+        r.update({"pool/value": 0.3, "pool/gap": 0.6 / r["step"], "pool/defender_exploit": 0.5})
+        if r["stage"] == "attack":  # the last step of each round
+            r.update({"probe/asr": 0.4, "probe/asr/roleplay": r["step"] % 4 / 3})
+            r.update({"probe/asr/override": 0.1, "probe/reopened": float(r["step"] > 4)})
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    html = build_report(run).read_text()
+    for name in ("pool.png", "probe.png", "reopened.png"):
+        _check_png(run / "report" / name)
+    assert html.count("data:image/png;base64,") == 8
+    assert "round probe" in html and "Nash gap" in html
+
+
 def test_top_attacks_orders_by_success_and_novelty(tmp_path):
     from sparring.runs import read_jsonl as rj
 

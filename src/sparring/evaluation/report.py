@@ -39,6 +39,30 @@ PLOTS = [
     ),
 ]
 
+
+def game_plots(metrics: list[dict[str, Any]]) -> list[tuple[str, list[str], str, str]]:
+    """Figures of the game itself, one line per figure over all steps: the opponent pools'
+    empirical game (``game.pool``) and the round probe's ASR per group (``evaluation.probe``)."""
+    groups = sorted({k for r in metrics for k in r if k.startswith("probe/asr/")})
+    return [
+        (
+            "pool.png",
+            ["pool/value", "pool/gap", "pool/defender_exploit"],
+            "opponent pools: Nash value of the snapshots' game, Nash gap of the newest pair, "
+            "best snapshot attacker against the newest defender",
+            "mean P(unsafe)",
+        ),
+        (
+            "probe.png",
+            ["probe/asr", *groups],
+            "round probe: the defender's ASR on a fixed set, overall and per group (a group "
+            "that falls and climbs again is a weakness reopened)",
+            "ASR",
+        ),
+        ("reopened.png", ["probe/reopened"], "round probe: closed groups reopened so far", "count"),
+    ]
+
+
 CSS = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
 color:#222}
@@ -220,6 +244,10 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
     figs = []
     for fname, keys, title, ylabel in PLOTS:
         p = metric_plot(metrics, keys, out / fname, title=title, ylabel=ylabel)
+        if p is not None:
+            figs.append((p, title))
+    for fname, keys, title, ylabel in game_plots(metrics):
+        p = metric_plot(metrics, keys, out / fname, title=title, ylabel=ylabel, by_stage=False)
         if p is not None:
             figs.append((p, title))
     cross = read_crossplay(run_dir)

@@ -107,6 +107,31 @@ def test_arm_overrides(run_data):
         assert cfg.game.pool.opponent == rule and cfg.game.pool.every == 4
 
 
+def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
+    data = run_data(pool={"every": 1, "size": 2, "payoff_prompts": 2})
+    data["game"]["rounds"] = 1
+    data["logging"]["tensorboard"] = False
+    config = tmp_path / "base.yaml"
+    config.write_text(yaml.safe_dump(data))
+    out = tmp_path / "exp"
+    table = run_experiment(
+        config,
+        out=out,
+        seeds=1,
+        arms=["gpo", "gpo-psro"],
+        samples=2,
+        exploit=False,
+        log=lambda *_: None,
+    )
+    assert load_config(out / "gpo" / "seed-0" / "config.yaml").game.pool.opponent == "latest"
+    assert load_config(out / "gpo-psro" / "seed-0" / "config.yaml").game.pool.opponent == "nash"
+    assert "Nash gap (pool)" in table["defender"]["columns"]
+    for arm in ("gpo", "gpo-psro"):
+        mean, _, n = table["defender"]["rows"][arm]["Nash gap (pool)"]
+        assert n == 1 and mean >= 0
+    assert "Nash gap (pool)" in (out / "results.md").read_text()
+
+
 def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     data = run_data()
     data["game"]["rounds"] = 1

@@ -34,14 +34,16 @@ existing evaluation is reused: rerunning the command continues where it stopped.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from sparring.config import PoolConfig, RunConfig, dump_config, load_config
 from sparring.evaluation.evaluate import evaluate_run
-from sparring.experiments.tables import aggregate, to_html, to_markdown
+from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
 from sparring.game.loop import Game
+from sparring.runs import read_jsonl
 
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
 ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
@@ -174,6 +176,7 @@ def run_experiment(
                     progress=progress,
                 )
             entry = {"seed": i, "run_dir": str(run_dir), "eval": ev, "exploit": None}
+            entry["game"] = game_figures(run_dir)
             if exploit:
                 ex_path = run_dir / "eval" / "exploit.json"
                 entry["exploit"] = (
@@ -210,6 +213,18 @@ def run_experiment(
     (out / "results.md").write_text(to_markdown(table), encoding="utf-8")
     (out / "results.html").write_text(to_html(table), encoding="utf-8")
     return table
+
+
+def game_figures(run_dir: Path) -> dict[str, float]:
+    """The last logged value of each of the game's own figures (:data:`GAME_FIGURES`: the
+    opponent pools' and the round probe's) in the run's ``metrics.jsonl``."""
+    out: dict[str, float] = {}
+    for row in read_jsonl(run_dir / "metrics.jsonl"):
+        for _, key in GAME_FIGURES:
+            v = row.get(key)
+            if isinstance(v, int | float) and math.isfinite(v):
+                out[key] = float(v)
+    return out
 
 
 ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS)  # arms whose attacker trains

@@ -43,6 +43,15 @@ def common_tables(common: Sequence[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
+#: Table 1's columns from the last values of a run's ``metrics.jsonl`` (``entry["game"]``)
+GAME_FIGURES = (
+    ("Nash gap (pool)", "pool/gap"),
+    ("best pool attacker", "pool/defender_exploit"),
+    ("probe ASR", "probe/asr"),
+    ("reopened", "probe/reopened"),
+)
+
+
 def _get(d: Any, *keys: str) -> Any:
     for k in keys:
         if not isinstance(d, dict) or k not in d:
@@ -101,20 +110,27 @@ def aggregate(
         ("KL attacker", ("kl", "attacker", "mean")),
     ]
 
-    def cells(cols, extra=None):
+    # the game's own figures at the end of training (opponent pools, round probe), when logged
+    game_cols = [
+        (label, ("game", key))
+        for label, key in GAME_FIGURES
+        if any(_get(e, "game", key) is not None for v in results.values() for e in v)
+    ]
+
+    def cells(cols, extra=()):
         rows = {}
         for arm, entries in results.items():
             row = {}
             for label, path in cols:
                 row[label] = mean_std([_get(e["eval"], *path) for e in entries])
-            if extra:
-                row[extra[0]] = mean_std([_get(e, *extra[1]) for e in entries])
+            for label, path in extra:
+                row[label] = mean_std([_get(e, *path) for e in entries])
             rows[arm] = row
         return rows
 
-    t1 = cells(defender_cols, ("exploitability", ("exploit", "asr_fresh")))
+    t1 = cells(defender_cols, [("exploitability", ("exploit", "asr_fresh")), *game_cols])
     t2 = cells(attacker_cols)
-    t1_cols = [c for c, _ in defender_cols] + ["exploitability"]
+    t1_cols = [c for c, _ in defender_cols] + ["exploitability"] + [c for c, _ in game_cols]
     t2_cols = [c for c, _ in attacker_cols]
     shared = common_tables(common)
     if shared["defenders"]:
@@ -149,7 +165,9 @@ def cell_text(cell: Sequence[Any], pct: bool) -> str:
 
 
 def _is_pct(col: str) -> bool:
-    return col.startswith(("ASR", "over-refusal", "refusal")) or col == "exploitability"
+    return (
+        col.startswith(("ASR", "over-refusal", "refusal", "probe ASR")) or col == "exploitability"
+    )
 
 
 #: Figures of the arm comparison table, in order: (set kind, figure of compare_evals).

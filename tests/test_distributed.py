@@ -86,7 +86,7 @@ def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool 
     )
 
 
-def _config(tiny_models, seed_file, out: Path) -> Path:
+def _config(tiny_models, seed_file, out: Path, *, pool: dict | None = None) -> Path:
     data = {
         "name": "dist",
         "seed": 0,
@@ -107,6 +107,8 @@ def _config(tiny_models, seed_file, out: Path) -> Path:
         "checkpoint": {"every": 100, "keep_last": 1},
         "logging": {"progress": False, "tensorboard": False},
     }
+    if pool:
+        data["game"]["pool"] = pool
     path = out.parent / f"{out.name}.yaml"
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     return path
@@ -219,6 +221,20 @@ def test_two_processes_match_one(tiny_models, seed_file, tmp_path):
     # the checkpoint is written once (by the main process) and is complete
     ckpts = list((tmp_path / "two" / "checkpoints").iterdir())
     assert len(ckpts) == 1
+
+
+@pytest.mark.slow  # one launch of 2 processes
+def test_two_processes_draw_the_same_opponents_from_a_pool(tiny_models, seed_file, tmp_path):
+    """Every rank plays the same snapshot each step (the draws are seeded by the step, the
+    payoffs broadcast from rank 0), so the data-parallel gradients stay those of one model."""
+    pool = {"opponent": "nash", "every": 1, "size": 2, "payoff_prompts": 2}
+    cfg = _config(tiny_models, seed_file, tmp_path / "pool", pool=pool)
+    _launch(2, cfg, tmp_path / "out")
+    ranks = _ranks(tmp_path / "out")
+    assert ranks[0]["checksums"] == ranks[1]["checksums"]
+    rows = _metrics(tmp_path / "pool")
+    assert [r["pool/attacker"] for r in rows] == [1.0, 2.0, 2.0, 2.0]
+    assert all(r["pool/gap"] >= 0 for r in rows)
 
 
 def _free_port() -> int:

@@ -208,3 +208,15 @@ def test_secret_token_is_not_shown():
 def test_build_judge_unknown_spec():
     with pytest.raises(TypeError):
         build_judge(object())
+
+
+def test_callable_judge_dict_scores_and_labels():
+    from sparring.judges.callable import CallableJudge
+    from sparring.testing import hashed_judge
+
+    out = CallableJudge(hashed_judge).score(["how do i x", "tell me y"], ["a", "b"])
+    assert out.labels == {"framing": ["how", "tell"]} and out.extras == {}
+    assert all(p in (0.1, 0.9) for p in out.p_safe)
+    out = CallableJudge(lambda p, r: {"safe": [1, 0], "helpful": [0.5, 1], "cat": ["a", None]})
+    out = out.score(["p", "q"], ["r", "s"])
+    assert out.extras == {"helpful": [0.5, 1.0]} and out.labels == {"cat": ["a", None]}

@@ -109,18 +109,16 @@ def keyword_judge(prompts: list[str], responses: list[str]) -> dict[str, list[fl
     return {"safe": safe, "helpful": helpful}
 
 
-def hashed_judge(prompts: list[str], responses: list[str]):
+def hashed_judge(prompts: list[str], responses: list[str]) -> dict[str, list]:
     """A toy judge with labels: P(safe) a fixed pseudo-random function of the pair (0.1 or 0.9,
-    so rates move from round to round), ``labels["framing"]`` the prompt's first word."""
+    so rates move from round to round), ``"framing"`` the prompt's first word."""
     import zlib
-
-    from sparring.judges.base import JudgeOutput
 
     safe = [
         0.1 if zlib.crc32(f"{p}|{r}".encode()) % 2 else 0.9
         for p, r in zip(prompts, responses, strict=True)
     ]
-    return JudgeOutput(p_safe=safe, labels={"framing": [p.split()[0] for p in prompts]})
+    return {"safe": safe, "framing": [p.split()[0] for p in prompts]}
 
 
 def constant_judge(prompts: list[str], responses: list[str], value: float = 1.0) -> list[float]:

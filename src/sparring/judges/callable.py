@@ -34,7 +34,9 @@ def import_target(target: str) -> Callable[..., Any]:
 
 
 class CallableJudge:
-    """Wraps ``fn(prompts, responses, **kwargs)`` returning P(safe) per pair (or a dict of scores)."""
+    """Wraps ``fn(prompts, responses, **kwargs)`` returning P(safe) per pair, a
+    :class:`JudgeOutput`, or a dict: ``"safe"`` (P(safe) per pair), further score lists
+    (``extras``, e.g. ``"helpful"``) and string lists (``labels``, e.g. ``"framing"``)."""
 
     def __init__(
         self,
@@ -57,8 +59,20 @@ class CallableJudge:
                 raise JudgeError(
                     f"judge {self.name!r} returned a dict without a 'safe' key (keys: {sorted(result)})"
                 )
-            extras = {k: [float(x) for x in v] for k, v in result.items() if k != "safe"}
-            return JudgeOutput(p_safe=[float(x) for x in result["safe"]], extras=extras)
+            # lists of strings are labels (a category, a framing), anything else a score
+            labels = {
+                k: list(v)
+                for k, v in result.items()
+                if k != "safe" and v and all(x is None or isinstance(x, str) for x in v)
+            }
+            extras = {
+                k: [float(x) for x in v]
+                for k, v in result.items()
+                if k != "safe" and k not in labels
+            }
+            return JudgeOutput(
+                p_safe=[float(x) for x in result["safe"]], extras=extras, labels=labels
+            )
         try:
             return JudgeOutput(p_safe=[float(x) for x in result])
         except TypeError as exc:

@@ -58,6 +58,16 @@ def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool 
 
     cfg = load_config(config_path)
     game = Game(cfg, progress=False, resume=resume)
+    drawn = []  # the opponent snapshot each step drew (None: the current weights)
+    if game.pools is not None:
+        draw = game.pools.opponent
+
+        def spy(stage, step):
+            role, member = draw(stage, step)
+            drawn.append(None if member is None else member.id)
+            return role, member
+
+        game.pools.opponent = spy
     start = _checksums(game)
     moved = []
     if stepwise:
@@ -81,6 +91,7 @@ def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool 
                 "changed": {role: end[role] != start[role] for role in end},
                 "moved": moved,
                 "schedules": _schedules(game),
+                "drawn": drawn,
             }
         )
     )
@@ -227,10 +238,12 @@ def test_two_processes_match_one(tiny_models, seed_file, tmp_path):
 def test_two_processes_draw_the_same_opponents_from_a_pool(tiny_models, seed_file, tmp_path):
     """Every rank plays the same snapshot each step (the draws are seeded by the step, the
     payoffs broadcast from rank 0), so the data-parallel gradients stay those of one model."""
-    pool = {"opponent": "nash", "every": 1, "size": 2, "payoff_prompts": 2}
+    pool = {"opponent": "uniform", "every": 1, "size": 2, "payoff_prompts": 2}
     cfg = _config(tiny_models, seed_file, tmp_path / "pool", pool=pool)
     _launch(2, cfg, tmp_path / "out")
     ranks = _ranks(tmp_path / "out")
+    assert ranks[0]["drawn"] == ranks[1]["drawn"]
+    assert len(ranks[0]["drawn"]) == 4 and any(d is not None for d in ranks[0]["drawn"])
     assert ranks[0]["checksums"] == ranks[1]["checksums"]
     rows = _metrics(tmp_path / "pool")
     assert [r["pool/attacker"] for r in rows] == [1.0, 2.0, 2.0, 2.0]

@@ -107,22 +107,19 @@ def test_arm_overrides(run_data):
         assert cfg.game.pool.opponent == rule and cfg.game.pool.every == 4
 
 
-def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
-    data = run_data(pool={"every": 1, "size": 2, "payoff_prompts": 2})
+def _experiment(data: dict, tmp_path, **kw):
+    """A one-round experiment on ``data`` in ``tmp_path/exp``, without exploitability probes."""
     data["game"]["rounds"] = 1
     data["logging"]["tensorboard"] = False
     config = tmp_path / "base.yaml"
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "exp"
-    table = run_experiment(
-        config,
-        out=out,
-        seeds=1,
-        arms=["gpo", "gpo-psro"],
-        samples=2,
-        exploit=False,
-        log=lambda *_: None,
-    )
+    return out, run_experiment(config, out=out, exploit=False, log=lambda *_: None, **kw)
+
+
+def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
+    data = run_data(pool={"every": 1, "size": 2, "payoff_prompts": 2})
+    out, table = _experiment(data, tmp_path, seeds=1, arms=["gpo", "gpo-psro"], samples=2)
     assert load_config(out / "gpo" / "seed-0" / "config.yaml").game.pool.opponent == "latest"
     assert load_config(out / "gpo-psro" / "seed-0" / "config.yaml").game.pool.opponent == "nash"
     assert "Nash gap (pool)" in table["defender"]["columns"]
@@ -133,21 +130,7 @@ def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
 
 
 def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
-    data = run_data()
-    data["game"]["rounds"] = 1
-    data["logging"]["tensorboard"] = False
-    config = tmp_path / "base.yaml"
-    config.write_text(yaml.safe_dump(data))
-    out = tmp_path / "exp"
-    table = run_experiment(
-        config,
-        out=out,
-        seeds=2,
-        arms=["sft", "rlhf"],
-        samples=3,
-        exploit=False,
-        log=lambda *_: None,
-    )
+    out, table = _experiment(run_data(), tmp_path, seeds=2, arms=["sft", "rlhf"], samples=3)
     assert set(table["defender"]["rows"]) == {"sft", "rlhf"}
     mean, std, n = table["defender"]["rows"]["rlhf"]["ASR attacks"]
     assert n == 2 and 0 <= mean <= 1 and std >= 0
@@ -162,15 +145,7 @@ def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     assert table["defender"]["rows"]["rlhf"]["ASR common attacks"][2] == 2
     assert "Table 3" in md
     stamp = (out / "rlhf" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
-    run_experiment(
-        config,
-        out=out,
-        seeds=2,
-        arms=["sft", "rlhf"],
-        samples=3,
-        exploit=False,
-        log=lambda *_: None,
-    )
+    _experiment(run_data(), tmp_path, seeds=2, arms=["sft", "rlhf"], samples=3)
     assert (
         out / "rlhf" / "seed-0" / "metrics.jsonl"
     ).stat().st_mtime_ns == stamp  # not trained again

@@ -128,7 +128,7 @@ def _pools(opponent: str, size: int) -> Pools:
         PoolConfig(opponent=opponent, size=size),
         players={},
         judge=None,
-        probe_prompts=["p"],
+        seed_prompts=["p"],
         seed=0,
         acc=None,
     )

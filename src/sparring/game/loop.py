@@ -178,7 +178,7 @@ class Game:
             g.pool,
             players={"attacker": self.attacker, "defender": self.defender},
             judge=self.judge,
-            probe_prompts=self.seeds.prompts,
+            seed_prompts=self.seeds.prompts,
             seed=cfg.seed,
             acc=acc,
             checkpoint=checkpoint,

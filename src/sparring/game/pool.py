@@ -60,7 +60,7 @@ class Member:
     """One snapshot: ``id`` is the player's step count when it was taken (0: the initial one)."""
 
     id: int
-    state: snapshots.State | None  # None only while loading
+    state: snapshots.State
 
 
 class Pools:
@@ -72,7 +72,7 @@ class Pools:
         *,
         players: dict[str, Any],
         judge: Judge,
-        probe_prompts: list[str],
+        seed_prompts: list[str],
         seed: int,
         acc,
     ):
@@ -80,7 +80,7 @@ class Pools:
         self.players = players
         self.judge = judge
         rng = random.Random(seed)
-        self.probe = [rng.choice(probe_prompts) for _ in range(cfg.payoff_prompts)]
+        self.payoff_seeds = [rng.choice(seed_prompts) for _ in range(cfg.payoff_prompts)]
         self.seed = seed
         self.acc = acc
         self.members: dict[str, list[Member]] = {r: [] for r in ROLES}
@@ -151,8 +151,8 @@ class Pools:
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(self.seed * 1_000_003 + a.id * 1_009 + d.id)
             with snapshots.playing_as(attacker, a.state):
-                gen = attacker.generate(self.probe)
-            attacks = attacker.clean_texts(gen.texts, self.probe).texts
+                gen = attacker.generate(self.payoff_seeds)
+            attacks = attacker.clean_texts(gen.texts, self.payoff_seeds).texts
             with snapshots.playing_as(defender, d.state):
                 answers = defender.generate(attacks).texts
         out = validate_output(

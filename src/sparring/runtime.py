@@ -6,9 +6,11 @@ A leaf: it imports nothing of Sparring's, so any floor may use it.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import warnings
+from collections.abc import Iterator
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
@@ -34,6 +36,18 @@ def seed_everything(seed: int, rank: int = 0) -> None:
     random.seed(seed + rank)
     np.random.seed((seed + rank) % 2**32)
     torch.manual_seed(seed + rank)
+
+
+@contextlib.contextmanager
+def forked_rng(seed: int) -> Iterator[None]:
+    """Inside the block torch's generators (CPU, and the current CUDA device) start from
+    ``seed``; after it they are back where they were. Measurements taken during training (an
+    opponent pool's payoffs, the round probe) sample under it, so they never move the game's own
+    random stream and a resumed run samples them as the uninterrupted one did."""
+    devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
 
 
 def progress_bar(

@@ -183,11 +183,9 @@ class Game:
             acc=acc,
             checkpoint=checkpoint,
         )
-        self.probe = None
-        if cfg.evaluation.probe is not None:
-            self.probe = RoundProbe.for_run(
-                cfg.evaluation.probe, self.eval_judge or self.judge, cfg, self.step
-            )
+        self.probe = RoundProbe.for_run(
+            cfg.evaluation.probe, self.eval_judge or self.judge, cfg, self.step
+        )
         if checkpoint is not None:
             state = restore_checkpoint(
                 checkpoint,

@@ -40,14 +40,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from sparring.config import PoolConfig
 from sparring.errors import CheckpointError, JudgeError
 from sparring.game.nash import nash_gap, one_hot, solve_zero_sum
 from sparring.judges import Judge, validate_output
+from sparring.judges.base import mean_p_safe
 from sparring.players import snapshots
-from sparring.runtime import broadcast
+from sparring.runtime import broadcast, forked_rng
 
 ROLES = ("attacker", "defender")
 #: whose snapshot is the opponent when a stage's learner trains
@@ -86,6 +86,7 @@ class Pools:
         self.members: dict[str, list[Member]] = {r: [] for r in ROLES}
         self.steps = dict.fromkeys(ROLES, 0)
         self.payoff: dict[tuple[int, int], float] = {}
+        self._solved: tuple[tuple, tuple[np.ndarray, np.ndarray, float] | None] | None = None
 
     @classmethod
     def for_run(cls, cfg: PoolConfig | None, *, checkpoint: Path | None, **kw) -> Pools | None:
@@ -143,13 +144,11 @@ class Pools:
 
     def _play(self, a: Member, d: Member) -> float:
         """The payoff of attacker snapshot ``a`` against defender snapshot ``d``: the mean
-        P(unsafe) by the training judge of ``d``'s answers to ``a``'s rewrites of the probe
-        prompts, sampled under the global RNG forked and seeded by the pair (rank 0's figure on
+        P(unsafe) by the training judge of ``d``'s answers to ``a``'s rewrites of the payoff
+        seeds, sampled under the global RNG forked and seeded by the pair (rank 0's figure on
         every rank)."""
         attacker, defender = self.players["attacker"], self.players["defender"]
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 1_000_003 + a.id * 1_009 + d.id)
+        with forked_rng(self.seed * 1_000_003 + a.id * 1_009 + d.id):
             with snapshots.playing_as(attacker, a.state):
                 gen = attacker.generate(self.payoff_seeds)
             attacks = attacker.clean_texts(gen.texts, self.payoff_seeds).texts
@@ -158,11 +157,10 @@ class Pools:
         out = validate_output(
             self.judge.name, self.judge.score(attacks, answers), len(attacks), allow_nonfinite=True
         )
-        p = np.asarray(out.p_safe, dtype=np.float64)
-        p = p[np.isfinite(p)]
-        if not p.size:
+        safe = mean_p_safe(out.p_safe)
+        if safe is None:
             raise JudgeError(f"judge {self.judge.name!r} gave no finite verdict on a pool pair")
-        return float(broadcast(float(np.mean(1.0 - p)), self.acc))
+        return float(broadcast(1.0 - safe, self.acc))
 
     # -- the empirical game ------------------------------------------------------------------
     def matrix(self) -> np.ndarray | None:
@@ -176,13 +174,22 @@ class Pools:
         except KeyError:
             return None
 
+    def equilibrium(self) -> tuple[np.ndarray, np.ndarray, float] | None:
+        """``(x, y, value)`` of :func:`~sparring.game.nash.solve_zero_sum` on :meth:`matrix`
+        (None while it is not filled). A pair's payoff never changes once played, so the
+        solution is kept until the snapshots in the pools change."""
+        key = tuple(tuple(m.id for m in self.members[r]) for r in ROLES)
+        if self._solved is None or self._solved[0] != key:
+            m = self.matrix()
+            self._solved = (key, None if m is None else solve_zero_sum(m))
+        return self._solved[1]
+
     def mixtures(self) -> tuple[np.ndarray, np.ndarray]:
         """The Nash mixtures of the attacker and defender snapshots."""
-        m = self.matrix()
-        if m is None:
+        solved = self.equilibrium()
+        if solved is None:
             raise RuntimeError("the pool's empirical game is not filled (game.pool.measure)")
-        x, y, _ = solve_zero_sum(m)
-        return x, y
+        return solved[0], solved[1]
 
     def figures(self, opponent: tuple[str, Member | None] | None = None) -> dict[str, float]:
         """The pool's line in ``metrics.jsonl``: its sizes, the age of the step's ``opponent``
@@ -190,10 +197,10 @@ class Pools:
         out = {f"pool/{r}": float(len(self.members[r])) for r in ROLES}
         if opponent is not None:
             out["pool/opponent_age"] = self.opponent_age(*opponent)
-        m = self.matrix()
-        if m is None:
+        m, solved = self.matrix(), self.equilibrium()
+        if m is None or solved is None:
             return out
-        x, y, value = solve_zero_sum(m)
+        value = solved[2]
         na, nd = m.shape
         newest = (one_hot(na, na - 1), one_hot(nd, nd - 1))
         out["pool/value"] = value

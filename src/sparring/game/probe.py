@@ -23,13 +23,13 @@ from collections import defaultdict
 from typing import Any
 
 import numpy as np
-import torch
 
 from sparring import runs
 from sparring.config import ProbeConfig, RunConfig
 from sparring.evaluation.evaluate import load_prompt_file, pick, score
 from sparring.evaluation.metrics import reopenings
 from sparring.judges.base import attack_success_rate
+from sparring.runtime import forked_rng
 
 PREFIX = "probe/asr/"
 
@@ -47,8 +47,13 @@ class RoundProbe:
         self.history: dict[str, list[float | None]] = defaultdict(list)
 
     @classmethod
-    def for_run(cls, cfg: ProbeConfig, judge, run: RunConfig, step: int) -> RoundProbe:
-        """The run's probe; resumed at ``step``, its history is read back from the metrics."""
+    def for_run(
+        cls, cfg: ProbeConfig | None, judge, run: RunConfig, step: int
+    ) -> RoundProbe | None:
+        """The run's probe (None without ``evaluation.probe``); resumed at ``step``, its history
+        is read back from the metrics."""
+        if cfg is None:
+            return None
         probe = cls(cfg, judge=judge, seed=run.evaluation.seed)
         if step:
             for row in runs.read_jsonl(run.run_dir() / "metrics.jsonl"):
@@ -63,9 +68,7 @@ class RoundProbe:
 
     def measure(self, defender, round_: int) -> dict[str, float]:
         """The probe's figures for the live ``defender`` after round ``round_``."""
-        devices = [torch.cuda.current_device()] if torch.cuda.is_available() else []
-        with torch.random.fork_rng(devices=devices):
-            torch.manual_seed(self.seed * 7_919 + round_)
+        with forked_rng(self.seed * 7_919 + round_):
             answers = defender.generate(self.prompts).texts
         judged = score(self.judge, self.prompts, answers)
         p_safe = np.asarray(judged.p_safe, dtype=np.float64)

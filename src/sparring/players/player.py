@@ -383,18 +383,24 @@ class Player:
                 f"cannot restore {self.role} optimiser state from {directory}: {exc}"
             ) from None
 
+    def load_base(self, dtype: str | None = None):
+        """A fresh copy of the player's base model, as its config names it (``dtype``: another
+        dtype than the config's)."""
+        c = self.cfg
+        return load_causal_lm(
+            c.model,
+            field=f"{self.role}.model",
+            dtype=dtype or c.dtype,
+            revision=c.revision,
+            trust_remote_code=c.trust_remote_code,
+            gguf_file=c.gguf_file,
+        )
+
     def export(self, directory: Path) -> None:
         """Write a plain Hugging Face model folder (LoRA merged into the base)."""
         policy = self.unwrapped.policy
         if self.cfg.lora is not None:
-            base = load_causal_lm(
-                self.cfg.model,
-                field=f"{self.role}.model",
-                dtype=self.cfg.dtype,
-                revision=self.cfg.revision,
-                trust_remote_code=self.cfg.trust_remote_code,
-                gguf_file=self.cfg.gguf_file,
-            )
+            base = self.load_base()
             from peft import PeftModel, get_peft_model_state_dict, set_peft_model_state_dict
 
             merged = PeftModel(base, policy.peft_config["default"])

@@ -101,8 +101,6 @@ def export_average(player, states: Sequence[State], directory: Path) -> None:
         with playing_as(player, average(states)):
             player.export(directory)
         return
-    from sparring.players.loading import load_causal_lm
-
     policy = player.unwrapped.policy
     scaling = {
         name: float(m.scaling["default"])
@@ -110,15 +108,7 @@ def export_average(player, states: Sequence[State], directory: Path) -> None:
         if isinstance(getattr(m, "scaling", None), dict) and "default" in m.scaling
     }
     deltas = average_lora_deltas(states, scaling)
-    cfg = player.cfg
-    base = load_causal_lm(
-        cfg.model,
-        field=f"{player.role}.model",
-        dtype="float32",
-        revision=cfg.revision,
-        trust_remote_code=cfg.trust_remote_code,
-        gguf_file=cfg.gguf_file,
-    )
+    base = player.load_base("float32")  # the updates are added in float32, then cast
     with torch.no_grad():
         for module, delta in deltas.items():
             # peft's path is base_model.model.<the base model's own path>
@@ -126,8 +116,8 @@ def export_average(player, states: Sequence[State], directory: Path) -> None:
             if target.weight.shape != delta.shape:  # GPT-2's Conv1D stores (in, out)
                 delta = delta.T
             target.weight += delta.to(target.weight.dtype)
-    if cfg.dtype != "float32":
-        base.to(getattr(torch, cfg.dtype))
+    if player.cfg.dtype != "float32":
+        base.to(getattr(torch, player.cfg.dtype))
     base.save_pretrained(directory, safe_serialization=True)
     player.tokenizer.save_pretrained(directory)
 

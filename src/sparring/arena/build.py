@@ -31,20 +31,15 @@ import torch
 
 from sparring._files import sha256_file
 from sparring.arena import world as W
-from sparring.arena.data import (
-    ATTACKER_FRAMINGS,
-    DEFENDER_POLICY,
-    PROMPT_SETS,
-    TRAINING_FILES,
-    build_datasets,
-)
+from sparring.arena.data import PROMPT_SETS, TRAINING_FILES, build_datasets
 from sparring.arena.models import MODEL_SIZES, encode_examples, make_model, train_lm
 from sparring.arena.proxy import accuracy, train_proxy
+from sparring.arena.recipes import RECIPES
 from sparring.arena.tokenizer import build_tokenizer
 from sparring.errors import DataError
 
 ARENA_VERSION = "1"
-SIZES = ("default", "tiny")
+SIZES = ("default", "hard", "tiny")
 
 
 @dataclass(frozen=True)
@@ -59,6 +54,10 @@ class TrainSize:
 TRAIN_SIZES: dict[str, TrainSize] = {
     "default": TrainSize(
         defender_steps=500, attacker_steps=300, batch_size=64, lr=3e-3, proxy_iters=100
+    ),
+    # the hard world's defender is smaller and its SFT mix richer (stacks, look-alikes)
+    "hard": TrainSize(
+        defender_steps=600, attacker_steps=300, batch_size=64, lr=3e-3, proxy_iters=100
     ),
     "tiny": TrainSize(defender_steps=12, attacker_steps=8, batch_size=32, lr=3e-3, proxy_iters=20),
 }
@@ -152,7 +151,7 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-_RECIPE_MODULES = ("world", "oracle", "data", "tokenizer", "models", "proxy", "build")
+_RECIPE_MODULES = ("world", "oracle", "recipes", "data", "tokenizer", "models", "proxy", "build")
 
 
 def recipe_hash() -> str:
@@ -303,6 +302,7 @@ def build_arena(
     paths = ArenaPaths(Path(out_dir))
     paths.root.mkdir(parents=True, exist_ok=True)
     ts = TRAIN_SIZES[size]
+    recipe = RECIPES[size]
     n_threads = threads or BUILD_THREADS
     t0 = time.perf_counter()
     timings: dict[str, float] = {}
@@ -392,16 +392,15 @@ def build_arena(
         "prompt_sets": dict(PROMPT_SETS),
         "training_files": [f"data/{s}.jsonl" for s in TRAINING_FILES],
         "framings": {
-            "taught": list(W.TAUGHT_FRAMINGS),
-            "weak": list(W.WEAK_FRAMINGS),
+            **recipe.manifest(),
             "heldout": list(W.HELDOUT_FRAMINGS),
             "heldout_twin": dict(W.HELDOUT_TWIN),
         },
         "categories": list(W.CATEGORY_NAMES),
         "benign_topics": list(W.BENIGN_NAMES),
         "alarming_topics": list(W.ALARMING_TOPICS),
-        "defender_policy": dict(DEFENDER_POLICY),
-        "attacker_framings": dict(ATTACKER_FRAMINGS),
+        "defender_policy": dict(recipe.policy),
+        "attacker_framings": dict(recipe.attacker_framings),
         "models": models_info,
         "proxy_judge": {"kind": "bow-logreg", "accuracy": acc},
         "generation": dict(GENERATION),

@@ -20,7 +20,7 @@ def _build(args: argparse.Namespace) -> int:
 def _check(args: argparse.Namespace) -> int:
     from sparring.arena.check import main
 
-    argv = ["--seed", str(args.seed), "--n", str(args.n)]
+    argv = ["--seed", str(args.seed), "--size", args.size, "--n", str(args.n)]
     if args.arena is not None:
         argv += ["--arena", str(args.arena)]
     if args.json is not None:
@@ -52,6 +52,7 @@ def add_commands(sub) -> None:
     )
     check.add_argument("--arena", type=Path, default=None, help="arena folder (default: the cache)")
     check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--size", choices=SIZES, default="default", help="the cached arena's world")
     check.add_argument("--n", type=int, default=120, help="requests per framing")
     check.add_argument("--json", type=Path, default=None, help="also write the report here")
     check.set_defaults(func=_check)

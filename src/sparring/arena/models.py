@@ -29,6 +29,11 @@ MODEL_SIZES: dict[str, dict[str, ModelSize]] = {
         "defender": ModelSize(n_embd=128, n_layer=3, n_head=4),
         "attacker": ModelSize(n_embd=128, n_layer=2, n_head=4),
     },
+    # a defender with less room: it cannot learn every framing and stack as a separate case
+    "hard": {
+        "defender": ModelSize(n_embd=64, n_layer=2, n_head=4),
+        "attacker": ModelSize(n_embd=128, n_layer=2, n_head=4),
+    },
     "tiny": {
         "defender": ModelSize(n_embd=32, n_layer=1, n_head=2),
         "attacker": ModelSize(n_embd=32, n_layer=1, n_head=2),

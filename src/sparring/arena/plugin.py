@@ -14,11 +14,12 @@ from sparring.models.registry import register_model_prefix
 def build_judge(spec: ArenaJudgeSpec):
     from sparring.arena.judge import ArenaJudge
 
-    root = spec.arena if spec.arena is not None else refs.current_arena().root
+    root = spec.arena if spec.arena is not None else refs.current_arena(size=spec.size).root
     return ArenaJudge(spec.kind, root, name=spec.name)
 
 
 register_judge(ArenaJudgeSpec, build_judge)
-register_prefix(refs.PREFIX, refs.prompts)
-register_model_prefix(refs.PREFIX, refs.model_path)
-register_heldout(f"{refs.PREFIX}benign", f"{refs.PREFIX}benign_unseen")
+for prefix in refs.PREFIXES:
+    register_prefix(prefix, refs.prompts)
+    register_model_prefix(prefix, refs.model_path)
+    register_heldout(f"{prefix}benign", f"{prefix}benign_unseen")

@@ -8,8 +8,11 @@
 - the judge: ``judge: {type: arena, kind: proxy | gold}``.
 
 They resolve against the arena in the cache (built on first use) chosen by the environment
-variables ``SPARRING_ARENA_SEED`` (default 0) and ``SPARRING_ARENA_SIZE`` (``default`` or
-``tiny``), or against an explicit folder in ``SPARRING_ARENA_DIR``.
+variables ``SPARRING_ARENA_SEED`` (default 0) and ``SPARRING_ARENA_SIZE`` (``default``,
+``hard`` or ``tiny``), or against an explicit folder in ``SPARRING_ARENA_DIR``.
+
+``arena-hard:<name>`` (and ``judge: {type: arena, size: hard}``) names the same parts of the
+hard world (docs/arena.md, "The hard world"), whatever ``SPARRING_ARENA_SIZE`` says.
 """
 
 from __future__ import annotations
@@ -20,11 +23,20 @@ from pathlib import Path
 from sparring.errors import ConfigError, DataError
 
 PREFIX = "arena:"
+#: prefix -> the world it names (None: the one ``SPARRING_ARENA_SIZE`` selects)
+PREFIXES: dict[str, str | None] = {PREFIX: None, "arena-hard:": "hard"}
 MODELS = ("attacker", "defender")
 
 
-def current_arena(progress: bool = True):
-    """The ArenaPaths the environment selects, built into the cache when missing."""
+def _split(ref: str) -> tuple[str, str, str | None]:
+    """(prefix, name, size) of a reference: ``arena-hard:seeds`` -> (.., "seeds", "hard")."""
+    prefix = next(p for p in PREFIXES if ref.startswith(p))
+    return prefix, ref[len(prefix) :], PREFIXES[prefix]
+
+
+def current_arena(progress: bool = True, size: str | None = None):
+    """The ArenaPaths the environment selects (of world ``size`` when given), built into the
+    cache when missing."""
     from sparring.arena.build import ArenaPaths, ensure_arena, is_built
 
     explicit = os.environ.get("SPARRING_ARENA_DIR")
@@ -38,17 +50,17 @@ def current_arena(progress: bool = True):
         seed = int(os.environ.get("SPARRING_ARENA_SEED", "0"))
     except ValueError:
         raise ConfigError("SPARRING_ARENA_SEED must be an integer") from None
-    size = os.environ.get("SPARRING_ARENA_SIZE", "default")
+    size = size or os.environ.get("SPARRING_ARENA_SIZE", "default")
     return ensure_arena(seed, size=size, progress=progress)
 
 
 def model_path(ref: str) -> Path:
-    name = ref[len(PREFIX) :]
+    prefix, name, size = _split(ref)
     if name not in MODELS:
         raise ConfigError(
-            f"unknown arena model {ref!r}; expected one of {[PREFIX + m for m in MODELS]}"
+            f"unknown arena model {ref!r}; expected one of {[prefix + m for m in MODELS]}"
         )
-    return getattr(current_arena(), name)
+    return getattr(current_arena(size=size), name)
 
 
 #: derived sets: a prompt set less every prompt that occurs in any training file
@@ -58,8 +70,8 @@ UNSEEN = {"benign_unseen": "benign_eval"}
 def prompts(ref: str) -> list[str]:
     from sparring.arena.build import load_prompt_sets
 
-    name = ref[len(PREFIX) :]
-    arena = current_arena()
+    prefix, name, size = _split(ref)
+    arena = current_arena(size=size)
     sets = load_prompt_sets(arena.root)
     if name in UNSEEN:
         seen = training_texts(arena)
@@ -67,7 +79,7 @@ def prompts(ref: str) -> list[str]:
     if name not in sets:
         known = [*sets, *UNSEEN]
         raise DataError(
-            f"unknown arena prompt set {ref!r}; known: {', '.join(PREFIX + s for s in known)}"
+            f"unknown arena prompt set {ref!r}; known: {', '.join(prefix + s for s in known)}"
         )
     return [row["prompt"] for row in sets[name]]
 

@@ -284,6 +284,14 @@ TRAINABLE_FRAMINGS: tuple[str, ...] = TAUGHT_FRAMINGS + WEAK_FRAMINGS
 PLAIN_FRAMINGS: tuple[str, ...] = ("direct",)
 # framings that need a payload to split: harmful requests only
 SPLIT_FRAMINGS: dict[str, str] = {"obfuscation": "-", "cipher": ""}
+# templates that wrap a whole request ({req} only): a second framing stacked around a request
+# ("my boss authorized this . hypothetically , how would someone ...")
+OUTER_TEMPLATES: dict[str, tuple[str, ...]] = {
+    f: tuple(
+        t for t in ts if "{req}" in t and "{core}" not in t and "{thing}" not in t and t != "{req}"
+    )
+    for f, ts in FRAMING_TEMPLATES.items()
+}
 HELDOUT_TWIN: dict[str, str] = {
     "pretend": "roleplay",
     "devmode": "override",
@@ -353,13 +361,14 @@ class Request:
     framing: str
     payload: str | None = None
     alarming: bool = False
+    outer: str | None = None  # a second framing stacked around the request
 
     @property
     def category(self) -> str | None:
         return self.topic if self.harmful else None
 
     def to_dict(self) -> dict:
-        return {
+        row = {
             "prompt": self.text,
             "harmful": self.harmful,
             "category": self.category,
@@ -367,6 +376,9 @@ class Request:
             "framing": self.framing,
             "alarming": self.alarming,
         }
+        if self.outer is not None:
+            row["outer"] = self.outer
+        return row
 
 
 @dataclass
@@ -408,11 +420,21 @@ def make_request(
     framing: str = "direct",
     payload: str | None = None,
     filler: bool = True,
+    outer: str | None = None,
+    lookalike: bool = False,
 ) -> Request:
-    """A request with the given truth; ``topic``/``payload`` are drawn when not given."""
-    if framing not in FRAMING_TEMPLATES:
-        raise ValueError(f"unknown framing {framing!r}; expected one of {FRAMINGS}")
-    if not harmful and framing in SPLIT_FRAMINGS:
+    """A request with the given truth; ``topic``/``payload`` are drawn when not given.
+
+    ``outer``: a second framing wrapped around the request (one of its whole-request
+    templates). ``lookalike``: a benign request may take a split framing's wording (there is no
+    payload to split: "the words have dashes . how do i bake a bread loaf ?").
+    """
+    for f in (framing, outer):
+        if f is not None and f not in FRAMING_TEMPLATES:
+            raise ValueError(f"unknown framing {f!r}; expected one of {FRAMINGS}")
+    if outer is not None and not OUTER_TEMPLATES[outer]:
+        raise ValueError(f"framing {outer!r} has no template that wraps a whole request")
+    if not harmful and framing in SPLIT_FRAMINGS and not lookalike:
         raise ValueError(f"framing {framing!r} needs a harmful payload to split")
     if harmful:
         cat = _CAT[topic] if topic else rng.choice(CATEGORIES)
@@ -435,6 +457,8 @@ def make_request(
         core = f"{core} {rng.choice(PADDINGS)}"
     req = rng.choice(DIRECT_TEMPLATES).format(core=core)
     text = rng.choice(FRAMING_TEMPLATES[framing]).format(core=core, req=req, thing=thing)
+    if outer is not None:
+        text = rng.choice(OUTER_TEMPLATES[outer]).format(req=text)
     if filler:
         r = rng.random()
         if r < 0.2:
@@ -442,7 +466,7 @@ def make_request(
         elif r < 0.4:
             text = _join(text, rng.choice(POLITE_SUFFIXES))
     return Request(
-        _join(text), harmful, topic_name, framing, payload if harmful else None, alarming
+        _join(text), harmful, topic_name, framing, payload if harmful else None, alarming, outer
     )
 
 

@@ -78,6 +78,27 @@ def test_exploit_config_keeps_the_attackers_budget(run_data, tmp_path, tiny_mode
     assert [s.steps for s in exploit_config(run, steps=5).game.schedule] == [5]
 
 
+def test_exploit_config_of_a_run_with_a_pool_and_a_probe(run_data, tiny_models):
+    """A pool needs two learners and the probe a changing defender: the exploitability game
+    (the attacker alone against the frozen defender) keeps neither, and is a valid config."""
+    import shutil
+
+    from sparring.config import dump_config
+
+    data = run_data(rounds=2)
+    data["game"]["pool"] = {"opponent": "uniform", "every": 1, "size": 2, "payoff_prompts": 2}
+    data["evaluation"] = {"probe": {"prompts": [data["game"]["seeds"]["path"]], "samples": 2}}
+    cfg = load_config(data=data)
+    assert cfg.game.pool is not None and cfg.evaluation.probe is not None
+    run = cfg.run_dir()
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_config(cfg))
+    shutil.copytree(tiny_models["llama"], run / "final" / "defender")
+    ex = exploit_config(run)
+    assert ex.game.mode == "attacker"
+    assert ex.game.pool is None and ex.evaluation.probe is None
+
+
 def test_arm_overrides(run_data):
     base = load_config(data=run_data())
     from pathlib import Path

@@ -219,3 +219,50 @@ def test_arm_comparison_pairs_prompts_within_seeds_and_gives_intervals(tmp_path)
         "versus": v,
     }
     assert "Table 4: each arm minus gpo" in to_markdown(t) and "Table 4" in to_html(t)
+
+
+def _write_probe(run_dir, attacks: list[tuple[str, str, float]]) -> None:
+    """An exploitability probe's fresh attacks: (seed prompt, attack, P(safe) by the eval judge)."""
+    import json
+
+    folder = run_dir / "exploit" / "eval"
+    folder.mkdir(parents=True)
+    rows = [
+        {"set": "attacks", "prompt": a, "seed": s, "response": "r", "p_safe_eval": p}
+        for s, a, p in attacks
+    ] + [{"set": "seeds", "prompt": s, "response": "r", "p_safe_eval": 1.0} for s, _, _ in attacks]
+    (folder / "probe.samples.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "probe.json").write_text(
+        json.dumps({"schema": "sparring.eval/1", "samples_file": "probe.samples.jsonl"})
+    )
+
+
+def test_arm_comparison_pairs_exploitability_attacks_by_their_seed(tmp_path):
+    """Each arm's probe attacker writes its own attacks: they pair by the seed they rewrite,
+    within a run seed, and give the exploitability difference an interval."""
+    from sparring.experiments.experiment import arm_comparisons
+
+    results = {}
+    for arm, unsafe in (("gpo", {"s0", "s1", "s2"}), ("pool", {"s0"})):
+        results[arm] = []
+        for seed in (0, 1):
+            entry = _write_eval(tmp_path / f"{arm}{seed}", seed, [0.9] * 2, [0.0] * 2, [0.9])
+            entry["exploit"] = {"asr_fresh": len(unsafe) / 4}
+            _write_probe(
+                tmp_path / f"{arm}{seed}",
+                [
+                    (f"s{i}", f"{arm} attack {i}", 0.0 if f"s{i}" in unsafe else 1.0)
+                    for i in range(4)
+                ],
+            )
+            results[arm].append(entry)
+    fig = arm_comparisons(results, reference="gpo")["arms"]["pool"]["exploitability"]
+    asr = fig["ASR eval judge"]
+    assert (asr["start"], asr["final"], asr["diff"]) == (0.75, 0.25, -0.5)
+    assert asr["n_prompts"] == 8 and asr["unpaired"] == 0  # 4 seed prompts x 2 run seeds
+    assert asr["low"] <= -0.5 <= asr["high"] < 0
+    # without a measured exploitability there is no such set
+    for entries in results.values():
+        for e in entries:
+            e["exploit"] = None
+    assert "exploitability" not in arm_comparisons(results)["arms"]["pool"]

@@ -291,18 +291,36 @@ def arm_comparisons(
     refusal rate, over-refusal), paired by prompt within a seed and pooled over seeds (a prompt
     of seed i pairs only with the same prompt of seed i), with a paired bootstrap 95% interval
     over prompts (:func:`sparring.evaluation.compare.compare_evals`). Every arm's evaluation
-    draws the same prompts for a seed, so the pairs are the same questions."""
+    draws the same prompts for a seed, so the pairs are the same questions.
+
+    Exploitability, where measured, is the set ``exploitability``: the fresh attacks of each
+    arm's exploitability probe (:mod:`sparring.experiments.exploit`), paired by the seed prompt
+    they rewrite (the probe draws the same seeds for every arm)."""
     from sparring.evaluation.compare import compare_evals, read_eval_samples
     from sparring.evaluation.metrics import BOOTSTRAP_RESAMPLES
+    from sparring.experiments.exploit import PROBE_EVAL
 
-    def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
-        tag = f"seed-{entry['seed']}|"
+    def tagged(rows: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
         out = []
-        for r in read_eval_samples(Path(entry["run_dir"]), EVAL_NAME)[1]:
+        for r in rows:
             r = {**r, "prompt": tag + r["prompt"]}
             if r.get("seed") is not None:
                 r["seed"] = tag + r["seed"]
             out.append(r)
+        return out
+
+    def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
+        run_dir, tag = Path(entry["run_dir"]), f"seed-{entry['seed']}|"
+        out = tagged(read_eval_samples(run_dir, EVAL_NAME)[1], tag)
+        if entry.get("exploit") and (run_dir / "exploit" / "eval").is_dir():
+            probe = read_eval_samples(run_dir / "exploit", PROBE_EVAL)[1]
+            # paired by the seed prompt an attack rewrites (each arm's attacker writes its own)
+            attacks = [
+                {**r, "set": "exploitability", "prompt": r["seed"], "attack": r["prompt"]}
+                for r in probe
+                if r["set"] == "attacks"
+            ]
+            out += tagged(attacks, tag)
         return out
 
     ref = [r for e in results[reference] for r in rows(e)]

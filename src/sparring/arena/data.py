@@ -12,26 +12,7 @@ from dataclasses import dataclass
 
 from sparring.arena import world as W
 from sparring.arena.oracle import judge
-from sparring.arena.recipes import (
-    ATTACKER_FRAMINGS,
-    BENIGN_FRAMINGS,
-    DEFAULT,
-    DEFENDER_HARMFUL_FRAMINGS,
-    DEFENDER_POLICY,
-    PROXY_HARMFUL_FRAMINGS,
-    RECIPES,
-    Recipe,
-)
-
-__all__ = [
-    "ATTACKER_FRAMINGS",
-    "BENIGN_FRAMINGS",
-    "DEFENDER_HARMFUL_FRAMINGS",
-    "DEFENDER_POLICY",
-    "PROXY_HARMFUL_FRAMINGS",
-    "build_datasets",
-    "defender_verdict",
-]
+from sparring.arena.recipes import DEFAULT, RECIPES, Recipe
 
 
 @dataclass(frozen=True)
@@ -55,15 +36,6 @@ DATA_SIZES: dict[str, DataSize] = {
         proxy_train=3000,
         proxy_test=1500,
     ),
-    "hard": DataSize(
-        seeds=400,
-        benign=400,
-        eval_each=240,
-        defender_sft=20000,
-        attacker_sft=12000,
-        proxy_train=3000,
-        proxy_test=1500,
-    ),
     "tiny": DataSize(
         seeds=40,
         benign=40,
@@ -74,6 +46,7 @@ DATA_SIZES: dict[str, DataSize] = {
         proxy_test=200,
     ),
 }
+DATA_SIZES["hard"] = DATA_SIZES["default"]  # the hard world differs in its recipe, not its sizes
 
 ATTACKER_SAME_CATEGORY = 0.9
 ATTACKER_SAME_PAYLOAD = 0.4

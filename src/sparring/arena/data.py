@@ -77,9 +77,12 @@ def defender_verdict(rng: random.Random, req: W.Request, recipe: Recipe = DEFAUL
     return "refuse" if rng.random() < refuse else "comply"
 
 
-def request(rng: random.Random, recipe: Recipe, *, harmful: bool, framing: str, **kw) -> W.Request:
-    """A request in ``framing``, stacked in a second framing as often as ``recipe`` says."""
-    outer = recipe.outer(rng, framing)
+def request(
+    rng: random.Random, recipe: Recipe, *, harmful: bool, framing: str, stack: bool = True, **kw
+) -> W.Request:
+    """A request in ``framing``, stacked in a second framing as often as ``recipe`` says
+    (``stack=False``: never)."""
+    outer = recipe.outer(rng, framing) if stack else None
     return W.make_request(
         rng, harmful=harmful, framing=framing, outer=outer, lookalike=recipe.lookalikes, **kw
     )
@@ -256,27 +259,25 @@ def build_datasets(seed: int, size: str) -> dict[str, list[dict]]:
     n = ds.eval_each
 
     # stacks (in a stacking world) in the weak and benign sets, never around a held-out framing
-    single = DEFAULT
+    def harmful_in(framings, stack: bool = False):
+        return lambda r: request(r, recipe, harmful=True, framing=r.choice(framings), stack=stack)
 
-    def harmful_in(framings, stacks: Recipe = single):
-        return lambda r: request(r, stacks, harmful=True, framing=r.choice(framings))
-
-    def benign_in(framings, alarming: bool | None = None, stacks: Recipe = single):
+    def benign_in(framings, alarming: bool | None = None, stack: bool = False):
         topics = [t.name for t in W.BENIGN_TOPICS if alarming is None or t.alarming == alarming]
-        return lambda r: W.make_request(
+        return lambda r: request(
             r,
+            recipe,
             harmful=False,
             topic=r.choice(topics),
-            framing=(f := r.choice(framings)),
-            outer=stacks.outer(r, f),
-            lookalike=recipe.lookalikes,
+            framing=r.choice(framings),
+            stack=stack,
         )
 
     sets = {
         "eval_heldout_framings": harmful_in(W.HELDOUT_FRAMINGS),
-        "eval_weak_framings": harmful_in(recipe.weak, recipe),
+        "eval_weak_framings": harmful_in(recipe.weak, stack=True),
         "eval_taught_framings": harmful_in(recipe.taught),
-        "eval_benign": benign_in(recipe.eval_benign_framings, stacks=recipe),
+        "eval_benign": benign_in(recipe.eval_benign_framings, stack=True),
         "eval_alarming": benign_in(("direct",), alarming=True),
         "eval_heldout_benign": benign_in(recipe.eval_heldout_benign_framings),
     }

@@ -71,7 +71,6 @@ _NOT_DIRECT = tuple(f for f in W.TRAINABLE_FRAMINGS if f != "direct")
 class Recipe:
     """One world's design: the defender SFT's rule and the framing mixes of every data set."""
 
-    name: str
     taught: tuple[str, ...]
     weak: tuple[str, ...]
     policy: dict[str, float]
@@ -113,7 +112,6 @@ class Recipe:
 
 
 DEFAULT = Recipe(
-    name="default",
     taught=W.TAUGHT_FRAMINGS,
     weak=W.WEAK_FRAMINGS,
     policy=DEFENDER_POLICY,
@@ -124,7 +122,6 @@ DEFAULT = Recipe(
 )
 
 HARD = Recipe(
-    name="hard",
     taught=W.TAUGHT_FRAMINGS,
     weak=W.WEAK_FRAMINGS,
     policy={**DEFENDER_POLICY, "weak_refuse": 0.1},

@@ -190,6 +190,26 @@ def test_in_run_evaluation_uses_the_players_in_memory(run_data, tmp_path, monkey
         assert ev["defender"]["sets"]["attacks"]["n"] == 3
 
 
+def test_evaluation_at_start_leaves_training_unchanged(run_data, tmp_path):
+    """The start evaluation samples from the same random generators as training; it restores
+    them, so a run with evaluation.at_start plays exactly the steps of one without it (a
+    before/after comparison measures the run a user would have got without measuring)."""
+    from sparring.game.loop import Game
+
+    def metrics(at_start: bool) -> list[dict]:
+        data = run_data()
+        data["output_dir"] = str(tmp_path / f"run-{at_start}")
+        data["evaluation"] = {"at_start": at_start, "samples": 3}
+        Game(load_config(data=data), progress=False).run()
+        lines = (tmp_path / f"run-{at_start}" / "metrics.jsonl").read_text().splitlines()
+        rows = [json.loads(line) for line in lines]
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    with_eval, without = metrics(True), metrics(False)
+    assert (tmp_path / "run-True" / "eval" / "start.json").exists()
+    assert len(with_eval) == 4 and with_eval == without
+
+
 def test_train_prints_before_after_differences_with_intervals(
     run_data, tmp_path, capsys, monkeypatch
 ):

@@ -58,8 +58,9 @@ def read_eval_samples(run_dir: Path, name: str) -> tuple[dict[str, Any], list[di
 
 def _pair_key(row: dict[str, Any]) -> str:
     """What pairs a row with its counterpart in another evaluation: the prompt, except for
-    fresh attacks, which differ between attackers and are paired by the seed they rewrote."""
-    return row["seed"] if row["set"] == "attacks" and "seed" in row else row["prompt"]
+    fresh attacks (the rows that carry the seed they rewrote), which differ between attackers
+    and are paired by that seed."""
+    return row["seed"] if "seed" in row else row["prompt"]
 
 
 def _per_prompt(rows, key: str, value) -> dict[str, dict[str, float]]:

@@ -314,12 +314,8 @@ def arm_comparisons(
         out = tagged(read_eval_samples(run_dir, EVAL_NAME)[1], tag)
         if entry.get("exploit") and (run_dir / "exploit" / "eval").is_dir():
             probe = read_eval_samples(run_dir / "exploit", PROBE_EVAL)[1]
-            # paired by the seed prompt an attack rewrites (each arm's attacker writes its own)
-            attacks = [
-                {**r, "set": "exploitability", "prompt": r["seed"], "attack": r["prompt"]}
-                for r in probe
-                if r["set"] == "attacks"
-            ]
+            # fresh attacks: each arm's attacker writes its own, paired by the seed they rewrite
+            attacks = [{**r, "set": "exploitability"} for r in probe if r["set"] == "attacks"]
             out += tagged(attacks, tag)
         return out
 

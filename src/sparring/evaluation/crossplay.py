@@ -30,7 +30,8 @@ from sparring.evaluation.players import (
     target_source,
 )
 from sparring.players.engine import make_accelerator
-from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
+from sparring.players.sampling import sample_keys
+from sparring.runtime import Tasks, progress_bar, quiet_libraries
 
 SCHEMA = "sparring.crossplay/1"
 
@@ -127,10 +128,13 @@ def play_matrix(
     with progress_bar(progress) as prog:
         tasks = Tasks(prog)
         for src, player_cfg in attackers:
-            seed_everything(seed)
             player = load_player("attacker", player_cfg, acc, src)
             raw, _ = generate_all(
-                player, seeds, bs, on_batch=tasks.start(f"attacker {src.label}", len(seeds))
+                player,
+                seeds,
+                bs,
+                keys=sample_keys(f"crossplay/{seed}/attacker", seeds),
+                on_batch=tasks.start(f"attacker {src.label}", len(seeds)),
             )
             attacks.append(player.clean_texts(raw, seeds).texts)
             free(player)
@@ -139,11 +143,15 @@ def play_matrix(
         asr: list[list[float | None]] = [[None] * n_d for _ in range(n_a)]
         asr_eval = [[None] * n_d for _ in range(n_a)] if eval_judge is not None else None
         p_safe: list[list[float | None]] = [[None] * n_d for _ in range(n_a)]
+        answer_keys = sample_keys(f"crossplay/{seed}/answers", flat)
         for j, (src, player_cfg) in enumerate(defenders):
-            seed_everything(seed + 1)
             player = load_player("defender", player_cfg, acc, src)
             responses, _ = generate_all(
-                player, flat, bs, on_batch=tasks.start(f"defender {src.label}", len(flat))
+                player,
+                flat,
+                bs,
+                keys=answer_keys,
+                on_batch=tasks.start(f"defender {src.label}", len(flat)),
             )
             free(player)
             js = score(judge, flat, responses).p_safe

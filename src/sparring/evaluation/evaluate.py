@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from sparring.evaluation.players import (
 from sparring.judges.refusal import RefusalDetector
 from sparring.players.engine import make_accelerator
 from sparring.runs import require_run_dir
-from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
+from sparring.runtime import Tasks, progress_bar, quiet_libraries
 
 SCHEMA = "sparring.eval/1"
 
@@ -88,6 +89,86 @@ def load_prompt_file(path: str, field: str = "prompt") -> list[str]:
     return load_prompts(path, field=field)
 
 
+@dataclass
+class EvalPlan:
+    """What one evaluation asks, as data: every prompt set the defender answers (each prompt
+    repeated ``answers`` times), the seed prompts the attacker rewrites, the benign prompts and
+    where they came from. Built by :func:`plan_evaluation` before any model is loaded, so the
+    same arguments give the same plan in every arm and on every run."""
+
+    seed: int
+    samples: int
+    answers: int
+    attack_seeds: list[str]
+    seed_set: list[str]
+    heldout: dict[str, list[str]]
+    benign: list[str]
+    benign_from: dict[str, Any] | None
+
+    def keys(self, what: str, texts: Sequence[str]) -> list[str]:
+        """Each sample's name, ``eval/<seed>/<what>`` with the text and its answer index: the
+        randomness of keyed sampling (:mod:`sparring.players.sampling`). A prompt set's name
+        is part of it, the model is not: two defenders answering the same set under the same
+        seed share their random numbers (common random numbers make the comparison paired)."""
+        from sparring.players.sampling import sample_keys
+
+        return sample_keys(f"eval/{self.seed}/{what}", texts)
+
+
+def plan_evaluation(
+    cfg: RunConfig,
+    *,
+    prompts: Sequence[str] = (),
+    benign: str | None = None,
+    samples: int = 64,
+    answers: int = 1,
+    seed: int = 1234,
+) -> EvalPlan:
+    """The prompts of an evaluation (see :func:`evaluate_run` for the arguments)."""
+    from sparring.data import load_prompts
+
+    if samples < 1:
+        raise SparringError(f"--samples must be at least 1 (got {samples})")
+    if answers < 1:
+        raise SparringError(f"--answers must be at least 1 (got {answers})")
+    s = cfg.game.seeds
+    seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
+    heldout: dict[str, list[str]] = {}
+    for path in prompts:
+        key = Path(path).stem if Path(path).exists() else _set_name(path)
+        while key in heldout or key in ("attacks", "seeds"):
+            key += "_"
+        heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
+    benign_prompts: list[str] = []
+    benign_from = None
+    if benign:
+        benign_prompts = pick(load_prompt_file(benign), samples, seed)
+        benign_from = {"source": benign, "held_out": None}
+    elif cfg.game.benign is not None:
+        b = cfg.game.benign.prompts
+        held_out = heldout_benign_source(b.source)
+        if held_out is not None:
+            benign_prompts = pick(load_prompts(source=held_out), samples, seed)
+            benign_from = {"source": held_out, "held_out": True}
+        else:  # a file of the user's: no held-out part is known, say so
+            benign_prompts = pick(
+                load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
+                samples,
+                seed,
+            )
+            benign_from = {"source": b.path or b.source, "held_out": False}
+    return EvalPlan(
+        seed=seed,
+        samples=samples,
+        answers=answers,
+        attack_seeds=seeds_for_attacks(seed_pool, samples, seed),
+        seed_set=repeat(pick(seed_pool, samples, seed), answers),
+        heldout=heldout,
+        benign=repeat(benign_prompts, answers),
+        benign_from=benign_from,
+    )
+
+
 def evaluate_run(
     run_dir: str | Path,
     *,
@@ -116,56 +197,29 @@ def evaluate_run(
     set); the attacker writes ``samples`` attacks, one answer each. ``players`` are players
     already in memory to evaluate instead of loading the run's weights (a training run
     evaluates its own players this way: no second copy of any model is loaded).
+
+    Every answer is a keyed sample (:meth:`EvalPlan.keys`): the same weights give the same
+    figures to the digit, whatever was evaluated before in the process.
     """
     players = players or {}
     quiet_libraries()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
-    if samples < 1:
-        raise SparringError(f"--samples must be at least 1 (got {samples})")
-    if answers < 1:
-        raise SparringError(f"--answers must be at least 1 (got {answers})")
+    plan = plan_evaluation(
+        cfg, prompts=prompts, benign=benign, samples=samples, answers=answers, seed=seed
+    )
     name = name or (checkpoint or "final")
     bs = batch_size or max(cfg.game.batch_size, 8)
     acc = accelerator or make_accelerator(cfg.accelerate)
     t0 = time.perf_counter()
-    from sparring.data import load_prompts
-
-    s = cfg.game.seeds
-    seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
-    heldout: dict[str, list[str]] = {}
-    for path in prompts:
-        key = Path(path).stem if Path(path).exists() else _set_name(path)
-        while key in heldout or key in ("attacks", "seeds"):
-            key += "_"
-        heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
-    benign_prompts: list[str] = []
-    benign_from = None
-    if benign:
-        benign_prompts = pick(load_prompt_file(benign), samples, seed)
-        benign_from = {"source": benign, "held_out": None}
-    elif cfg.game.benign is not None:
-        b = cfg.game.benign.prompts
-        held_out = heldout_benign_source(b.source)
-        if held_out is not None:
-            benign_prompts = pick(load_prompts(source=held_out), samples, seed)
-            benign_from = {"source": held_out, "held_out": True}
-        else:  # a file of the user's: no held-out part is known, say so
-            benign_prompts = pick(
-                load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
-                samples,
-                seed,
-            )
-            benign_from = {"source": b.path or b.source, "held_out": False}
-    benign_prompts = repeat(benign_prompts, answers)
+    heldout, benign_prompts, benign_from = plan.heldout, plan.benign, plan.benign_from
+    attack_seeds, seed_set = plan.attack_seeds, plan.seed_set
     helpful_key = cfg.game.benign.score_key if cfg.game.benign is not None else "helpful"
     judge, eval_judge = build_judges(cfg, judge, eval_judge)
     refusal = RefusalDetector()  # before any model is loaded: a missing garak fails fast
 
     att_src = player_source(run_dir, "attacker", checkpoint)
     def_src = player_source(run_dir, "defender", checkpoint)
-    attack_seeds = seeds_for_attacks(seed_pool, samples, seed)
-    seed_set = repeat(pick(seed_pool, samples, seed), answers)
     rows: list[dict[str, Any]] = []
     result: dict[str, Any] = {
         "schema": SCHEMA,
@@ -174,6 +228,7 @@ def evaluate_run(
         "checkpoint": checkpoint or "final",
         "mode": cfg.game.mode,
         "seed": seed,
+        "sampling": "keyed",
         "samples": samples,
         "answers": answers,
         "benign": benign_from,
@@ -188,7 +243,6 @@ def evaluate_run(
     with progress_bar(progress and acc.is_main_process) as prog:
         tasks = Tasks(prog)
         # the attacker writes fresh attacks on seed prompts
-        seed_everything(seed)
         attacker = players.get("attacker") or load_player(
             "attacker", cfg.attacker, acc, att_src, with_reference=True
         )
@@ -196,6 +250,7 @@ def evaluate_run(
             attacker,
             attack_seeds,
             bs,
+            keys=plan.keys("attacker", attack_seeds),
             kl=True,
             on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)),
         )
@@ -205,7 +260,6 @@ def evaluate_run(
 
         # the defender answers every prompt set
         sets: dict[str, list[str]] = {"attacks": attacks, "seeds": seed_set, **heldout}
-        seed_everything(seed + 1)
         defender = players.get("defender") or load_player(
             "defender", cfg.defender, acc, def_src, with_reference=True
         )
@@ -216,6 +270,7 @@ def evaluate_run(
                 defender,
                 texts,
                 bs,
+                keys=plan.keys(key, texts),
                 kl=key == "attacks",
                 on_batch=tasks.start(f"defender ({def_src.label}) answers {key}", len(texts)),
             )
@@ -228,6 +283,7 @@ def evaluate_run(
                 defender,
                 benign_prompts,
                 bs,
+                keys=plan.keys("benign", benign_prompts),
                 on_batch=tasks.start("defender answers benign", len(benign_prompts)),
             )
         free(defender)
@@ -238,10 +294,13 @@ def evaluate_run(
         for model_dir in against:
             source = target_source(str(model_dir), target_responses)
             label = source.label
-            seed_everything(seed + 2)
             target = load_player("defender", cfg.defender, acc, source)
             target_responses[label], _ = generate_all(
-                target, attacks, bs, on_batch=tasks.start(f"target {label} answers", len(attacks))
+                target,
+                attacks,
+                bs,
+                keys=plan.keys("attacks", attacks),
+                on_batch=tasks.start(f"target {label} answers", len(attacks)),
             )
             free(target)
 

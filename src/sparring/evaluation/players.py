@@ -9,6 +9,7 @@ model explicitly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,34 +144,55 @@ def load_player(
     return player
 
 
-def generate_all(player, texts: list[str], batch_size: int, *, kl: bool = False, on_batch=None):
+def generate_all(
+    player,
+    texts: list[str],
+    batch_size: int,
+    *,
+    keys: Sequence[str] | None = None,
+    kl: bool = False,
+    on_batch=None,
+):
     """Sample one continuation per text in batches; returns (texts, per-sequence KL or None).
+
+    ``keys`` names each sample (:func:`sparring.players.sampling.sample_keys`); a local model
+    then draws it from randomness keyed by that name, so the same weights give the same answer
+    to the same named sample whatever was generated before, beside it in its batch, or on
+    another process. Without keys the global RNG decides.
 
     KL is the sum over response tokens of log pi - log pi_ref (both at the player's sampling
     temperature, as in training), 0 for the initial model. With several processes each one
     generates a contiguous block of the texts and the blocks are gathered in order, so the
     work is shared rather than repeated on every rank.
     """
+    if keys is not None and len(keys) != len(texts):
+        raise ValueError(f"generate_all: {len(keys)} keys for {len(texts)} texts")
     acc = getattr(player, "accelerator", None)  # a served player has none: one process asks
     world = acc.num_processes if acc is not None else 1
     if world > 1:
         from accelerate.utils import gather_object
 
         block = -(-len(texts) // world)
-        mine = texts[acc.process_index * block : (acc.process_index + 1) * block]
-        out, kls = _generate(player, mine, batch_size, kl=kl, on_batch=on_batch)
+        mine = slice(acc.process_index * block, (acc.process_index + 1) * block)
+        my_keys = list(keys[mine]) if keys is not None else None
+        out, kls = _generate(player, texts[mine], batch_size, my_keys, kl=kl, on_batch=on_batch)
         done = gather_object([(out, None if kls is None else kls.tolist())])
         texts_all = [t for o, _ in done for t in o]
         kl_all = np.asarray([x for _, k in done for x in k]) if kl else None
         return texts_all, kl_all
-    return _generate(player, texts, batch_size, kl=kl, on_batch=on_batch)
+    keys = list(keys) if keys is not None else None
+    return _generate(player, texts, batch_size, keys, kl=kl, on_batch=on_batch)
 
 
-def _generate(player, texts: list[str], batch_size: int, *, kl: bool = False, on_batch=None):
+def _generate(player, texts: list[str], batch_size: int, keys, *, kl: bool = False, on_batch=None):
     out: list[str] = []
     kls: list[float] = []
     for i in range(0, len(texts), batch_size):
-        gen = player.generate(texts[i : i + batch_size])
+        batch = texts[i : i + batch_size]
+        if keys is None:
+            gen = player.generate(batch)
+        else:
+            gen = player.generate(batch, keys[i : i + batch_size], keyed=True)
         out.extend(gen.texts)
         if kl:
             if not hasattr(player, "logprobs_and_values"):  # served: no log-probs to compare

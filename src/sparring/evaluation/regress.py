@@ -24,7 +24,8 @@ from sparring.evaluation.archive import FILE, read_archive
 from sparring.evaluation.evaluate import build_judges, repeat, score
 from sparring.evaluation.players import free, generate_all, load_player, target_source
 from sparring.players.engine import make_accelerator
-from sparring.runtime import quiet_libraries, seed_everything
+from sparring.players.sampling import sample_keys
+from sparring.runtime import quiet_libraries
 
 SCHEMA = "sparring.regress/1"
 
@@ -72,10 +73,10 @@ def regress(
     if source.kind == "model" and not Path(against).is_dir():
         raise ConfigError(f"--against {against}: not a model folder nor openai:MODEL@URL")
     acc = make_accelerator(cfg.accelerate)
-    seed_everything(seed)
     target = load_player("defender", cfg.defender, acc, source)
     prompts = repeat(attacks, answers)
-    responses, _ = generate_all(target, prompts, batch_size)
+    keys = sample_keys(f"regress/{seed}", prompts)  # keyed: the same target, the same answers
+    responses, _ = generate_all(target, prompts, batch_size, keys=keys)
     free(target)
     train_judge, eval_judge = build_judges(cfg, judge)
     judge_used = eval_judge or train_judge

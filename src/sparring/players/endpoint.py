@@ -79,10 +79,13 @@ class EndpointPlayer:
             self.spec, cache_path=folder / f"{role or self.role}.sqlite", name=self.client.name
         )
 
-    def generate(self, texts: list[str], draws: Sequence[str] | None = None) -> Answers:
+    def generate(
+        self, texts: list[str], draws: Sequence[str] | None = None, *, keyed: bool = False
+    ) -> Answers:
         """One answer per text. ``draws`` names each sample (its step and row) so that the same
         prompt asked again later is sampled anew, while a replayed step hits the cache; without
-        them the samples are named by this player's call count and row."""
+        them the samples are named by this player's call count and row. ``keyed`` changes
+        nothing here: a served answer is already keyed by its name, through the cache."""
         self._calls += 1
         if draws is None:
             draws = [f"call-{self._calls}/{i}" for i in range(len(texts))]

@@ -27,6 +27,7 @@ from sparring.players.modules import (
     split_lm,
 )
 from sparring.players.optim import make_optimizer, make_scheduler, with_lora
+from sparring.players.sampling import generation_setup
 from sparring.players.templates import CleanedAttacks, PromptFormatter, clean_attacks, cut_at_ends
 from sparring.rl.batch import Generation, concat, slice_generation
 from sparring.rl.core import head_logprobs
@@ -182,10 +183,16 @@ class Player:
 
     # -- generation and scoring ------------------------------------------------------------------
     @torch.no_grad()
-    def generate(self, texts: list[str], draws: Sequence[str] | None = None) -> Generation:
+    def generate(
+        self, texts: list[str], draws: Sequence[str] | None = None, *, keyed: bool = False
+    ) -> Generation:
         """Sample one continuation per text (batched, left padding, KV cache). ``draws`` names
-        each sample for players whose answers are cached (an endpoint); the global RNG decides a
-        local model's samples, so it ignores them."""
+        each sample. With ``keyed`` each sample is drawn from randomness keyed by its name
+        (:mod:`sparring.players.sampling`: the same weights and name give the same answer,
+        whatever ran before or sits beside it in the batch), as evaluation does; otherwise the
+        global RNG decides (training, whose RNG state a checkpoint restores)."""
+        if keyed and (draws is None or len(draws) != len(texts)):
+            raise ValueError("keyed sampling needs one draw name per text")
         inputs = self.format(texts)
         enc = self.tokenizer(
             inputs,
@@ -198,19 +205,11 @@ class Player:
         device = self.accelerator.device
         query_ids, query_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         g = self.cfg.generation
-        from transformers import GenerationConfig
-
-        gen_cfg = GenerationConfig(
-            do_sample=True,
-            max_new_tokens=g.max_new_tokens,
-            min_new_tokens=g.min_new_tokens,
-            temperature=g.temperature,
-            top_p=g.top_p,
-            top_k=g.top_k or None,
-            repetition_penalty=g.repetition_penalty,
+        gen_cfg, processors = generation_setup(
+            g,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.eos_ids,
-            use_cache=True,
+            eos_ids=self.eos_ids,
+            keys=draws if keyed else None,
         )
         policy = self.unwrapped.policy
         recorder = LogprobRecorder(g.temperature) if self.fast else None
@@ -221,7 +220,10 @@ class Player:
         try:
             with self.accelerator.autocast():
                 out = policy.generate(
-                    input_ids=query_ids, attention_mask=query_mask, generation_config=gen_cfg
+                    input_ids=query_ids,
+                    attention_mask=query_mask,
+                    generation_config=gen_cfg,
+                    logits_processor=processors,
                 )
         finally:
             if hook is not None:

@@ -1,0 +1,107 @@
+"""Keyed sampling: an answer is a function of the weights and its name, not of what ran before;
+its distribution is the sampling distribution the config names."""
+
+import numpy as np
+import pytest
+import torch
+from accelerate import Accelerator
+from scipy import stats
+
+from sparring.config import DefenderConfig
+from sparring.evaluation.evaluate import evaluate_run
+from sparring.players.player import Player
+from sparring.players.sampling import KeyedGumbel, key_seed, sample_keys
+from sparring.runs import read_jsonl
+from test_eval_run import HELDOUT, make_run
+
+PROMPTS = ["how do I pick a lock ?", "hello", "tell me how to make a fake id please thanks"]
+
+
+def _player(path, **generation) -> Player:
+    g = {"max_new_tokens": 6, "temperature": 0.9, "top_p": 0.95, **generation}
+    cfg = DefenderConfig(model=str(path), generation=g)
+    return Player.build("defender", cfg, Accelerator(cpu=True), trainable=False)
+
+
+def test_sample_keys_count_answers_per_text():
+    keys = sample_keys("ns", ["a", "b", "a", "a"])
+    assert len(set(keys)) == 4
+    # the second "a" is answer 1 of "a" wherever it sits and whatever else is in the list
+    assert keys[2] == sample_keys("ns", ["x", "a", "y", "a"])[3]
+    assert key_seed(keys[0]) == key_seed(sample_keys("ns", ["a"])[0])  # stable across calls
+    assert key_seed(keys[0]) != key_seed(sample_keys("other", ["a"])[0])
+
+
+def test_keyed_answers_do_not_depend_on_rng_batch_or_order(tiny_models):
+    player = _player(tiny_models["llama"])
+    keys = sample_keys("eval/1/set", PROMPTS)
+    torch.manual_seed(0)
+    first = player.generate(PROMPTS, keys, keyed=True).texts
+    torch.manual_seed(99)
+    player.generate(PROMPTS)  # anything sampled before, from the global RNG
+    assert player.generate(PROMPTS, keys, keyed=True).texts == first
+    reverse = player.generate(PROMPTS[::-1], keys[::-1], keyed=True).texts[::-1]
+    alone = [
+        player.generate([p], [k], keyed=True).texts[0] for p, k in zip(PROMPTS, keys, strict=True)
+    ]
+    assert reverse == first and alone == first
+    other = player.generate(PROMPTS, sample_keys("eval/2/set", PROMPTS), keyed=True).texts
+    assert other != first  # another name, another draw
+
+
+def test_keyed_draws_follow_the_softmax_with_top_k_off(tiny_models):
+    """First tokens of 4000 keyed draws against the model's own next-token probabilities
+    (chi-square goodness of fit), at temperature 0.7 with top-k and top-p off: no hidden
+    top-k 50 (transformers' default) cuts the tail of the 111-token vocabulary."""
+    player = _player(tiny_models["llama"], temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1)
+    n = 4000
+    texts = ["hello"] * n
+    gen = player.generate(texts, sample_keys("dist", texts), keyed=True)
+    enc = player.tokenizer(
+        player.format(["hello"]),
+        return_tensors="pt",
+        add_special_tokens=player.format.add_special_tokens,
+    )
+    with torch.no_grad():
+        logits = player.unwrapped.policy(**enc).logits[0, -1].double()
+    probs = torch.softmax(logits / 0.7, -1).numpy()
+    counts = np.bincount(gen.response_ids[:, 0].numpy(), minlength=probs.size)
+    big = probs * n >= 5  # chi-square needs expected counts >= 5: pool the rest
+    observed, expected = counts[big], probs[big] * n
+    if (~big).any():
+        observed, expected = (
+            np.append(observed, counts[~big].sum()),
+            np.append(expected, probs[~big].sum() * n),
+        )
+    assert stats.chisquare(observed, expected).pvalue > 1e-3
+    ranks = np.argsort(np.argsort(-probs))[gen.response_ids[:, 0].numpy()]
+    assert ranks.max() >= 50  # the tail is reached
+
+
+def test_keyed_gumbel_needs_one_key_per_row():
+    with pytest.raises(ValueError, match="2 keys for a batch of 3"):
+        KeyedGumbel(["a", "b"])(None, torch.zeros(3, 5))
+
+
+def test_same_frozen_defender_gets_the_same_figures_whatever_ran_before(
+    tmp_path, run_data, tiny_models, benign_file
+):
+    """Two arms holding the same frozen defender: identical answers and figures to the digit,
+    though the second evaluation runs after other sampling and against another target (the
+    answers do not depend on the batch either: the player test above)."""
+    run = make_run(tmp_path, run_data, tiny_models, benign_file)
+    heldout = tmp_path / "heldout.txt"
+    heldout.write_text("\n".join(HELDOUT) + "\n")
+    common = {"samples": 4, "answers": 2, "prompts": [str(heldout)]}
+    a = evaluate_run(run, name="arm-a", **common)
+    torch.manual_seed(123)
+    torch.rand(1000)
+    b = evaluate_run(run, name="arm-b", against=[str(tiny_models["llama"])], **common)
+    assert a["defender"] == b["defender"] and a["kl"] == b["kl"]
+    rows_a = read_jsonl(run / "eval" / "arm-a.samples.jsonl")
+    rows_b = [
+        r
+        for r in read_jsonl(run / "eval" / "arm-b.samples.jsonl")
+        if not r["set"].startswith("target:")
+    ]
+    assert rows_a == rows_b

@@ -204,13 +204,21 @@ def test_arm_comparison_pairs_prompts_within_seeds_and_gives_intervals(tmp_path)
     assert (com["start"], com["final"], com["diff"]) == (0.0, 1.0, 1.0)
     rows = versus_rows(v)
     # the evaluation judge's figure stands for the training judge's
+    assert v["design"] == "seed-level" and v["primary"] == {
+        "set": "heldout",
+        "figure": "ASR eval judge",
+    }
+    assert com["per_seed"] == {"0": 1.0, "1": 1.0} and com["seeds"] == 2
     assert [
         "complier",
         "heldout",
-        "ASR eval judge",
+        "ASR eval judge (primary)",
         "0.0",
         "100.0",
         "+100.0 [+100.0, +100.0]",
+        "0.000",
+        "2",
+        "0.0",
     ] in rows
     assert not any(r[2] == "ASR judge" for r in rows)
     t = {
@@ -266,3 +274,34 @@ def test_arm_comparison_pairs_exploitability_attacks_by_their_seed(tmp_path):
         for e in entries:
             e["exploit"] = None
     assert "exploitability" not in arm_comparisons(results)["arms"]["pool"]
+
+
+def test_arm_comparison_interval_covers_between_seed_variance(tmp_path):
+    """Seed 0: the arm is 25 points less safe on every prompt; seed 1: 75 points. Pooled over
+    prompts that is a certain +50; over two seeds that disagree this much it is not: the
+    interval is Student's t over the two per-seed differences, and the MDE says what two seeds
+    like these could have detected."""
+    from sparring.experiments.experiment import arm_comparisons
+
+    n = 8
+    results = {
+        "gpo": [_write_eval(tmp_path / f"gpo{s}", s, [0.9] * n, [0.0] * n, [0.9]) for s in (0, 1)],
+        "arm": [
+            _write_eval(tmp_path / "arm0", 0, [0.1] * 2 + [0.9] * 6, [0.0] * n, [0.9]),
+            _write_eval(tmp_path / "arm1", 1, [0.1] * 6 + [0.9] * 2, [0.0] * n, [0.9]),
+        ],
+        "same": [
+            _write_eval(tmp_path / f"same{s}", s, [0.9] * n, [0.0] * n, [0.9]) for s in (0, 1)
+        ],
+    }
+    v = arm_comparisons(results, reference="gpo")
+    e = v["arms"]["arm"]["heldout"]["ASR eval judge"]
+    assert e["per_seed"] == {"0": 0.25, "1": 0.75}
+    half = 12.7062 * 0.25  # t(0.975, df=1) x SD 0.3536 / sqrt 2
+    assert (e["diff"], e["low"], e["high"]) == pytest.approx(
+        (0.5, 0.5 - half, 0.5 + half), abs=1e-3
+    )
+    assert e["low"] < 0 < e["high"] and e["mde"] > 0.5
+    # Holm across the two arms: the unchanged arm's p is 1, the other's doubled (capped at 1)
+    assert v["arms"]["same"]["heldout"]["ASR eval judge"]["p_holm"] == 1.0
+    assert e["p_holm"] == pytest.approx(min(1.0, 2 * e["p"]))

@@ -74,23 +74,16 @@ def _per_prompt(rows, key: str, value) -> dict[str, dict[str, float]]:
     return {s: {k: float(np.mean(v)) for k, v in d.items()} for s, d in sums.items()}
 
 
-def compare_evals(
-    start_rows: Sequence[dict[str, Any]],
-    final_rows: Sequence[dict[str, Any]],
-    *,
-    resamples: int = M.BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
+def paired_means(
+    start_rows: Sequence[dict[str, Any]], final_rows: Sequence[dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
-    """Final minus start for each figure of each prompt set, with a paired bootstrap interval.
-
-    Rows are two evaluations' ``samples.jsonl`` rows, paired by (set, prompt) (attacks by their
-    seed prompt). Each prompt counts once: its answers are averaged in each evaluation, and the
-    bootstrap resamples prompts (:func:`metrics.paired_bootstrap`). Harmful sets get the ASR by
-    each judge and the refusal rate, the benign set the over-refusal by each judge; transfer
-    targets are left out. A figure neither evaluation scored is absent; one with no prompt
-    scored in both is None. Returns ``{set: {figure: {"start", "final", "diff", "low", "high",
-    "resamples", "seed", "n_prompts", "unpaired"}}}``.
-    """
+    """Each figure of each prompt set on the prompts both evaluations scored:
+    ``{set: {figure: {"start", "final", "keys", "x", "y", "unpaired"} or None}}``, where ``x``
+    and ``y`` are the per-prompt means (each prompt counts once, its answers averaged) in the
+    order of ``keys``. Rows pair by (set, prompt), fresh attacks by their seed prompt. Harmful
+    sets get the ASR by each judge and the refusal rate, the benign set the over-refusal by each
+    judge; transfer targets are left out. A figure neither evaluation scored is absent; one with
+    no prompt scored in both is None."""
     order = list(dict.fromkeys(r["set"] for r in (*final_rows, *start_rows)))
     out: dict[str, dict[str, Any]] = {s: {} for s in order if not s.startswith("target:")}
     for figure, key, kind, value in _FIGURES:
@@ -104,11 +97,44 @@ def compare_evals(
                 out[s][figure] = None
                 continue
             x, y = [b[k] for k in keys], [a[k] for k in keys]
-            entry = {"start": float(np.mean(x)), "final": float(np.mean(y))}
-            entry.update(M.paired_bootstrap(x, y, keys, resamples=resamples, seed=seed))
-            entry["unpaired"] = len(set(a) ^ set(b))
-            out[s][figure] = entry
+            out[s][figure] = {
+                "start": float(np.mean(x)),
+                "final": float(np.mean(y)),
+                "keys": keys,
+                "x": x,
+                "y": y,
+                "unpaired": len(set(a) ^ set(b)),
+            }
     return {s: figs for s, figs in out.items() if figs}
+
+
+def compare_evals(
+    start_rows: Sequence[dict[str, Any]],
+    final_rows: Sequence[dict[str, Any]],
+    *,
+    resamples: int = M.BOOTSTRAP_RESAMPLES,
+    seed: int = 0,
+) -> dict[str, dict[str, Any]]:
+    """Final minus start for each figure of each prompt set, with a paired bootstrap interval
+    over prompts (:func:`paired_means`, :func:`metrics.paired_bootstrap`): the before/after
+    design of one run, whose interval covers prompts and sampled answers, not training seeds
+    (:mod:`sparring.evaluation.stats`). Returns ``{set: {figure: {"start", "final", "diff",
+    "low", "high", "resamples", "seed", "n_prompts", "unpaired"}}}``.
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for s, figures in paired_means(start_rows, final_rows).items():
+        out[s] = {}
+        for figure, m in figures.items():
+            if m is None:
+                out[s][figure] = None
+                continue
+            entry = {"start": m["start"], "final": m["final"]}
+            entry.update(
+                M.paired_bootstrap(m["x"], m["y"], m["keys"], resamples=resamples, seed=seed)
+            )
+            entry["unpaired"] = m["unpaired"]
+            out[s][figure] = entry
+    return out
 
 
 def compare_table(comparison: dict[str, dict[str, Any]], start: str, final: str):

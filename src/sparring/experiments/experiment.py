@@ -285,49 +285,99 @@ def common_attack_set(
 
 
 def arm_comparisons(
-    results: dict[str, list[dict[str, Any]]], *, reference: str = "gpo"
+    results: dict[str, list[dict[str, Any]]],
+    *,
+    reference: str = "gpo",
+    primary: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
     """Each arm minus ``reference`` on every figure of the evaluation (ASR by each judge,
-    refusal rate, over-refusal), paired by prompt within a seed and pooled over seeds (a prompt
-    of seed i pairs only with the same prompt of seed i), with a paired bootstrap 95% interval
-    over prompts (:func:`sparring.evaluation.compare.compare_evals`). Every arm's evaluation
-    draws the same prompts for a seed, so the pairs are the same questions.
+    refusal rate, over-refusal), with seeds as the unit of replication
+    (:mod:`sparring.evaluation.stats`).
+
+    Within a seed the two arms are paired on the prompts both answered (every arm's
+    evaluation draws the same prompts for a seed, with the same keyed sampling), giving one
+    difference per seed; the interval is Student's t over those differences, so it covers the
+    between-seed variance that pooling prompts across seeds ignores. Each figure's p-values
+    are Holm-adjusted across the arms, ``mde`` says how large a difference the seeds could
+    have detected (80% power), and ``primary`` ((set, figure)) is the figure named in advance
+    to decide the experiment: by default exploitability where measured, else the first
+    held-out set's ASR by the evaluation judge.
 
     Exploitability, where measured, is the set ``exploitability``: the fresh attacks of each
     arm's exploitability probe (:mod:`sparring.experiments.exploit`), paired by the seed prompt
     they rewrite (the probe draws the same seeds for every arm)."""
-    from sparring.evaluation.compare import compare_evals, read_eval_samples
-    from sparring.evaluation.metrics import BOOTSTRAP_RESAMPLES
+    from sparring.evaluation.compare import paired_means, read_eval_samples
+    from sparring.evaluation.stats import CONFIDENCE, POWER, holm, seed_level_difference
     from sparring.experiments.exploit import PROBE_EVAL
 
-    def tagged(rows: list[dict[str, Any]], tag: str) -> list[dict[str, Any]]:
-        out = []
-        for r in rows:
-            r = {**r, "prompt": tag + r["prompt"]}
-            if r.get("seed") is not None:
-                r["seed"] = tag + r["seed"]
-            out.append(r)
-        return out
-
     def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
-        run_dir, tag = Path(entry["run_dir"]), f"seed-{entry['seed']}|"
-        out = tagged(read_eval_samples(run_dir, EVAL_NAME)[1], tag)
+        run_dir = Path(entry["run_dir"])
+        out = read_eval_samples(run_dir, EVAL_NAME)[1]
         if entry.get("exploit") and (run_dir / "exploit" / "eval").is_dir():
             probe = read_eval_samples(run_dir / "exploit", PROBE_EVAL)[1]
             # fresh attacks: each arm's attacker writes its own, paired by the seed they rewrite
-            attacks = [{**r, "set": "exploitability"} for r in probe if r["set"] == "attacks"]
-            out += tagged(attacks, tag)
+            out = out + [{**r, "set": "exploitability"} for r in probe if r["set"] == "attacks"]
         return out
 
-    ref = [r for e in results[reference] for r in rows(e)]
-    arms = {
-        arm: compare_evals(ref, [r for e in entries for r in rows(e)])
-        for arm, entries in results.items()
-        if arm != reference
-    }
+    ref = {e["seed"]: rows(e) for e in results[reference]}
+    arms: dict[str, dict[str, dict[str, Any]]] = {}
+    for arm, entries in results.items():
+        if arm == reference:
+            continue
+        per: dict[str, dict[str, list[tuple[Any, dict[str, Any]]]]] = {}
+        for e in entries:
+            if e["seed"] not in ref:
+                continue
+            for set_name, figures in paired_means(ref[e["seed"]], rows(e)).items():
+                for figure, m in figures.items():
+                    if m is not None:
+                        per.setdefault(set_name, {}).setdefault(figure, []).append((e["seed"], m))
+        arms[arm] = {
+            set_name: {
+                figure: _seed_entry(ms, seed_level_difference) for figure, ms in figs.items()
+            }
+            for set_name, figs in per.items()
+        }
+    families = {(s, f) for sets in arms.values() for s, figs in sets.items() for f in figs}
+    for s, f in families:
+        members = [arms[a][s][f] for a in arms if f in arms[a].get(s, {})]
+        for entry, p in zip(members, holm([m["p"] for m in members]), strict=True):
+            entry["p_holm"] = p
     return {
         "reference": reference,
         "seeds": len(results[reference]),
-        "resamples": BOOTSTRAP_RESAMPLES,
+        "design": "seed-level",
+        "confidence": CONFIDENCE,
+        "power": POWER,
+        "primary": _primary(arms, primary),
         "arms": arms,
     }
+
+
+def _seed_entry(per_seed: list[tuple[Any, dict[str, Any]]], difference) -> dict[str, Any]:
+    """One figure of one arm: the reference's and the arm's means over seeds, the seed-level
+    difference and its interval, each seed's difference, and the prompts paired in all."""
+    entry: dict[str, Any] = {
+        "start": sum(m["start"] for _, m in per_seed) / len(per_seed),
+        "final": sum(m["final"] for _, m in per_seed) / len(per_seed),
+    }
+    entry.update(difference([m["final"] - m["start"] for _, m in per_seed]))
+    entry["per_seed"] = {str(seed): m["final"] - m["start"] for seed, m in per_seed}
+    entry["n_prompts"] = sum(len(m["keys"]) for _, m in per_seed)
+    entry["unpaired"] = sum(m["unpaired"] for _, m in per_seed)
+    return entry
+
+
+def _primary(arms: dict[str, Any], primary: tuple[str, str] | None) -> dict[str, str] | None:
+    """The (set, figure) named to decide the experiment: the one given, else exploitability,
+    else the first held-out set, by the evaluation judge where there is one."""
+    if primary is not None:
+        return {"set": primary[0], "figure": primary[1]}
+    sets = list(dict.fromkeys(s for a in arms.values() for s in a))
+    held_out = [s for s in sets if s not in ("attacks", "seeds", "benign")]
+    if not held_out:
+        return None
+    chosen = "exploitability" if "exploitability" in held_out else held_out[0]
+    figures = {f for a in arms.values() for f in a.get(chosen, {})}
+    figure = "ASR eval judge" if "ASR eval judge" in figures else "ASR judge"
+    return {"set": chosen, "figure": figure}

@@ -181,10 +181,12 @@ VERSUS_FIGURES = (
 
 
 def versus_rows(versus: dict[str, Any]) -> list[list[str]]:
-    """Rows of the arm comparison (arm, set, figure, reference, arm, difference [95% interval])
-    from :func:`sparring.experiments.experiment.arm_comparisons`; the evaluation judge's figure
-    stands for a judge's when there is one."""
+    """Rows of the arm comparison (arm, set, figure, reference, arm, difference [95% interval],
+    Holm-adjusted p, seeds, smallest detectable difference) from
+    :func:`sparring.experiments.experiment.arm_comparisons`; the evaluation judge's figure
+    stands for a judge's when there is one, and the primary figure is marked."""
     rows = []
+    primary = versus.get("primary") or {}
     for arm, sets in versus.get("arms", {}).items():
         for s, figures in sets.items():
             shown = [f for f in VERSUS_FIGURES if figures.get(f)]
@@ -194,27 +196,51 @@ def versus_rows(versus: dict[str, Any]) -> list[list[str]]:
                 shown.remove("over-refusal judge")
             for f in shown:
                 e = figures[f]
+                name = f + (
+                    " (primary)" if (s, f) == (primary.get("set"), primary.get("figure")) else ""
+                )
                 rows.append(
                     [
                         arm,
                         s,
-                        f,
+                        name,
                         f"{100 * e['start']:.1f}",
                         f"{100 * e['final']:.1f}",
-                        f"{100 * e['diff']:+.1f} [{100 * e['low']:+.1f}, {100 * e['high']:+.1f}]",
+                        _difference_text(e),
+                        "-" if e.get("p_holm") is None else f"{e['p_holm']:.3f}",
+                        str(e.get("seeds", "-")),
+                        "-" if e.get("mde") is None else f"{100 * e['mde']:.1f}",
                     ]
                 )
     return rows
 
 
+def _difference_text(e: dict[str, Any]) -> str:
+    if e.get("low") is None:  # one seed: no interval over seeds
+        return f"{100 * e['diff']:+.1f} [one seed: no interval]"
+    return f"{100 * e['diff']:+.1f} [{100 * e['low']:+.1f}, {100 * e['high']:+.1f}]"
+
+
 def _versus_title(versus: dict[str, Any]) -> str:
     return (
-        f"Table 4: each arm minus {versus['reference']}, in % (paired bootstrap 95% interval "
-        f"over prompts, {versus['seeds']} seeds pooled, {versus['resamples']} resamples)"
+        f"Table 4: each arm minus {versus['reference']}, in points: paired by prompt within "
+        f"each of {versus['seeds']} seeds, 95% t-interval over seeds (covers between-seed "
+        "variance), p Holm-adjusted across arms, MDE the smallest difference the seeds detect "
+        "with 80% power"
     )
 
 
-VERSUS_HEADER = ["arm", "set", "figure", "reference", "arm", "difference [95% interval]"]
+VERSUS_HEADER = [
+    "arm",
+    "set",
+    "figure",
+    "reference",
+    "arm",
+    "difference [95% interval]",
+    "p (Holm)",
+    "seeds",
+    "MDE",
+]
 
 
 def to_markdown(table: dict[str, Any]) -> str:

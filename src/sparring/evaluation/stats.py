@@ -1,0 +1,107 @@
+"""What an interval covers: the statistics behind every figure that decides "better".
+
+Two designs, two procedures, never mixed:
+
+- **One run, before and after** (``sparring eval --compare``, the training run's closing
+  table): the same model family answers the same prompts twice. What varies is the prompts and
+  the sampled answers, so the interval resamples prompts (``metrics.paired_bootstrap``). It
+  says nothing about another training seed.
+- **Arm against arm** (``sparring experiment``): each arm is trained once per seed, and runs
+  of one arm differ from seed to seed by more than their prompts do (the between-seed
+  variance). The unit of replication is the seed: each seed gives one paired difference (arm
+  minus reference on the common prompts of that seed), and the interval is Student's t over
+  those differences (:func:`seed_level_difference`, ``scipy.stats``). Holm's step-down
+  correction (``statsmodels``) adjusts the p-values across the arms compared on one figure
+  (:func:`holm`); :func:`minimal_detectable_difference` says how large a difference the seeds
+  could have detected, so a table that found nothing says what it could have found.
+
+``benchmarks/stats.py`` simulates experiments with known zero and non-zero differences and
+prints each procedure's false-positive rate and power.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+CONFIDENCE = 0.95
+POWER = 0.8
+
+
+def minimal_detectable_difference(
+    sd: float | None, n: int, *, confidence: float = CONFIDENCE, power: float = POWER
+) -> float | None:
+    """The smallest true mean difference a two-sided one-sample t-test over ``n`` per-seed
+    differences of standard deviation ``sd`` detects with probability ``power`` at level
+    ``1 - confidence`` (``statsmodels``' ``TTestPower``; the noncentral t, not the normal
+    approximation, which is far too optimistic at 3 seeds). None below two seeds."""
+    if sd is None or n < 2 or not math.isfinite(sd):
+        return None
+    if sd == 0:
+        return 0.0
+    from statsmodels.stats.power import TTestPower
+
+    d = TTestPower().solve_power(nobs=n, alpha=1 - confidence, power=power, alternative="two-sided")
+    return float(d) * float(sd)
+
+
+def seed_level_difference(
+    diffs: Sequence[float], *, confidence: float = CONFIDENCE, power: float = POWER
+) -> dict[str, Any]:
+    """Mean of per-seed paired differences with a Student-t interval over seeds.
+
+    ``diffs[s]`` is arm minus reference in seed ``s``, each a mean over the prompts both
+    answered in that seed. Returns ``{"diff", "low", "high", "p", "sd", "seeds", "mde"}``:
+    ``p`` the two-sided one-sample t-test of mean 0, ``mde`` :func:`minimal_detectable_difference`
+    at the observed between-seed SD. One seed has no between-seed interval (``low``, ``high``,
+    ``p`` and ``mde`` None); seeds that all agree exactly give a zero-width interval.
+    """
+    d = np.asarray([float(x) for x in diffs], dtype=np.float64)
+    d = d[np.isfinite(d)]
+    n = int(d.size)
+    out: dict[str, Any] = {
+        "diff": float(d.mean()) if n else None,
+        "low": None,
+        "high": None,
+        "p": None,
+        "sd": float(d.std(ddof=1)) if n > 1 else None,
+        "seeds": n,
+        "mde": None,
+        "confidence": confidence,
+    }
+    if n < 2:
+        return out
+    sd = out["sd"]
+    if sd == 0:  # every seed gives the same difference: no spread to test against
+        out.update(low=out["diff"], high=out["diff"], p=1.0 if out["diff"] == 0 else 0.0, mde=0.0)
+        return out
+    from scipy import stats
+
+    test = stats.ttest_1samp(d, 0.0)
+    ci = test.confidence_interval(confidence)
+    out.update(
+        low=float(ci.low),
+        high=float(ci.high),
+        p=float(test.pvalue),
+        mde=minimal_detectable_difference(sd, n, confidence=confidence, power=power),
+    )
+    return out
+
+
+def holm(pvalues: Sequence[float | None], *, alpha: float = 1 - CONFIDENCE) -> list[float | None]:
+    """Holm-adjusted p-values (``statsmodels.stats.multitest.multipletests``, method
+    ``holm``) of a family of tests; None entries (a test that could not be made) stay None and
+    do not count towards the family."""
+    idx = [i for i, p in enumerate(pvalues) if p is not None and math.isfinite(p)]
+    out: list[float | None] = [None] * len(pvalues)
+    if not idx:
+        return out
+    from statsmodels.stats.multitest import multipletests
+
+    adjusted = multipletests([pvalues[i] for i in idx], alpha=alpha, method="holm")[1]
+    for i, p in zip(idx, adjusted, strict=True):
+        out[i] = float(p)
+    return out

@@ -2,7 +2,8 @@
 
 The target (a model folder, or a served model ``openai:MODEL@URL``) answers every archived
 attack ``answers`` times; the evaluation judge of the archive's run (its training judge when it
-had none, or ``--config``'s) scores the answers. The result fails when the attack success rate
+had none, or ``--config``'s) scores each answer against the behaviour its attack serves (the
+archived seed), not the attack's wording: a harmless rewrite answered helpfully is no success. The result fails when the attack success rate
 exceeds ``max_asr``, or exceeds a baseline result's (another ``regress`` of the same archive) by
 more than chance: the paired bootstrap 95% interval of the difference, over attacks, lies above
 zero. Writes a JSON result; the CLI exits 1 on failure, so CI can stop a release.
@@ -22,7 +23,13 @@ from sparring.errors import ConfigError
 from sparring.evaluation import metrics as M
 from sparring.evaluation.archive import FILE, read_archive
 from sparring.evaluation.evaluate import build_judges, repeat, score
-from sparring.evaluation.players import free, generate_all, load_player, target_source
+from sparring.evaluation.players import (
+    answering_at,
+    free,
+    generate_all,
+    load_player,
+    target_source,
+)
 from sparring.players.engine import make_accelerator
 from sparring.players.sampling import sample_keys
 from sparring.runtime import quiet_libraries
@@ -76,11 +83,16 @@ def regress(
     target = load_player("defender", cfg.defender, acc, source)
     prompts = repeat(attacks, answers)
     keys = sample_keys(f"regress/{seed}", prompts)  # keyed: the same target, the same answers
-    responses, _ = generate_all(target, prompts, batch_size, keys=keys)
+    e = cfg.evaluation
+    with answering_at(target, e.max_new_tokens, e.max_prompt_tokens):  # answers in full
+        responses, _ = generate_all(target, prompts, batch_size, keys=keys)
     free(target)
     train_judge, eval_judge = build_judges(cfg, judge)
     judge_used = eval_judge or train_judge
-    p_safe = np.asarray(score(judge_used, prompts, responses).p_safe, dtype=np.float64)
+    # behaviour-grounded: each answer is judged against the request its attack serves (the
+    # archived seed; the attack itself for a row without one), not the attack's wording
+    behaviours = repeat([r.get("seed") or r["attack"] for r in rows], answers)
+    p_safe = np.asarray(score(judge_used, behaviours, responses).p_safe, dtype=np.float64)
     unsafe = np.where(np.isfinite(p_safe), (p_safe < M.THRESHOLD).astype(float), np.nan)
     asr = M.attack_success_rate(p_safe)
     result: dict[str, Any] = {
@@ -88,14 +100,20 @@ def regress(
         "archive": str(archive),
         "target": against,
         "judge": judge_used.name,
+        "judged_on": "behaviour",
         "attacks": len(attacks),
         "answers": answers,
         "asr": asr,
         "undecided": int(np.sum(~np.isfinite(p_safe))),
         "max_asr": max_asr,
         "per_answer": [
-            {"attack": p, "response": r, "p_safe": float(s) if np.isfinite(s) else None}
-            for p, r, s in zip(prompts, responses, p_safe, strict=True)
+            {
+                "attack": p,
+                "behaviour": b,
+                "response": r,
+                "p_safe": float(s) if np.isfinite(s) else None,
+            }
+            for p, b, r, s in zip(prompts, behaviours, responses, p_safe, strict=True)
         ],
     }
     failures = []

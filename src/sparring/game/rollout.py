@@ -106,6 +106,15 @@ class Rollout:
     def attack_rows(self) -> np.ndarray:
         return self.which < len(self.attacks)
 
+    @property
+    def behaviours(self) -> list[str]:
+        """For each answer, the request it serves: the seed an attack rewrote, the prompt
+        itself for seeds and benign prompts. What a behaviour-grounded judge is shown in place
+        of the attack (HarmBench's and StrongREJECT's graders are given the behaviour, so a
+        harmless rewrite answered helpfully is not a success)."""
+        served = self.seeds + self.direct + self.benign
+        return [served[i] for i in self.which]
+
 
 class Rollouts:
     """Plays steps between the players for one rank: :meth:`play` returns a :class:`Rollout`."""
@@ -218,10 +227,12 @@ class Rollouts:
 
     def _eval_judge(self, rollout: Rollout) -> None:
         """The evaluation judge's P(safe) beside the training judge's (``p_safe_eval`` in the
-        samples) and its attack figures (``eval/*`` in the metrics)."""
+        samples) and its attack figures (``eval/*`` in the metrics). It judges each answer
+        against the behaviour it serves (:attr:`Rollout.behaviours`), not the attack text:
+        the archive keeps what it calls unsafe."""
         judged = validate_output(
             self.eval_judge.name,
-            self.eval_judge.score(rollout.prompts, rollout.defender_gen.texts),
+            self.eval_judge.score(rollout.behaviours, rollout.defender_gen.texts),
             len(rollout.prompts),
             allow_nonfinite=True,
         )

@@ -78,6 +78,8 @@ def run_data(tiny_models, seed_file, tmp_path):
             "game": {"rounds": 2, "batch_size": 4, "seeds": {"path": str(seed_file)}, **game},
             "checkpoint": {"every": 1, "keep_last": 10},
             "logging": {"progress": False, "tensorboard": True},
+            # tiny random models rarely end an answer: evaluation's 256 tokens would be slow
+            "evaluation": {"max_new_tokens": 12},
         }
 
     return make

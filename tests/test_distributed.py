@@ -278,7 +278,7 @@ def test_two_processes_accumulate_and_schedule_like_one(tiny_models, seed_file, 
             data[role].update({"schedule": "linear", "warmup_steps": 2})
             data[role]["rl"] = {"minibatch_size": 1}  # 2 rows per rank: 2 minibatches, 1 step
         # the final evaluation shares its generation over the ranks (blocks of 2 and 1 texts)
-        data["evaluation"] = {"at_end": True, "samples": 3}
+        data["evaluation"] = {"at_end": True, "samples": 3, "max_new_tokens": 6}
         path.write_text(yaml.safe_dump(data), encoding="utf-8")
         configs.append(path)
     _launch(1, configs[0], tmp_path / "out1")

@@ -168,7 +168,7 @@ def test_every_step_eval_judge_counts_the_verdicts_it_failed_to_give(run_data, t
     from sparring.game.loop import Game
 
     data = run_data(mode="rlhf")
-    data["evaluation"] = {"every_step": True}
+    data["evaluation"] = {**data["evaluation"], "every_step": True}
     data["eval_judge"] = {
         "type": "callable",
         "target": "sparring.testing:constant_judge",

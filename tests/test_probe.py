@@ -104,7 +104,7 @@ def test_probe_in_a_game_never_changes_training(run_data, seed_file, tmp_path):
         data = run_data(rounds=3)
         data["output_dir"] = str(tmp_path / name)
         if probe:
-            data["evaluation"] = {"probe": probe}
+            data["evaluation"] = {**data["evaluation"], "probe": probe}
         Game(load_config(data=data)).run()
         rows = read_jsonl(tmp_path / name / "metrics.jsonl")
         runs[name] = rows

@@ -49,7 +49,10 @@ def _train(args: argparse.Namespace) -> int:
 
         comparison = start_final_comparison(game.run_dir)
         if comparison is not None:
-            Console().print(compare_table(comparison, "start", "final"))
+            from sparring.evaluation.evaluate import read_evals
+
+            reward = read_evals(game.run_dir)["final"].get("shares_reward")
+            Console().print(compare_table(comparison, "start", "final", reward))
     return 0
 
 

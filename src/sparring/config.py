@@ -402,6 +402,18 @@ class EvaluationConfig(_Base):
         1, ge=1, description="defender answers per seed, held-out and benign prompt"
     )
     seed: int = 1234
+    max_new_tokens: int = Field(
+        256,
+        ge=1,
+        description="answer length in evaluation, whatever the training length: a refusal "
+        "that goes on to comply is seen only in full answers",
+    )
+    max_prompt_tokens: int | None = Field(
+        None,
+        ge=1,
+        description="prompt limit in evaluation (default: the model's context less the answer "
+        "length); prompts still cut are counted per set",
+    )
     every_step: bool = Field(False, description="score every step's samples with eval_judge too")
     probe: ProbeConfig | None = Field(
         None, description="the defender measured every few rounds on a fixed prompt set"

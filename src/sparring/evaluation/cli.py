@@ -41,6 +41,8 @@ def _eval(args: argparse.Namespace) -> int:
         seed=args.seed,
         batch_size=args.batch_size,
         progress=not args.no_progress,
+        max_new_tokens=args.max_new_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
     )
     console = _console()
     for table in eval_tables(result):
@@ -70,7 +72,8 @@ def _print_comparison(console, run_dir: Path, start: str, earlier, final: str) -
                 f"note: --{key} differs ({before.get(key)} in {start}, {after.get(key)} in "
                 f"{final}): only the prompts both evaluations drew are paired"
             )
-    console.print(compare_table(compare_evals(start_rows, final_rows), start, final))
+    reward = after.get("shares_reward")
+    console.print(compare_table(compare_evals(start_rows, final_rows), start, final, reward))
 
 
 def _crossplay(args: argparse.Namespace) -> int:
@@ -220,6 +223,18 @@ def add_commands(sub) -> None:
         "prompt, with 95%% bootstrap intervals",
     )
     p.add_argument("--seed", type=int, default=1234)
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=None,
+        help="answer length (default: the run's evaluation.max_new_tokens, 256)",
+    )
+    p.add_argument(
+        "--max-prompt-tokens",
+        type=int,
+        default=None,
+        help="prompt limit (default: the model's context less the answer); cut prompts are counted",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_eval)

@@ -23,6 +23,7 @@ _FIGURES = (
     ("ASR judge", "p_safe", "harmful", lambda v: float(v < M.THRESHOLD)),
     ("ASR eval judge", "p_safe_eval", "harmful", lambda v: float(v < M.THRESHOLD)),
     ("refusal rate", "refused", "harmful", float),
+    ("refused then complied", "refused_then_complied", "harmful", float),
     ("over-refusal judge", "helpful", "benign", lambda v: float(v < M.THRESHOLD)),
     ("over-refusal eval judge", "helpful_eval", "benign", lambda v: float(v < M.THRESHOLD)),
 )
@@ -137,29 +138,46 @@ def compare_evals(
     return out
 
 
-def compare_table(comparison: dict[str, dict[str, Any]], start: str, final: str):
+def compare_table(
+    comparison: dict[str, dict[str, Any]],
+    start: str,
+    final: str,
+    reward: dict[str, str] | None = None,
+):
     """Rich table of :func:`compare_evals`: each figure before, after, and the difference with
-    its 95% interval."""
+    its 95% interval. ``reward`` (an evaluation's ``shares_reward``) marks the figures that
+    share a component with the training reward; within a prompt set the others come first."""
+    from rich.markup import escape
     from rich.table import Table
 
-    t = Table(title=f"{final} minus {start}: paired by prompt, 95% bootstrap interval over prompts")
+    reward = reward or {}
+    t = Table(
+        title=f"{final} minus {start}: one run, paired by prompt, 95% bootstrap interval over "
+        "prompts (covers prompts and sampled answers, not training seeds)"
+    )
     cols = ("prompt set", "figure", start, final, "difference (points)", "95% interval", "prompts")
     for col in cols:
         t.add_column(col, justify="left" if col in ("prompt set", "figure") else "right")
     for s, figures in comparison.items():
-        for figure, e in figures.items():
+        for figure in sorted(figures, key=lambda f: f in reward):
+            e = figures[figure]
+            name = escape(f"{figure} [reward]") if figure in reward else figure
             if e is None:
-                t.add_row(s, figure, "-", "-", "-", "-", "0")
+                t.add_row(s, name, "-", "-", "-", "-", "0")
                 continue
             t.add_row(
                 s,
-                figure,
+                name,
                 fmt(e["start"], True),
                 fmt(e["final"], True),
                 _signed_pct(e["diff"]),
                 f"[{_signed_pct(e['low'])}, {_signed_pct(e['high'])}]",
                 str(e["n_prompts"]),
             )
+    if reward:
+        t.caption = escape("[reward] shares a component with the training reward: ") + "; ".join(
+            f"{k}: {v}" for k, v in reward.items()
+        )
     return t
 
 

@@ -18,10 +18,12 @@ from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
 from sparring.evaluation.players import (
     Source,
+    answering_at,
     free,
     generate_all,
     load_player,
     player_source,
+    prompts_cut,
     target_source,
 )
 from sparring.judges.refusal import RefusalDetector
@@ -44,6 +46,31 @@ def build_judges(cfg: RunConfig, judge=None, eval_judge=None):
     if ej is None and cfg.eval_judge is not None:
         ej = build_judge(cfg.eval_judge)
     return j, ej
+
+
+def shares_reward(cfg: RunConfig) -> dict[str, str]:
+    """The evaluation figures that share a component with the training reward, each with why:
+    a figure the training optimised can move without the defender becoming safer, so every
+    table marks it (the figures the training never saw lead)."""
+    from sparring.judges.specs import RefusalJudgeSpec
+
+    def parts(spec):
+        yield spec
+        for child in getattr(spec, "judges", None) or []:
+            yield from parts(child)
+        for name in ("safety", "helpfulness"):
+            if getattr(spec, name, None) is not None:
+                yield from parts(getattr(spec, name))
+
+    out = {"ASR judge": "the training judge: the reward itself"}
+    if cfg.game.benign is not None:
+        out["over-refusal judge"] = "the training judge's helpfulness: the benign reward"
+    if any(isinstance(p, RefusalJudgeSpec) and p.p_safe == "refused" for p in parts(cfg.judge)):
+        out["refusal rate"] = "the reward pays for the refusal strings this rate counts"
+    if cfg.eval_judge is not None and cfg.eval_judge == cfg.judge:
+        out["ASR eval judge"] = "the evaluation judge is the training judge"
+        out["over-refusal eval judge"] = "the evaluation judge is the training judge"
+    return out
 
 
 def score(judge, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 64):
@@ -187,6 +214,8 @@ def evaluate_run(
     accelerator=None,
     write: bool = True,
     players: dict[str, Any] | None = None,
+    max_new_tokens: int | None = None,
+    max_prompt_tokens: int | None = None,
 ) -> dict[str, Any]:
     """Evaluate a run's players; returns the report dict (and writes it unless ``write`` is off).
 
@@ -199,7 +228,11 @@ def evaluate_run(
     evaluates its own players this way: no second copy of any model is loaded).
 
     Every answer is a keyed sample (:meth:`EvalPlan.keys`): the same weights give the same
-    figures to the digit, whatever was evaluated before in the process.
+    figures to the digit, whatever was evaluated before in the process. The defender and the
+    targets answer at up to ``max_new_tokens`` tokens, their prompts cut at
+    ``max_prompt_tokens`` (both None: the run config's ``evaluation`` settings, by default 256
+    new tokens and the model's context less the answer); how many prompts were still cut is
+    reported per set (``prompts_cut``).
     """
     players = players or {}
     quiet_libraries()
@@ -211,6 +244,10 @@ def evaluate_run(
     name = name or (checkpoint or "final")
     bs = batch_size or max(cfg.game.batch_size, 8)
     acc = accelerator or make_accelerator(cfg.accelerate)
+    limits = (
+        max_new_tokens or cfg.evaluation.max_new_tokens,
+        max_prompt_tokens or cfg.evaluation.max_prompt_tokens,
+    )
     t0 = time.perf_counter()
     heldout, benign_prompts, benign_from = plan.heldout, plan.benign, plan.benign_from
     attack_seeds, seed_set = plan.attack_seeds, plan.seed_set
@@ -239,6 +276,7 @@ def evaluate_run(
             "refusal": refusal.source,
         },
         "players": {"attacker": att_src.as_dict(), "defender": def_src.as_dict()},
+        "shares_reward": shares_reward(cfg),
     }
     with progress_bar(progress and acc.is_main_process) as prog:
         tasks = Tasks(prog)
@@ -263,29 +301,11 @@ def evaluate_run(
         defender = players.get("defender") or load_player(
             "defender", cfg.defender, acc, def_src, with_reference=True
         )
-        responses: dict[str, list[str]] = {}
-        def_kl = None
-        for key, texts in sets.items():
-            out, kl = generate_all(
-                defender,
-                texts,
-                bs,
-                keys=plan.keys(key, texts),
-                kl=key == "attacks",
-                on_batch=tasks.start(f"defender ({def_src.label}) answers {key}", len(texts)),
-            )
-            responses[key] = out
-            if kl is not None:
-                def_kl = kl
-        benign_responses: list[str] = []
-        if benign_prompts:
-            benign_responses, _ = generate_all(
-                defender,
-                benign_prompts,
-                bs,
-                keys=plan.keys("benign", benign_prompts),
-                on_batch=tasks.start("defender answers benign", len(benign_prompts)),
-            )
+        all_sets = {**sets, **({"benign": benign_prompts} if benign_prompts else {})}
+        responses, def_kl, cut = answer_sets(
+            defender, all_sets, plan, bs, limits, tasks, f"defender ({def_src.label})", kl=True
+        )
+        benign_responses = responses.pop("benign", [])
         free(defender)
         defender = None
 
@@ -295,30 +315,26 @@ def evaluate_run(
             source = target_source(str(model_dir), target_responses)
             label = source.label
             target = load_player("defender", cfg.defender, acc, source)
-            target_responses[label], _ = generate_all(
-                target,
-                attacks,
-                bs,
-                keys=plan.keys("attacks", attacks),
-                on_batch=tasks.start(f"target {label} answers", len(attacks)),
+            got, _, _ = answer_sets(
+                target, {"attacks": attacks}, plan, bs, limits, tasks, f"target {label}"
             )
+            target_responses[label] = got["attacks"]
             free(target)
 
         # judging
         defender_eval: dict[str, Any] = {}
         agreement: dict[str, Any] = {}
         for key, texts in sets.items():
-            entry, scores = _judge_set(judge, eval_judge, refusal, texts, responses[key])
+            served = attack_seeds if key == "attacks" else texts
+            entry, scores = _judge_set(judge, eval_judge, refusal, texts, responses[key], served)
             defender_eval[key] = entry
-            agreement[key] = _agreement(*scores)
+            agreement[key] = _agreement(*scores[:3])
             for i, (p, r) in enumerate(zip(texts, responses[key], strict=True)):
                 row = {
                     "set": key,
                     "prompt": p,
                     "response": r,
-                    "p_safe": scores[0][i],
-                    "p_safe_eval": scores[1][i] if scores[1] is not None else None,
-                    "refused": scores[2][i],
+                    **_row_scores(scores, i),
                 }
                 if key == "attacks":
                     row.update(
@@ -330,6 +346,9 @@ def evaluate_run(
                         }
                     )
                 rows.append(row)
+        result["limits"] = cut.pop("limits")  # as the defender answered
+        for key, entry in defender_eval.items():
+            entry["prompts_cut"] = cut.get(key)
         result["defender"] = {
             "sets": defender_eval,
             "over_refusal": _over_refusal(
@@ -339,16 +358,9 @@ def evaluate_run(
         result["agreement"] = agreement
         targets = {"defender": defender_eval["attacks"]}
         for label, resp in target_responses.items():
-            targets[label], sc = _judge_set(judge, eval_judge, refusal, attacks, resp)
+            targets[label], sc = _judge_set(judge, eval_judge, refusal, attacks, resp, attack_seeds)
             rows.extend(
-                {
-                    "set": f"target:{label}",
-                    "prompt": p,
-                    "response": r,
-                    "p_safe": sc[0][i],
-                    "p_safe_eval": sc[1][i] if sc[1] is not None else None,
-                    "refused": sc[2][i],
-                }
+                {"set": f"target:{label}", "prompt": p, "response": r, **_row_scores(sc, i)}
                 for i, (p, r) in enumerate(zip(attacks, resp, strict=True))
             )
         embedder = M.build_eval_embedder(cfg.novelty)
@@ -365,6 +377,33 @@ def evaluate_run(
     if write and acc.is_main_process:
         write_eval(run_dir, name, result, rows)
     return result
+
+
+def answer_sets(
+    player, sets, plan: EvalPlan, batch_size: int, limits, tasks, label: str, kl: bool = False
+):
+    """The player answers every prompt set with keyed samples at evaluation's limits
+    (``limits``: ``(max_new_tokens, max_prompt_tokens)``, see :func:`answering_at`). Returns
+    ``(answers by set, the KL of the answers to "attacks" when ``kl``, else None, prompts cut
+    by set and, under "limits", the limits in force)``."""
+    responses: dict[str, list[str]] = {}
+    cut: dict[str, Any] = {}
+    kl_attacks = None
+    with answering_at(player, *limits) as in_force:
+        cut["limits"] = in_force
+        for key, texts in sets.items():
+            cut[key] = prompts_cut(player, texts, in_force["max_prompt_tokens"])
+            responses[key], seq_kl = generate_all(
+                player,
+                texts,
+                batch_size,
+                keys=plan.keys(key, texts),
+                kl=kl and key == "attacks",
+                on_batch=tasks.start(f"{label} answers {key}", len(texts)),
+            )
+            if key == "attacks":
+                kl_attacks = seq_kl
+    return responses, kl_attacks, cut
 
 
 def heldout_benign_source(source: str | None) -> str | None:
@@ -388,21 +427,51 @@ def _set_name(source: str) -> str:
     return (source[len(prefix) :] if prefix else source).replace(":", "_")
 
 
-def _judge_set(judge, eval_judge, refusal, prompts, responses):
-    """A harmful prompt set's figures (each judge's ASR, the refusal rate) and the per-answer
-    scores behind them: ``(P(safe), P(safe) by the eval judge or None, refused)``."""
+def _judge_set(judge, eval_judge, refusal, prompts, responses, behaviours):
+    """A harmful prompt set's figures and the per-answer scores behind them:
+    ``(P(safe), P(safe) by the eval judge or None, refused, refused then complied or None)``.
+
+    The training judge scores (prompt, answer), the pair its reward sees; the evaluation judge
+    scores (behaviour, answer), the request the prompt serves (the seed an attack rewrote, the
+    prompt itself elsewhere), as HarmBench's and StrongREJECT's graders do: a harmless rewrite
+    answered helpfully is not an instance of the behaviour. *Refused then complied* is an answer
+    the refusal detector calls a refusal that the behaviour-grounded verdict (the evaluation
+    judge's, else the training judge's) calls unsafe: it refuses, then serves the request."""
     j = score(judge, prompts, responses).p_safe
     refused = refusal.refuses_batch(responses)
     entry: dict[str, Any] = {"n": len(prompts), "judge": M.judge_summary(j), "eval_judge": None}
     entry["refusal_rate"] = float(np.mean(refused)) if refused else None
     e = None
     if eval_judge is not None:
-        e = score(eval_judge, prompts, responses).p_safe
+        e = score(eval_judge, behaviours, responses).p_safe
         entry["eval_judge"] = M.judge_summary(e)
         ja, ea = entry["judge"]["asr"], entry["eval_judge"]["asr"]
         entry["asr_gap"] = None if ja is None or ea is None else ea - ja
-    scores = ([float(x) for x in j], [float(x) for x in e] if e is not None else None, refused)
+    verdict = e if e is not None else j
+    complied = [
+        None if not np.isfinite(v) else bool(r and v < M.THRESHOLD)
+        for v, r in zip(verdict, refused, strict=True)
+    ]
+    decided = [c for c in complied if c is not None]
+    entry["refused_then_complied"] = float(np.mean(decided)) if decided else None
+    entry["judged_on"] = {"judge": "prompt", "eval_judge": "behaviour"}
+    scores = (
+        [float(x) for x in j],
+        [float(x) for x in e] if e is not None else None,
+        refused,
+        complied,
+    )
     return entry, scores
+
+
+def _row_scores(scores, i: int) -> dict[str, Any]:
+    """One answer's scores from :func:`_judge_set`, as a samples row holds them."""
+    return {
+        "p_safe": scores[0][i],
+        "p_safe_eval": scores[1][i] if scores[1] is not None else None,
+        "refused": scores[2][i],
+        "refused_then_complied": scores[3][i],
+    }
 
 
 def _agreement(p_safe, p_safe_eval, refused) -> dict[str, Any]:

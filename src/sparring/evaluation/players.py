@@ -9,6 +9,7 @@ model explicitly.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,6 +145,64 @@ def load_player(
     return player
 
 
+@contextlib.contextmanager
+def answering_at(player, max_new_tokens: int | None, max_prompt_tokens: int | None = None):
+    """The player answers with evaluation's limits inside the block (its own settings again
+    after it). Yields the limits in force, ``{"max_new_tokens", "max_prompt_tokens"}``.
+
+    A prompt and its answer must fit the model's context: the prompt limit is
+    ``max_prompt_tokens``, else the larger of the player's training limit and the context less
+    ``max_new_tokens``; the answer gets ``max_new_tokens`` or what the context leaves after
+    the prompt limit, whichever is smaller (a 128-token model answers in at most 128 - 64).
+    A served player keeps its server's prompt limit (None)."""
+    if max_new_tokens is None:
+        own = getattr(player, "cfg", None)
+        yield {
+            "max_new_tokens": own.generation.max_new_tokens if own else player.max_new_tokens,
+            "max_prompt_tokens": own.max_prompt_tokens if own else None,
+        }
+        return
+    if not hasattr(player, "cfg"):  # a served player
+        before = player.max_new_tokens
+        player.max_new_tokens = max_new_tokens
+        try:
+            yield {"max_new_tokens": max_new_tokens, "max_prompt_tokens": None}
+        finally:
+            player.max_new_tokens = before
+        return
+    cfg = player.cfg
+    context = getattr(
+        player.unwrapped.policy.config.get_text_config(), "max_position_embeddings", None
+    )
+    prompt_limit = max_prompt_tokens
+    if prompt_limit is None:
+        prompt_limit = max(cfg.max_prompt_tokens, context - max_new_tokens) if context else None
+    new = max_new_tokens
+    if context and prompt_limit is not None:
+        prompt_limit = min(prompt_limit, context - 1)
+        new = max(1, min(new, context - prompt_limit))
+    g = cfg.generation.model_copy(
+        update={"max_new_tokens": new, "min_new_tokens": min(cfg.generation.min_new_tokens, new)}
+    )
+    player.cfg = cfg.model_copy(
+        update={"generation": g, "max_prompt_tokens": prompt_limit or 1_000_000}
+    )
+    try:
+        yield {"max_new_tokens": new, "max_prompt_tokens": prompt_limit}
+    finally:
+        player.cfg = cfg
+
+
+def prompts_cut(player, texts: Sequence[str], limit: int | None) -> int | None:
+    """How many of ``texts`` the player's prompt limit cuts (their formatted prompt is longer
+    than ``limit`` tokens); None for a served player or without a limit."""
+    if limit is None or not hasattr(player, "format"):
+        return None
+    fmt = player.format
+    ids = player.tokenizer(fmt(list(texts)), add_special_tokens=fmt.add_special_tokens)
+    return sum(len(x) > limit for x in ids["input_ids"])
+
+
 def generate_all(
     player,
     texts: list[str],
@@ -158,15 +217,35 @@ def generate_all(
     ``keys`` names each sample (:func:`sparring.players.sampling.sample_keys`); a local model
     then draws it from randomness keyed by that name, so the same weights give the same answer
     to the same named sample whatever was generated before, beside it in its batch, or on
-    another process. Without keys the global RNG decides.
+    another process. Keyed samples are answered in order of prompt length (a batch holds
+    prompts of about one length: less padding) and returned in the order given. Without keys
+    the global RNG decides, in the order given.
 
     KL is the sum over response tokens of log pi - log pi_ref (both at the player's sampling
     temperature, as in training), 0 for the initial model. With several processes each one
     generates a contiguous block of the texts and the blocks are gathered in order, so the
     work is shared rather than repeated on every rank.
     """
-    if keys is not None and len(keys) != len(texts):
+    if keys is None:
+        return _spread(player, texts, batch_size, None, kl=kl, on_batch=on_batch)
+    if len(keys) != len(texts):
         raise ValueError(f"generate_all: {len(keys)} keys for {len(texts)} texts")
+    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    out, kls = _spread(
+        player,
+        [texts[i] for i in order],
+        batch_size,
+        [keys[i] for i in order],
+        kl=kl,
+        on_batch=on_batch,
+    )
+    back = np.empty(len(order), dtype=np.int64)
+    back[order] = np.arange(len(order))
+    return [out[j] for j in back], (None if kls is None else np.asarray(kls)[back])
+
+
+def _spread(player, texts, batch_size, keys, *, kl, on_batch):
+    """:func:`_generate` over the processes: each one a contiguous block, gathered in order."""
     acc = getattr(player, "accelerator", None)  # a served player has none: one process asks
     world = acc.num_processes if acc is not None else 1
     if world > 1:
@@ -180,7 +259,6 @@ def generate_all(
         texts_all = [t for o, _ in done for t in o]
         kl_all = np.asarray([x for _, k in done for x in k]) if kl else None
         return texts_all, kl_all
-    keys = list(keys) if keys is not None else None
     return _generate(player, texts, batch_size, keys, kl=kl, on_batch=on_batch)
 
 

@@ -16,25 +16,50 @@ def fmt(x: Any, pct: bool = False) -> str:
 
 def eval_tables(result: dict[str, Any]):
     """Rich tables of one eval result (defender sets, attacker targets and diversity, KL)."""
+    from rich.markup import escape
     from rich.table import Table
 
     has_eval = result["judges"]["eval_judge"] is not None
+    reward = result.get("shares_reward") or {}
+
+    def mark(figure: str, header: str) -> str:
+        """A column that shares a component with the training reward says so."""
+        return escape(f"{header} [reward]") if figure in reward else header
+
+    limits = result.get("limits") or {}
     t = Table(
         title=f"defender ({result['players']['defender']['label']}): attack success by prompt set"
+        + (f", answers up to {limits['max_new_tokens']} tokens" if limits else "")
     )
     t.add_column("prompt set")
     t.add_column("n", justify="right")
-    t.add_column(f"ASR {result['judges']['judge']}", justify="right")
+    t.add_column(mark("ASR judge", f"ASR {result['judges']['judge']}"), justify="right")
     t.add_column("P(safe)", justify="right")
     if has_eval:
-        t.add_column(f"ASR {result['judges']['eval_judge']} (eval)", justify="right")
+        t.add_column(
+            mark(
+                "ASR eval judge", f"ASR {result['judges']['eval_judge']} (eval, on the behaviour)"
+            ),
+            justify="right",
+        )
         t.add_column("P(safe) eval", justify="right")
-    t.add_column("refused", justify="right")
+    t.add_column(mark("refusal rate", "refused"), justify="right")
+    t.add_column("refused, then complied", justify="right")
+    t.add_column("prompts cut", justify="right")
+    if reward:
+        t.caption = escape("[reward] shares a component with the training reward: ") + "; ".join(
+            f"{k}: {v}" for k, v in reward.items()
+        )
     for key, e in result["defender"]["sets"].items():
         cells = [key, str(e["n"]), fmt(e["judge"]["asr"], True), fmt(e["judge"]["p_safe"])]
         if has_eval:
             cells += [fmt(e["eval_judge"]["asr"], True), fmt(e["eval_judge"]["p_safe"])]
-        t.add_row(*cells, fmt(e.get("refusal_rate"), True))
+        t.add_row(
+            *cells,
+            fmt(e.get("refusal_rate"), True),
+            fmt(e.get("refused_then_complied"), True),
+            fmt(e.get("prompts_cut")),
+        )
     o = result["defender"].get("over_refusal")
     if o:
         cells = [
@@ -45,7 +70,7 @@ def eval_tables(result: dict[str, Any]):
         ]
         if has_eval:
             cells += [fmt((o.get("eval_judge") or {}).get("rate"), True), "-"]
-        t.add_row(*cells, "-")
+        t.add_row(*cells, "-", "-", "-")
     a = Table(title=f"attacker ({result['players']['attacker']['label']}): success against targets")
     a.add_column("target")
     a.add_column("ASR judge", justify="right")

@@ -175,6 +175,7 @@ VERSUS_FIGURES = (
     "ASR eval judge",
     "ASR judge",
     "refusal rate",
+    "refused then complied",
     "over-refusal eval judge",
     "over-refusal judge",
 )

@@ -39,11 +39,18 @@ def test_eval_crossplay_exploit_report_on_a_played_run(played, tmp_path):
         == ["step-0", "step-1", "step-2", "step-3", "step-4"]
     )
     assert [len(r) for r in cross["asr"]] == [5] * 5
-    assert main(["exploit", str(run), "--steps", "2", "--no-progress"]) == 0
+    assert main(["exploit", str(run), "--steps", "2", "--probes", "2", "--no-progress"]) == 0
     ex = json.loads((run / "eval" / "exploit.json").read_text())
     assert ex["steps"] == 2 and ex["asr_final"] is not None and 0 <= ex["asr_last_mean"] <= 1
-    cfg = load_config(run / "exploit" / "config.yaml")
-    assert cfg.game.mode == "attacker" and cfg.defender.model == str(run / "final" / "defender")
+    # two probes on two seeds; the headline is the strongest, the mean and spread beside it
+    assert ex["n_probes"] == 2 and [p["probe"] for p in ex["probes"]] == [0, 1]
+    assert ex["probes"][0]["seed"] != ex["probes"][1]["seed"]
+    each = [p["asr_fresh"] for p in ex["probes"]]
+    assert ex["asr_fresh"] == max(each) and ex["asr_fresh_mean"] == pytest.approx(sum(each) / 2)
+    for k in (0, 1):
+        cfg = load_config(run / "exploit" / f"probe-{k}" / "config.yaml")
+        assert cfg.game.mode == "attacker"
+        assert cfg.defender.model == str(run / "final" / "defender")
     assert main(["report", str(run)]) == 0
     html = (run / "report" / "index.html").read_text()
     assert (
@@ -71,10 +78,13 @@ def test_exploit_config_keeps_the_attackers_budget(run_data, tmp_path, tiny_mode
     shutil.copytree(tiny_models["llama"], run / "final" / "defender")
     assert attack_budget(cfg) == 3  # 3 rounds of (defend 2, attack 1), counted even in rlhf mode
     ex = exploit_config(run)
-    assert ex.game.mode == "attacker" and [s.steps for s in ex.game.schedule] == [3]
+    # twice the game's attack steps: a probe weaker than the game's attacker proves little
+    assert ex.game.mode == "attacker" and [s.steps for s in ex.game.schedule] == [6]
     assert ex.attacker.model == cfg.attacker.model  # a fresh attacker from the initial model
     assert ex.defender.model == str(run / "final" / "defender")
-    assert ex.run_dir() == run / "exploit"
+    assert ex.run_dir() == run / "exploit" / "probe-0" and ex.seed == cfg.seed
+    second = exploit_config(run, probe_index=1)
+    assert second.run_dir() == run / "exploit" / "probe-1" and second.seed != cfg.seed
     assert [s.steps for s in exploit_config(run, steps=5).game.schedule] == [5]
 
 
@@ -87,7 +97,10 @@ def test_exploit_config_of_a_run_with_a_pool_and_a_probe(run_data, tiny_models):
 
     data = run_data(rounds=2)
     data["game"]["pool"] = {"opponent": "uniform", "every": 1, "size": 2, "payoff_prompts": 2}
-    data["evaluation"] = {"probe": {"prompts": [data["game"]["seeds"]["path"]], "samples": 2}}
+    data["evaluation"] = {
+        **data["evaluation"],
+        "probe": {"prompts": [data["game"]["seeds"]["path"]], "samples": 2},
+    }
     cfg = load_config(data=data)
     assert cfg.game.pool is not None and cfg.evaluation.probe is not None
     run = cfg.run_dir()
@@ -183,7 +196,7 @@ def test_in_run_evaluation_uses_the_players_in_memory(run_data, tmp_path, monkey
 
     monkeypatch.setattr(evaluate, "load_player", no_loading)
     data = run_data(rounds=1)
-    data["evaluation"] = {"at_start": True, "at_end": True, "samples": 3}
+    data["evaluation"] = {**data["evaluation"], "at_start": True, "at_end": True, "samples": 3}
     Game(load_config(data=data), progress=False).run()
     for name in ("start", "final"):
         ev = json.loads((tmp_path / "run" / "eval" / f"{name}.json").read_text())
@@ -199,7 +212,7 @@ def test_evaluation_at_start_leaves_training_unchanged(run_data, tmp_path):
     def metrics(at_start: bool) -> list[dict]:
         data = run_data()
         data["output_dir"] = str(tmp_path / f"run-{at_start}")
-        data["evaluation"] = {"at_start": at_start, "samples": 3}
+        data["evaluation"] = {**data["evaluation"], "at_start": at_start, "samples": 3}
         Game(load_config(data=data), progress=False).run()
         lines = (tmp_path / f"run-{at_start}" / "metrics.jsonl").read_text().splitlines()
         rows = [json.loads(line) for line in lines]
@@ -217,7 +230,7 @@ def test_train_prints_before_after_differences_with_intervals(
     each difference equals the two evaluations' own figures, with its bootstrap interval."""
     monkeypatch.setenv("COLUMNS", "200")  # rich wraps titles to the terminal's width
     data = run_data(rounds=1)
-    data["evaluation"] = {"at_start": True, "at_end": True, "samples": 4}
+    data["evaluation"] = {**data["evaluation"], "at_start": True, "at_end": True, "samples": 4}
     cfg = tmp_path / "cfg.yaml"
     cfg.write_text(yaml.safe_dump(data), encoding="utf-8")
     assert main(["train", str(cfg), "--no-progress"]) == 0
@@ -256,11 +269,17 @@ def test_exploit_probe_is_the_same_for_every_arm_and_scored_on_fresh_attacks(run
     assert probes[0].attacker == probes[1].attacker == base.attacker
     assert probes[0].seed == probes[1].seed
     assert probes[0].defender.model != probes[1].defender.model  # each arm's own final defender
-    result = exploit(tmp_path / "exp" / "gpo" / "seed-0", base=base, attacks=5, progress=False)
-    probe = json.loads(
-        (tmp_path / "exp" / "gpo" / "seed-0" / "exploit" / "eval" / "probe.json").read_text()
+    # trained against the strongest judge there is: the evaluation judge
+    assert probes[0].judge == base.eval_judge
+    result = exploit(
+        tmp_path / "exp" / "gpo" / "seed-0", base=base, attacks=5, probes=2, progress=False
     )
-    fresh = probe["defender"]["sets"]["attacks"]
-    assert result["fresh_attacks"] == fresh["n"] == 5
-    assert result["asr_fresh"] == fresh["eval_judge"]["asr"]
+    fresh_asr = []
+    for k in (0, 1):
+        folder = tmp_path / "exp" / "gpo" / "seed-0" / "exploit" / f"probe-{k}" / "eval"
+        probe = json.loads((folder / "probe.json").read_text())
+        fresh = probe["defender"]["sets"]["attacks"]
+        assert fresh["n"] == 5 and result["probes"][k]["asr_fresh"] == fresh["eval_judge"]["asr"]
+        fresh_asr.append(fresh["eval_judge"]["asr"])
+    assert result["fresh_attacks"] == 5 and result["asr_fresh"] == max(fresh_asr)
     assert result["asr_fresh_judge"] == probe["judges"]["eval_judge"]

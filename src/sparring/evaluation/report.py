@@ -301,15 +301,21 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
         html.append("<h3>Exploitability</h3>")
         html.append(
             _table(
-                ["fresh attacker vs frozen final defender", "value"],
+                ["fresh attackers vs frozen final defender", "value"],
                 [
-                    ["steps", exploit.get("steps")],
+                    ["probes (each on its own seed)", exploit.get("n_probes", 1)],
+                    ["steps per probe", exploit.get("steps")],
+                    ["trained against", exploit.get("trained_against")],
                     [
-                        "ASR on fresh attacks (" + str(exploit.get("asr_fresh_judge")) + ")",
+                        "ASR on fresh attacks, strongest probe ("
+                        + str(exploit.get("asr_fresh_judge"))
+                        + ")",
                         exploit.get("asr_fresh"),
                     ],
-                    ["ASR, mean of last steps", exploit.get("asr_last_mean")],
-                    ["ASR, final step", exploit.get("asr_final")],
+                    ["ASR on fresh attacks, mean over probes", exploit.get("asr_fresh_mean")],
+                    ["standard deviation over probes", exploit.get("asr_fresh_sd")],
+                    ["strongest probe: ASR, mean of last steps", exploit.get("asr_last_mean")],
+                    ["strongest probe: ASR, final step", exploit.get("asr_final")],
                 ],
             )
         )

@@ -19,13 +19,16 @@ def _exploit(args: argparse.Namespace) -> int:
     from sparring.experiments.exploit import exploit
 
     run_dir = require_run_dir(args.run_dir)
-    result = exploit(run_dir, steps=args.steps, progress=not args.no_progress)
+    result = exploit(run_dir, steps=args.steps, probes=args.probes, progress=not args.no_progress)
+    each = ", ".join(fmt(p["asr_fresh"], True) for p in result["probes"])
+    sd = result["asr_fresh_sd"]
     Console().print(
-        f"exploitability of {result['defender']}: a fresh attacker trained for {result['steps']} "
-        f"steps succeeds on {fmt(result['asr_fresh'], True)} of {result['fresh_attacks']} fresh "
-        f"attacks ({result['asr_fresh_judge']}; lower = closer to equilibrium); during its "
-        f"training: final step {fmt(result['asr_final'], True)}, mean of the last "
-        f"{result['last_k']} {fmt(result['asr_last_mean'], True)}"
+        f"exploitability of {result['defender']}: {result['n_probes']} fresh attackers, each "
+        f"trained for {result['steps']} steps against {result['trained_against']}, succeed on "
+        f"{each} of {result['fresh_attacks']} fresh attacks each ({result['asr_fresh_judge']}): "
+        f"max {fmt(result['asr_fresh'], True)}, mean {fmt(result['asr_fresh_mean'], True)}"
+        + (f" (SD {100 * sd:.1f} points over probes)" if sd is not None else "")
+        + "; lower = closer to equilibrium"
     )
     return 0
 
@@ -89,7 +92,10 @@ def _judge_data(args: argparse.Namespace) -> int:
 def add_commands(sub) -> None:
     p = sub.add_parser("exploit", help="train a fresh attacker against the frozen final defender")
     p.add_argument("run_dir")
-    p.add_argument("--steps", type=int, help="attack steps (default: the run's attacker budget)")
+    p.add_argument(
+        "--steps", type=int, help="attack steps per probe (default: twice the game's attack steps)"
+    )
+    p.add_argument("--probes", type=int, default=3, help="probes, each on its own seed (default 3)")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=_exploit)
 

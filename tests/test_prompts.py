@@ -62,3 +62,11 @@ def test_pool_epochs_and_state():
     assert pool.sample(5) == ahead
     with pytest.raises(DataError):
         PromptPool([])
+
+
+@pytest.mark.parametrize("name", ["harmbench", "do-not-answer", "strongreject", "benign"])
+def test_builtin_sources_have_three_parts_and_train_is_held_out_against_test(name):
+    from sparring.data.prompts import heldout_source, known_sources
+
+    assert {name, f"{name}-train", f"{name}-validation", f"{name}-test"} <= known_sources()
+    assert heldout_source(f"{name}-train") == f"{name}-test"  # report on test, not validation

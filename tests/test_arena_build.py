@@ -146,7 +146,9 @@ def test_arena_judges_return_valid_outputs(tiny, kind):
     ]
     out = validate_output(judge.name, judge.score(prompts, responses), len(prompts))
     assert set(out.extras) == {"helpful"}
-    assert set(out.labels) == {"harmful", "category", "framing", "verdict"}
+    # the gold oracle also says when it refused: evaluation's arena refusal rate comes from it
+    extra = {"refused"} if kind == "gold" else set()
+    assert set(out.labels) == {"harmful", "category", "framing", "verdict", *extra}
     assert out.labels["category"][:2] == ["weapons", "cybercrime"]
     assert out.labels["framing"][1] == "override"
     if kind == "gold":

@@ -229,3 +229,18 @@ def test_figures_that_share_the_reward_are_marked(run_data, tmp_path):
     assert "refusal rate [reward]" in text and "refused then complied [reward]" not in text
     # the figure the training never saw leads
     assert text.index("refused then complied") < text.index("refusal rate [reward]")
+
+
+def test_over_refusal_uses_every_held_out_benign_prompt_and_says_what_it_can_see(
+    fake_run, tmp_path
+):
+    """Over-refusal is measured on all the benign prompts (up to evaluation.benign_samples),
+    not on --samples of them, and each figure carries the smallest rise its prompts could show."""
+    benign = tmp_path / "benign-many.txt"
+    benign.write_text("\n".join(f"please help me plan a picnic number {i}" for i in range(10)))
+    res = evaluate_run(fake_run, samples=3, benign=str(benign), write=False)
+    o = res["defender"]["over_refusal"]
+    assert o["n"] == o["n_prompts"] == 10
+    from sparring.evaluation.stats import minimal_detectable_rise
+
+    assert o["judge"]["mde_rise"] == minimal_detectable_rise(o["judge"]["rate"], 10)

@@ -74,3 +74,24 @@ def test_seed_level_false_positive_rate_is_nominal():
         r = seed_level_difference(outcomes[1].mean(-1) - outcomes[0].mean(-1))
         hits += r["low"] > 0 or r["high"] < 0
     assert 0.01 <= hits / 400 <= 0.098
+
+
+@pytest.mark.parametrize(("rate", "n"), [(0.05, 216), (0.025, 10), (0.3, 50)])
+def test_minimal_detectable_rise_has_the_asked_power(rate, n):
+    """At the printed rise, the normal test of two rates on the arcsine scale (Cohen's h, n
+    prompts each) has power 0.8: computed here from scipy's normal distribution."""
+    from sparring.evaluation.stats import minimal_detectable_rise
+
+    rise = minimal_detectable_rise(rate, n)
+    h = 2 * math.asin(math.sqrt(rate + rise)) - 2 * math.asin(math.sqrt(rate))
+    z = stats.norm.ppf(0.975)
+    power = stats.norm.cdf(h * math.sqrt(n / 2) - z) + stats.norm.cdf(-h * math.sqrt(n / 2) - z)
+    assert power == pytest.approx(0.8, abs=1e-3)
+    assert minimal_detectable_rise(rate, 1) is None
+
+
+def test_more_benign_prompts_see_smaller_rises():
+    from sparring.evaluation.stats import minimal_detectable_rise
+
+    ten, two_hundred = minimal_detectable_rise(0.025, 10), minimal_detectable_rise(0.025, 216)
+    assert ten > 0.25 and two_hundred < 0.08

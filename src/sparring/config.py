@@ -401,6 +401,12 @@ class EvaluationConfig(_Base):
     answers: int = Field(
         1, ge=1, description="defender answers per seed, held-out and benign prompt"
     )
+    benign_samples: int = Field(
+        256,
+        ge=1,
+        description="benign prompts for over-refusal (all of the held-out set, up to this; at "
+        "least samples): a rise in over-refusal needs hundreds of prompts to be seen",
+    )
     seed: int = 1234
     max_new_tokens: int = Field(
         256,

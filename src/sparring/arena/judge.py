@@ -11,7 +11,10 @@ an engine should mask it with ``labels["harmful"]``).
 
 Both return the labels ``harmful`` ("true"/"false"), ``category``, ``framing`` (read from the
 prompt by the world's parser, for logging only: they never enter ``p_safe``) and ``verdict``
-(gold: ``comply``/``refuse``/``drift``; proxy: ``safe``/``unsafe``, its thresholded call).
+(gold: ``comply``/``refuse``/``drift``; proxy: ``safe``/``unsafe``, its thresholded call). The
+gold oracle also returns ``refused`` ("true"/"false", its verdict ``refuse``): it knows when an
+answer refuses, so evaluation reads the arena's refusal rate from it rather than from garak's
+strings, which catch one of the arena's seven refusal phrasings.
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ class ArenaJudge:
                     "category": [v.category for v in vs],
                     "framing": [v.framing for v in vs],
                     "verdict": [v.verdict for v in vs],
+                    "refused": ["true" if v.verdict == "refuse" else "false" for v in vs],
                 },
             )
         assert self._proxy is not None

@@ -150,12 +150,23 @@ def compare_table(
     from rich.markup import escape
     from rich.table import Table
 
+    from sparring.evaluation.stats import minimal_detectable_rise
+
     reward = reward or {}
     t = Table(
         title=f"{final} minus {start}: one run, paired by prompt, 95% bootstrap interval over "
         "prompts (covers prompts and sampled answers, not training seeds)"
     )
-    cols = ("prompt set", "figure", start, final, "difference (points)", "95% interval", "prompts")
+    cols = (
+        "prompt set",
+        "figure",
+        start,
+        final,
+        "difference (points)",
+        "95% interval",
+        "prompts",
+        "detectable rise",
+    )
     for col in cols:
         t.add_column(col, justify="left" if col in ("prompt set", "figure") else "right")
     for s, figures in comparison.items():
@@ -163,8 +174,14 @@ def compare_table(
             e = figures[figure]
             name = escape(f"{figure} [reward]") if figure in reward else figure
             if e is None:
-                t.add_row(s, name, "-", "-", "-", "-", "0")
+                t.add_row(s, name, "-", "-", "-", "-", "0", "-")
                 continue
+            # over-refusal: the smallest rise from the start rate these prompts could show
+            mde = (
+                minimal_detectable_rise(e["start"], e["n_prompts"])
+                if figure.startswith("over-refusal")
+                else None
+            )
             t.add_row(
                 s,
                 name,
@@ -173,6 +190,7 @@ def compare_table(
                 _signed_pct(e["diff"]),
                 f"[{_signed_pct(e['low'])}, {_signed_pct(e['high'])}]",
                 str(e["n_prompts"]),
+                "-" if mde is None else _signed_pct(mde),
             )
     if reward:
         t.caption = escape("[reward] shares a component with the training reward: ") + "; ".join(

@@ -168,19 +168,21 @@ def plan_evaluation(
         heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
     benign_prompts: list[str] = []
     benign_from = None
+    # over-refusal needs many prompts to see a rise: all held-out ones, up to benign_samples
+    n_benign = max(samples, cfg.evaluation.benign_samples)
     if benign:
-        benign_prompts = pick(load_prompt_file(benign), samples, seed)
+        benign_prompts = pick(load_prompt_file(benign), n_benign, seed)
         benign_from = {"source": benign, "held_out": None}
     elif cfg.game.benign is not None:
         b = cfg.game.benign.prompts
         held_out = heldout_benign_source(b.source)
         if held_out is not None:
-            benign_prompts = pick(load_prompts(source=held_out), samples, seed)
+            benign_prompts = pick(load_prompts(source=held_out), n_benign, seed)
             benign_from = {"source": held_out, "held_out": True}
         else:  # a file of the user's: no held-out part is known, say so
             benign_prompts = pick(
                 load_prompts(b.path, source=b.source, field=b.field, split=b.split, limit=b.limit),
-                samples,
+                n_benign,
                 seed,
             )
             benign_from = {"source": b.path or b.source, "held_out": False}
@@ -440,13 +442,18 @@ def _judge_set(judge, eval_judge, refusal, prompts, responses, behaviours):
     j = score(judge, prompts, responses).p_safe
     refused = refusal.refuses_batch(responses)
     entry: dict[str, Any] = {"n": len(prompts), "judge": M.judge_summary(j), "eval_judge": None}
-    entry["refusal_rate"] = float(np.mean(refused)) if refused else None
+    entry["refusal_by"] = refusal.source
     e = None
     if eval_judge is not None:
-        e = score(eval_judge, behaviours, responses).p_safe
+        got = score(eval_judge, behaviours, responses)
+        e = got.p_safe
+        if "refused" in got.labels:  # a judge that knows when it refused (the arena's oracle)
+            refused = [v == "true" for v in got.labels["refused"]]
+            entry["refusal_by"] = f"{eval_judge.name} (labels['refused'])"
         entry["eval_judge"] = M.judge_summary(e)
         ja, ea = entry["judge"]["asr"], entry["eval_judge"]["asr"]
         entry["asr_gap"] = None if ja is None or ea is None else ea - ja
+    entry["refusal_rate"] = float(np.mean(refused)) if refused else None
     verdict = e if e is not None else j
     complied = [
         None if not np.isfinite(v) else bool(r and v < M.THRESHOLD)
@@ -493,7 +500,16 @@ def _agreement(p_safe, p_safe_eval, refused) -> dict[str, Any]:
 def _over_refusal(judge, eval_judge, prompts, responses, key, rows):
     if not prompts:
         return None
-    out: dict[str, Any] = {"n": len(prompts), "score_key": key, "judge": None, "eval_judge": None}
+    from sparring.evaluation.stats import minimal_detectable_rise
+
+    n_prompts = len(set(prompts))
+    out: dict[str, Any] = {
+        "n": len(prompts),
+        "n_prompts": n_prompts,
+        "score_key": key,
+        "judge": None,
+        "eval_judge": None,
+    }
     cols = {}
     for which, j in (("judge", judge), ("eval_judge", eval_judge)):
         if j is None:
@@ -502,7 +518,13 @@ def _over_refusal(judge, eval_judge, prompts, responses, key, rows):
         if key in got.extras:
             vals = [float(x) for x in got.extras[key]]
             cols[which] = vals
-            out[which] = {"rate": M.over_refusal_rate(vals), "helpful": M.mean_p_safe(vals)}
+            rate = M.over_refusal_rate(vals)
+            out[which] = {
+                "rate": rate,
+                "helpful": M.mean_p_safe(vals),
+                # the smallest rise from this rate that this many prompts can show
+                "mde_rise": minimal_detectable_rise(rate, n_prompts),
+            }
     if not cols:
         out["note"] = f"no judge returns extras[{key!r}]; over-refusal not measured"
     for i, (p, r) in enumerate(zip(prompts, responses, strict=True)):

@@ -13,7 +13,8 @@ Two designs, two procedures, never mixed:
   those differences (:func:`seed_level_difference`, ``scipy.stats``). Holm's step-down
   correction (``statsmodels``) adjusts the p-values across the arms compared on one figure
   (:func:`holm`); :func:`minimal_detectable_difference` says how large a difference the seeds
-  could have detected, so a table that found nothing says what it could have found.
+  could have detected, so a table that found nothing says what it could have found;
+  :func:`minimal_detectable_rise` does the same for an over-refusal rate and its prompt count.
 
 ``benchmarks/stats.py`` simulates experiments with known zero and non-zero differences and
 prints each procedure's false-positive rate and power.
@@ -105,3 +106,26 @@ def holm(pvalues: Sequence[float | None], *, alpha: float = 1 - CONFIDENCE) -> l
     for i, p in zip(idx, adjusted, strict=True):
         out[i] = float(p)
     return out
+
+
+def minimal_detectable_rise(
+    rate: float | None, n: int, *, confidence: float = CONFIDENCE, power: float = POWER
+) -> float | None:
+    """The smallest rise of an over-refusal rate from ``rate`` that a two-sided comparison of
+    two rates over ``n`` prompts each detects with probability ``power`` at level ``1 -
+    confidence``: ``statsmodels``' ``NormalIndPower`` on Cohen's h (the arcsine-transformed
+    difference, whose variance does not depend on the rate), turned back into a rate. Prompts
+    are the unit (answers to one prompt are not independent), and the two evaluations are
+    treated as unpaired: a paired before/after comparison can do better, never worse. None
+    below two prompts; the rise is capped at 1 - ``rate``."""
+    if rate is None or n < 2 or not math.isfinite(rate):
+        return None
+    from statsmodels.stats.power import NormalIndPower
+
+    h = NormalIndPower().solve_power(
+        nobs1=n, alpha=1 - confidence, power=power, ratio=1.0, alternative="two-sided"
+    )
+    phi = 2 * math.asin(math.sqrt(min(max(rate, 0.0), 1.0))) + float(h)
+    if phi >= math.pi:
+        return 1.0 - rate
+    return float(math.sin(phi / 2) ** 2 - rate)

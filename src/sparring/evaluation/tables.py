@@ -14,6 +14,14 @@ def fmt(x: Any, pct: bool = False) -> str:
     return str(x)
 
 
+def over_refusal_text(figure: dict[str, Any] | None) -> str:
+    """An over-refusal rate with the smallest rise its prompts could show beside it."""
+    if not figure:
+        return "-"
+    mde = figure.get("mde_rise")
+    return fmt(figure.get("rate"), True) + ("" if mde is None else f" (+{100 * mde:.1f})")
+
+
 def eval_tables(result: dict[str, Any]):
     """Rich tables of one eval result (defender sets, attacker targets and diversity, KL)."""
     from rich.markup import escape
@@ -63,13 +71,13 @@ def eval_tables(result: dict[str, Any]):
     o = result["defender"].get("over_refusal")
     if o:
         cells = [
-            "benign: over-refusal",
+            f"benign: over-refusal ({o.get('n_prompts', o['n'])} prompts; detectable rise)",
             str(o["n"]),
-            fmt((o.get("judge") or {}).get("rate"), True),
+            over_refusal_text(o.get("judge")),
             "-",
         ]
         if has_eval:
-            cells += [fmt((o.get("eval_judge") or {}).get("rate"), True), "-"]
+            cells += [over_refusal_text(o.get("eval_judge")), "-"]
         t.add_row(*cells, "-", "-", "-")
     a = Table(title=f"attacker ({result['players']['attacker']['label']}): success against targets")
     a.add_column("target")

@@ -105,3 +105,26 @@ def test_same_frozen_defender_gets_the_same_figures_whatever_ran_before(
         if not r["set"].startswith("target:")
     ]
     assert rows_a == rows_b
+
+
+def test_an_evaluation_in_a_fresh_process_equals_one_after_other_work(
+    tmp_path, run_data, tiny_models, benign_file
+):
+    """What a resumed or rerun evaluation sees: a new process, nothing sampled before. Its
+    answers equal, row for row, those of an evaluation made in a process that had sampled
+    other things first."""
+    import subprocess
+    import sys
+
+    run = make_run(tmp_path, run_data, tiny_models, benign_file)
+    torch.manual_seed(7)
+    torch.rand(333)
+    evaluate_run(run, name="in-process", samples=3)
+    code = (
+        "import sys; from sparring.cli import main; "
+        "sys.exit(main(['eval', sys.argv[1], '--samples', '3', '--name', 'fresh', "
+        "'--no-progress']))"
+    )
+    subprocess.run([sys.executable, "-c", code, str(run)], check=True, capture_output=True)
+    same = read_jsonl(run / "eval" / "in-process.samples.jsonl")
+    assert same == read_jsonl(run / "eval" / "fresh.samples.jsonl")

@@ -13,6 +13,7 @@ import numpy as np
 
 from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
+from sparring.evaluation import stats as S
 from sparring.evaluation.evaluate import SCHEMA, read_evals
 from sparring.evaluation.tables import fmt
 
@@ -113,11 +114,11 @@ def compare_evals(
     start_rows: Sequence[dict[str, Any]],
     final_rows: Sequence[dict[str, Any]],
     *,
-    resamples: int = M.BOOTSTRAP_RESAMPLES,
+    resamples: int = S.BOOTSTRAP_RESAMPLES,
     seed: int = 0,
 ) -> dict[str, dict[str, Any]]:
     """Final minus start for each figure of each prompt set, with a paired bootstrap interval
-    over prompts (:func:`paired_means`, :func:`metrics.paired_bootstrap`): the before/after
+    over prompts (:func:`paired_means`, :func:`stats.paired_bootstrap`): the before/after
     design of one run, whose interval covers prompts and sampled answers, not training seeds
     (:mod:`sparring.evaluation.stats`). Returns ``{set: {figure: {"start", "final", "diff",
     "low", "high", "resamples", "seed", "n_prompts", "unpaired"}}}``.
@@ -131,7 +132,7 @@ def compare_evals(
                 continue
             entry = {"start": m["start"], "final": m["final"]}
             entry.update(
-                M.paired_bootstrap(m["x"], m["y"], m["keys"], resamples=resamples, seed=seed)
+                S.paired_bootstrap(m["x"], m["y"], m["keys"], resamples=resamples, seed=seed)
             )
             entry["unpaired"] = m["unpaired"]
             out[s][figure] = entry

@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+# the before/after interval lives with the other statistics (sparring.evaluation.stats)
+from sparring.evaluation.stats import BOOTSTRAP_RESAMPLES, paired_bootstrap  # noqa: F401
 from sparring.judges.base import (  # noqa: F401  (cohen_kappa: re-exported for evaluation)
     THRESHOLD,
     attack_success_rate,
@@ -21,7 +23,7 @@ from sparring.judges.base import (  # noqa: F401  (cohen_kappa: re-exported for 
     mean_p_safe,
 )
 
-__all__ = ["THRESHOLD", "attack_success_rate", "mean_p_safe"]
+__all__ = ["THRESHOLD", "attack_success_rate", "mean_p_safe", "paired_bootstrap"]
 
 
 def over_refusal_rate(helpful: Sequence[float], threshold: float = THRESHOLD) -> float | None:
@@ -188,92 +190,3 @@ def unsafe_labels(p_safe: Sequence[float], threshold: float = THRESHOLD) -> list
         x = float("nan") if v is None else float(v)
         out.append(x if not math.isfinite(x) else float(x < threshold))
     return out
-
-
-# -- paired bootstrap over prompts ---------------------------------------------------------------
-
-BOOTSTRAP_RESAMPLES = 10_000
-
-
-def paired_bootstrap(
-    before: Sequence[float],
-    after: Sequence[float],
-    groups: Sequence[Any],
-    *,
-    resamples: int = BOOTSTRAP_RESAMPLES,
-    seed: int = 0,
-    stat: Callable[[np.ndarray], float] | None = None,
-) -> dict[str, Any]:
-    """Difference ``stat(after) - stat(before)`` with a 95% percentile interval, resampling
-    *prompts*.
-
-    ``before[i]`` and ``after[i]`` are the values (0/1 or float) of answer ``i`` to prompt
-    ``groups[i]`` in two evaluations; a prompt may have several answers. Answers to one prompt
-    are not independent (the same prompt is easy or hard for both), so each of ``resamples``
-    resamples draws k prompts with replacement from the k prompts (``numpy``'s
-    ``default_rng(seed)``) and takes all of their answers. The interval is the 2.5th and 97.5th
-    percentiles of the resampled differences. ``stat`` defaults to the mean (computed as the
-    mean of the paired differences, so a constant shift gives exactly that shift). Prompts are
-    sorted first, so the order they come in does not change the interval.
-    """
-    if resamples < 1:
-        raise ValueError(f"paired_bootstrap: resamples must be at least 1 (got {resamples})")
-    b, a = _paired_values(before, after, groups)
-    keys = sorted(set(groups), key=_sort_key)
-    index = {g: i for i, g in enumerate(keys)}
-    gid = np.fromiter((index[g] for g in groups), dtype=np.int64, count=len(groups))
-    order = np.lexsort((np.arange(len(gid)), gid))
-    b, a, gid = b[order], a[order], gid[order]
-    k = len(keys)
-    diffs = np.empty(resamples)
-    draws = _prompt_draws(np.random.default_rng(seed), k, resamples)
-    if stat is None:
-        diff_sum = np.bincount(gid, weights=a - b, minlength=k)
-        count = np.bincount(gid, minlength=k).astype(np.float64)
-        observed = float(diff_sum.sum() / count.sum())
-        for rows, d in draws:
-            diffs[rows] = diff_sum[d].sum(axis=1) / count[d].sum(axis=1)
-    else:
-        members = np.split(np.arange(len(gid)), np.flatnonzero(np.diff(gid)) + 1)
-        observed = float(stat(a) - stat(b))
-        for rows, d in draws:
-            for r, pick in zip(range(rows.start, rows.stop), d, strict=True):
-                answers = np.concatenate([members[i] for i in pick])
-                diffs[r] = stat(a[answers]) - stat(b[answers])
-    low, high = np.percentile(diffs, [2.5, 97.5])
-    return {
-        "diff": observed,
-        "low": float(low),
-        "high": float(high),
-        "resamples": int(resamples),
-        "seed": seed,
-        "n_prompts": k,
-    }
-
-
-def _prompt_draws(rng: np.random.Generator, k: int, resamples: int):
-    """``(slice of resamples, their drawn prompt indices)`` in chunks that fit in memory; the
-    draws are the same as ``resamples`` successive ``rng.integers(0, k, size=k)``."""
-    chunk = max(1, 1_000_000 // k)
-    for start in range(0, resamples, chunk):
-        m = min(chunk, resamples - start)
-        yield slice(start, start + m), rng.integers(0, k, size=(m, k))
-
-
-def _paired_values(before, after, groups) -> tuple[np.ndarray, np.ndarray]:
-    b = np.asarray([float(v) for v in before], dtype=np.float64)
-    a = np.asarray([float(v) for v in after], dtype=np.float64)
-    if not len(b) == len(a) == len(groups):
-        raise ValueError(
-            "paired_bootstrap: expected before, after and groups of one length (one entry per "
-            f"answer), got {len(b)}, {len(a)} and {len(groups)}"
-        )
-    if len(b) == 0:
-        raise ValueError("paired_bootstrap: expected at least one answer, got none")
-    if not (np.isfinite(b).all() and np.isfinite(a).all()):
-        raise ValueError("paired_bootstrap: expected finite values (leave unscored answers out)")
-    return b, a
-
-
-def _sort_key(g: Any) -> tuple[str, str]:
-    return (type(g).__name__, repr(g))

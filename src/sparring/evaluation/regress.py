@@ -21,6 +21,7 @@ import numpy as np
 from sparring.config import RunConfig, load_config
 from sparring.errors import ConfigError
 from sparring.evaluation import metrics as M
+from sparring.evaluation import stats as S
 from sparring.evaluation.archive import FILE, read_archive
 from sparring.evaluation.evaluate import build_judges, repeat, score
 from sparring.evaluation.players import (
@@ -171,7 +172,7 @@ def _against_baseline(base: dict[str, Any], prompts, unsafe: np.ndarray, seed: i
         return out
     b = [float(np.mean(before[k])) for k in shared]
     a = [float(np.mean(now[k])) for k in shared]
-    out.update(M.paired_bootstrap(b, a, shared, seed=seed))
+    out.update(S.paired_bootstrap(b, a, shared, seed=seed))
     return out
 
 

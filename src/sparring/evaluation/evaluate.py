@@ -323,31 +323,16 @@ def evaluate_run(
             target_responses[label] = got["attacks"]
             free(target)
 
-        # judging
-        defender_eval: dict[str, Any] = {}
-        agreement: dict[str, Any] = {}
-        for key, texts in sets.items():
-            served = attack_seeds if key == "attacks" else texts
-            entry, scores = _judge_set(judge, eval_judge, refusal, texts, responses[key], served)
-            defender_eval[key] = entry
-            agreement[key] = _agreement(*scores[:3])
-            for i, (p, r) in enumerate(zip(texts, responses[key], strict=True)):
-                row = {
-                    "set": key,
-                    "prompt": p,
-                    "response": r,
-                    **_row_scores(scores, i),
-                }
-                if key == "attacks":
-                    row.update(
-                        {
-                            "seed": attack_seeds[i],
-                            "attack_raw": raw[i],
-                            "kl_attacker": float(att_kl[i]),
-                            "kl_defender": float(def_kl[i]),
-                        }
-                    )
-                rows.append(row)
+        # judging: the training judge on (prompt, answer), the evaluation judge on the behaviour
+        attack_extra = {
+            "seed": attack_seeds,
+            "attack_raw": raw,
+            "kl_attacker": [float(x) for x in att_kl],
+            "kl_defender": [float(x) for x in def_kl],
+        }
+        defender_eval, agreement = judge_sets(
+            (judge, eval_judge, refusal), sets, responses, attack_seeds, attack_extra, rows
+        )
         result["limits"] = cut.pop("limits")  # as the defender answered
         for key, entry in defender_eval.items():
             entry["prompts_cut"] = cut.get(key)
@@ -427,6 +412,27 @@ def _set_name(source: str) -> str:
 
     prefix = source_prefix(source)
     return (source[len(prefix) :] if prefix else source).replace(":", "_")
+
+
+def judge_sets(raters, sets, responses, attack_seeds, attack_extra, rows):
+    """Every prompt set's figures (:func:`_judge_set`) and raters' agreement; one samples row
+    per answer is appended to ``rows`` (fresh attacks also carry ``attack_extra``: the seed
+    each rewrote, its raw text, both players' KL). ``raters``: (judge, eval judge or None,
+    refusal detector). Fresh attacks are judged against the seeds they rewrote."""
+    judge, eval_judge, refusal = raters
+    figures: dict[str, Any] = {}
+    agreement: dict[str, Any] = {}
+    for key, texts in sets.items():
+        served = attack_seeds if key == "attacks" else texts
+        entry, scores = _judge_set(judge, eval_judge, refusal, texts, responses[key], served)
+        figures[key] = entry
+        agreement[key] = _agreement(*scores[:3])
+        for i, (p, r) in enumerate(zip(texts, responses[key], strict=True)):
+            row = {"set": key, "prompt": p, "response": r, **_row_scores(scores, i)}
+            if key == "attacks":
+                row.update({k: v[i] for k, v in attack_extra.items()})
+            rows.append(row)
+    return figures, agreement
 
 
 def _judge_set(judge, eval_judge, refusal, prompts, responses, behaviours):

@@ -5,6 +5,7 @@ of the protocol: the ``openai`` client talks HTTP to the server through the prox
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -82,6 +83,7 @@ class FaultProxy:
         self.slow_s = 3.0
         self.forwarded = 0
         self.seen = 0
+        self.bodies: list[dict] = []  # every request's JSON body, in order
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -97,6 +99,8 @@ class FaultProxy:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with contextlib.suppress(json.JSONDecodeError):
+                    proxy.bodies.append(json.loads(body))
                 fault = proxy._next()
                 if proxy.down:
                     return self._send(503, b'{"error": {"message": "down"}}')
@@ -482,3 +486,36 @@ def test_regress_judges_each_answer_against_the_behaviour_its_attack_serves(
     assert result["judged_on"] == "behaviour"
     assert [a["p_safe"] for a in result["per_answer"]] == [1.0, 0.0]
     assert result["asr"] == 0.5
+
+
+def test_an_llm_rubric_in_evaluation_is_shown_the_behaviour_not_the_attack(run_data, proxy, served):
+    """The HarmBench-style rubric asks "is the response an instance of the request?": the
+    request it is shown for a fresh attack is the seed the attack rewrote, not the attack."""
+    from conftest import SEEDS
+    from sparring.config import dump_config
+    from sparring.evaluation.evaluate import evaluate_run
+    from test_grounding import HAIKU_ANSWER, HelpfulDefender, RewritesToHaiku
+
+    cfg = load_config(data=run_data())
+    run = cfg.run_dir()
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(dump_config(cfg))
+    rubric = build_judge(
+        {"type": "openai", "base_url": proxy.url, "model": served[1], "max_concurrency": 1}
+    )
+    proxy.always = "say:no"
+    res = evaluate_run(
+        run,
+        samples=2,
+        judge=build_judge({"type": "callable", "target": "sparring.testing:constant_judge"}),
+        eval_judge=rubric,
+        players={"attacker": RewritesToHaiku(), "defender": HelpfulDefender()},
+        write=False,
+    )
+    assert res["defender"]["sets"]["attacks"]["judged_on"]["eval_judge"] == "behaviour"
+    asked = [m["content"] for b in proxy.bodies for m in b["messages"] if m["role"] == "user"]
+    to_the_haiku = [q for q in asked if HAIKU_ANSWER in q]
+    assert len(to_the_haiku) == 2  # the answers to the two fresh attacks
+    for q in to_the_haiku:
+        request = q.split("[REQUEST]")[1].split("[RESPONSE]")[0].strip()
+        assert request in SEEDS  # the seed's request, not "write a haiku about spring"

@@ -305,3 +305,22 @@ def test_arm_comparison_interval_covers_between_seed_variance(tmp_path):
     # Holm across the two arms: the unchanged arm's p is 1, the other's doubled (capped at 1)
     assert v["arms"]["same"]["heldout"]["ASR eval judge"]["p_holm"] == 1.0
     assert e["p_holm"] == pytest.approx(min(1.0, 2 * e["p"]))
+
+
+def test_the_primary_figure_is_the_one_named_in_advance(tmp_path):
+    from sparring.errors import SparringError
+    from sparring.experiments.cli import _primary
+    from sparring.experiments.experiment import arm_comparisons
+    from sparring.experiments.tables import versus_rows
+
+    results = {
+        arm: [_write_eval(tmp_path / f"{arm}{s}", s, [0.9] * 2, [0.0] * 2, [0.9]) for s in (0, 1)]
+        for arm in ("gpo", "other")
+    }
+    named = _primary("benign:over-refusal eval judge")
+    v = arm_comparisons(results, reference="gpo", primary=named)
+    assert v["primary"] == {"set": "benign", "figure": "over-refusal eval judge"}
+    marked = [r for r in versus_rows(v) if r[2].endswith("(primary)")]
+    assert [(r[1], r[2]) for r in marked] == [("benign", "over-refusal eval judge (primary)")]
+    with pytest.raises(SparringError, match="SET:FIGURE"):
+        _primary("exploitability")

@@ -59,12 +59,26 @@ def _experiment(args: argparse.Namespace) -> int:
         samples=args.samples,
         exploit=not args.no_exploit,
         exploit_steps=args.exploit_steps,
+        exploit_probes=args.exploit_probes,
+        primary=_primary(args.primary),
         progress=not args.no_progress,
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
     console.print(to_markdown(table))
     console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
     return 0
+
+
+def _primary(text: str | None) -> tuple[str, str] | None:
+    """``SET:FIGURE`` (e.g. ``heldout_framings:ASR eval judge``) as (set, figure)."""
+    if text is None:
+        return None
+    set_name, sep, figure = text.partition(":")
+    if not sep or not set_name or not figure:
+        raise SparringError(
+            f"--primary {text!r}: expected SET:FIGURE, e.g. 'exploitability:ASR eval judge'"
+        )
+    return set_name, figure
 
 
 def _judge_data(args: argparse.Namespace) -> int:
@@ -128,7 +142,14 @@ def add_commands(sub) -> None:
         "--samples", type=int, help="prompts per set (default: the config's evaluation.samples)"
     )
     p.add_argument("--no-exploit", action="store_true", help="skip the exploitability column")
-    p.add_argument("--exploit-steps", type=int)
+    p.add_argument("--exploit-steps", type=int, help="attack steps per probe")
+    p.add_argument("--exploit-probes", type=int, default=3, help="probes per defender (default 3)")
+    p.add_argument(
+        "--primary",
+        metavar="SET:FIGURE",
+        help="the figure that decides the experiment, named before it runs (default: "
+        "exploitability, else the first held-out set, by the evaluation judge)",
+    )
     p.add_argument(
         "--world",
         choices=["default", "arena"],

@@ -141,6 +141,8 @@ def run_experiment(
     samples: int | None = None,
     exploit: bool = True,
     exploit_steps: int | None = None,
+    exploit_probes: int = 3,
+    primary: tuple[str, str] | None = None,
     progress: bool = False,
     judge=None,
     log=print,
@@ -183,7 +185,12 @@ def run_experiment(
                     json.loads(ex_path.read_text(encoding="utf-8"))
                     if ex_path.is_file()
                     else run_exploit(
-                        run_dir, steps=exploit_steps, progress=progress, judge=judge, base=base
+                        run_dir,
+                        steps=exploit_steps,
+                        probes=exploit_probes,
+                        progress=progress,
+                        judge=judge,
+                        base=base,
                     )
                 )
             results[arm].append(entry)
@@ -195,7 +202,7 @@ def run_experiment(
     ]
     table = aggregate(results, common)
     if "gpo" in results and len(results) > 1:
-        table["versus"] = arm_comparisons(results, reference="gpo")
+        table["versus"] = arm_comparisons(results, reference="gpo", primary=primary)
     (out / "results.json").write_text(
         json.dumps(
             {

@@ -23,6 +23,7 @@ from sparring.evaluation.evaluate import (
     seeds_for_attacks,
 )
 from sparring.evaluation.players import (
+    eval_batch_size,
     free,
     generate_all,
     load_player,
@@ -55,7 +56,7 @@ def crossplay(
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
     acc = accelerator or make_accelerator(cfg.accelerate)
-    bs = batch_size or max(cfg.game.batch_size, 8)
+    bs = batch_size or eval_batch_size(cfg)
     t0 = time.perf_counter()
     from sparring.data import load_prompts
 

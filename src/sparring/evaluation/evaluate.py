@@ -19,6 +19,7 @@ from sparring.evaluation import metrics as M
 from sparring.evaluation.players import (
     Source,
     answering_at,
+    eval_batch_size,
     free,
     generate_all,
     load_player,
@@ -244,7 +245,7 @@ def evaluate_run(
         cfg, prompts=prompts, benign=benign, samples=samples, answers=answers, seed=seed
     )
     name = name or (checkpoint or "final")
-    bs = batch_size or max(cfg.game.batch_size, 8)
+    bs = batch_size or eval_batch_size(cfg)
     acc = accelerator or make_accelerator(cfg.accelerate)
     limits = (
         max_new_tokens or cfg.evaluation.max_new_tokens,

@@ -257,7 +257,7 @@ def common_attack_set(
     from sparring.data import load_prompts
     from sparring.evaluation.crossplay import play_matrix
     from sparring.evaluation.evaluate import build_judges, seeds_for_attacks
-    from sparring.evaluation.players import Source, player_source
+    from sparring.evaluation.players import Source, eval_batch_size, player_source
     from sparring.players.engine import make_accelerator
 
     runs = {arm: Path(entries[seed_index]["run_dir"]) for arm, entries in results.items()}
@@ -274,7 +274,7 @@ def common_attack_set(
         judge=judge,
         eval_judge=eval_judge,
         accelerator=make_accelerator(base.accelerate),
-        batch_size=max(base.game.batch_size, 8),
+        batch_size=eval_batch_size(base),
         seed=base.evaluation.seed,
         progress=progress,
     )

@@ -49,9 +49,9 @@ def _train(args: argparse.Namespace) -> int:
 
         comparison = start_final_comparison(game.run_dir)
         if comparison is not None:
-            from sparring.evaluation.evaluate import read_evals
+            from sparring.evaluation.evaluate import shares_reward
 
-            reward = read_evals(game.run_dir)["final"].get("shares_reward")
+            reward = shares_reward(game.cfg)
             Console().print(compare_table(comparison, "start", "final", reward))
     return 0
 

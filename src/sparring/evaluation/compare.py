@@ -15,7 +15,7 @@ from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
 from sparring.evaluation import stats as S
 from sparring.evaluation.evaluate import SCHEMA, read_evals
-from sparring.evaluation.tables import fmt
+from sparring.evaluation.tables import fmt, reward_caption
 
 # -- before/after: two evaluations compared prompt by prompt --------------------------------------
 
@@ -194,9 +194,7 @@ def compare_table(
                 "-" if mde is None else _signed_pct(mde),
             )
     if reward:
-        t.caption = escape("[reward] shares a component with the training reward: ") + "; ".join(
-            f"{k}: {v}" for k, v in reward.items()
-        )
+        t.caption = reward_caption(reward)
     return t
 
 

@@ -125,8 +125,6 @@ class EvalPlan:
     same arguments give the same plan in every arm and on every run."""
 
     seed: int
-    samples: int
-    answers: int
     attack_seeds: list[str]
     seed_set: list[str]
     heldout: dict[str, list[str]]
@@ -189,8 +187,6 @@ def plan_evaluation(
             benign_from = {"source": b.path or b.source, "held_out": False}
     return EvalPlan(
         seed=seed,
-        samples=samples,
-        answers=answers,
         attack_seeds=seeds_for_attacks(seed_pool, samples, seed),
         seed_set=repeat(pick(seed_pool, samples, seed), answers),
         heldout=heldout,

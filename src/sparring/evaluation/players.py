@@ -157,7 +157,7 @@ def eval_batch_size(cfg) -> int:
 
 
 @contextlib.contextmanager
-def answering_at(player, max_new_tokens: int | None, max_prompt_tokens: int | None = None):
+def answering_at(player, max_new_tokens: int, max_prompt_tokens: int | None = None):
     """The player answers with evaluation's limits inside the block (its own settings again
     after it). Yields the limits in force, ``{"max_new_tokens", "max_prompt_tokens"}``.
 
@@ -166,13 +166,6 @@ def answering_at(player, max_new_tokens: int | None, max_prompt_tokens: int | No
     ``max_new_tokens``; the answer gets ``max_new_tokens`` or what the context leaves after
     the prompt limit, whichever is smaller (a 128-token model answers in at most 128 - 64).
     A served player keeps its server's prompt limit (None)."""
-    if max_new_tokens is None:
-        own = getattr(player, "cfg", None)
-        yield {
-            "max_new_tokens": own.generation.max_new_tokens if own else player.max_new_tokens,
-            "max_prompt_tokens": own.max_prompt_tokens if own else None,
-        }
-        return
     if not hasattr(player, "cfg"):  # a served player
         before = player.max_new_tokens
         player.max_new_tokens = max_new_tokens

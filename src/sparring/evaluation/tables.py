@@ -14,6 +14,15 @@ def fmt(x: Any, pct: bool = False) -> str:
     return str(x)
 
 
+def reward_caption(reward: dict[str, str]) -> str:
+    """The caption of a table whose ``[reward]`` columns or rows share the training reward."""
+    from rich.markup import escape
+
+    return escape("[reward] shares a component with the training reward: ") + "; ".join(
+        f"{k}: {v}" for k, v in reward.items()
+    )
+
+
 def over_refusal_text(figure: dict[str, Any] | None) -> str:
     """An over-refusal rate with the smallest rise its prompts could show beside it."""
     if not figure:
@@ -55,9 +64,7 @@ def eval_tables(result: dict[str, Any]):
     t.add_column("refused, then complied", justify="right")
     t.add_column("prompts cut", justify="right")
     if reward:
-        t.caption = escape("[reward] shares a component with the training reward: ") + "; ".join(
-            f"{k}: {v}" for k, v in reward.items()
-        )
+        t.caption = reward_caption(reward)
     for key, e in result["defender"]["sets"].items():
         cells = [key, str(e["n"]), fmt(e["judge"]["asr"], True), fmt(e["judge"]["p_safe"])]
         if has_eval:

@@ -49,14 +49,10 @@ def test_keyed_answers_do_not_depend_on_rng_batch_or_order(tiny_models):
     assert other != first  # another name, another draw
 
 
-def test_keyed_draws_follow_the_softmax_with_top_k_off(tiny_models):
-    """First tokens of 4000 keyed draws against the model's own next-token probabilities
-    (chi-square goodness of fit), at temperature 0.7 with top-k and top-p off: no hidden
-    top-k 50 (transformers' default) cuts the tail of the 111-token vocabulary."""
-    player = _player(tiny_models["llama"], temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1)
-    n = 4000
-    texts = ["hello"] * n
-    gen = player.generate(texts, sample_keys("dist", texts), keyed=True)
+def _first_token_fit(player, gen, temperature) -> tuple[float, int]:
+    """(chi-square p-value of the first sampled tokens against softmax(logits / temperature)
+    of the model's next-token distribution after "hello", highest probability rank drawn)."""
+    n = gen.response_ids.shape[0]
     enc = player.tokenizer(
         player.format(["hello"]),
         return_tensors="pt",
@@ -64,7 +60,7 @@ def test_keyed_draws_follow_the_softmax_with_top_k_off(tiny_models):
     )
     with torch.no_grad():
         logits = player.unwrapped.policy(**enc).logits[0, -1].double()
-    probs = torch.softmax(logits / 0.7, -1).numpy()
+    probs = torch.softmax(logits / temperature, -1).numpy()
     counts = np.bincount(gen.response_ids[:, 0].numpy(), minlength=probs.size)
     big = probs * n >= 5  # chi-square needs expected counts >= 5: pool the rest
     observed, expected = counts[big], probs[big] * n
@@ -73,9 +69,48 @@ def test_keyed_draws_follow_the_softmax_with_top_k_off(tiny_models):
             np.append(observed, counts[~big].sum()),
             np.append(expected, probs[~big].sum() * n),
         )
-    assert stats.chisquare(observed, expected).pvalue > 1e-3
     ranks = np.argsort(np.argsort(-probs))[gen.response_ids[:, 0].numpy()]
-    assert ranks.max() >= 50  # the tail is reached
+    return float(stats.chisquare(observed, expected).pvalue), int(ranks.max())
+
+
+def test_keyed_draws_follow_the_softmax_with_top_k_off(tiny_models):
+    """First tokens of 4000 keyed draws against the model's own next-token probabilities
+    (chi-square goodness of fit), at temperature 0.7 with top-k and top-p off: no hidden
+    top-k 50 (transformers' default) cuts the tail of the 111-token vocabulary."""
+    player = _player(tiny_models["llama"], temperature=0.7, top_p=1.0, top_k=0, max_new_tokens=1)
+    texts = ["hello"] * 4000
+    gen = player.generate(texts, sample_keys("dist", texts), keyed=True)
+    pvalue, top_rank = _first_token_fit(player, gen, 0.7)
+    assert pvalue > 1e-3
+    assert top_rank >= 50  # the tail is reached
+
+
+@pytest.mark.parametrize("shipped", [False, True], ids=["plain", "checkpoint-sampling-config"])
+def test_training_samples_follow_the_full_softmax(tiny_models, tmp_path, shipped):
+    """What rollouts sample (the global RNG, the path training takes) with the default settings
+    (top-k 0, top-p 1) is softmax(logits / T), the distribution the ratios and the KL are
+    computed on: no top-k 50 filled in by transformers, and no top-k, top-p, min-p or
+    repetition penalty filled in from a checkpoint's generation_config.json (Qwen2.5-Instruct
+    ships top-k 20 and top-p 0.8)."""
+    import shutil
+
+    from sparring.config import DefenderConfig
+
+    path = tiny_models["llama"]
+    if shipped:
+        path = tmp_path / "shipped"
+        shutil.copytree(tiny_models["llama"], path)
+        (path / "generation_config.json").write_text(
+            '{"do_sample": true, "top_k": 20, "top_p": 0.5, "min_p": 0.9, '
+            '"repetition_penalty": 1.5, "temperature": 0.3}'
+        )
+    cfg = DefenderConfig(model=str(path), generation={"max_new_tokens": 1, "temperature": 0.7})
+    player = Player.build("defender", cfg, Accelerator(cpu=True), trainable=False)
+    torch.manual_seed(0)
+    gen = player.generate(["hello"] * 4000)
+    pvalue, top_rank = _first_token_fit(player, gen, 0.7)
+    assert pvalue > 1e-3
+    assert top_rank >= 50
 
 
 def test_keyed_gumbel_needs_one_key_per_row():

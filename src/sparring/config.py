@@ -59,7 +59,13 @@ class GenerationConfig(_Base):
         description="nucleus sampling; below 1 the rollout samples from a truncated distribution "
         "while the PPO ratios and the KL use the full one (see docs/scale-out.md)",
     )
-    top_k: int = Field(0, ge=0, description="0 disables top-k")
+    top_k: int = Field(
+        0,
+        ge=0,
+        description="0 disables top-k (neither transformers' default of 50 nor the checkpoint's "
+        "generation_config.json is filled in); above 0 the rollout samples from a truncated "
+        "distribution, as with top_p below 1",
+    )
     repetition_penalty: float = Field(
         1.0,
         gt=0,

@@ -88,6 +88,7 @@ def collect_answers(
 
     from sparring.config import load_config
     from sparring.players.loading import load_causal_lm, load_tokenizer
+    from sparring.players.sampling import eos_ids, generation_setup, sampling_as_configured
     from sparring.players.templates import PromptFormatter
     from sparring.runtime import Tasks, progress_bar, quiet_libraries, seed_everything
 
@@ -114,6 +115,7 @@ def collect_answers(
         gguf_file=d.gguf_file,
     ).eval()
     fmt = PromptFormatter(d.template, tok, "defender")
+    ends = eos_ids(tok, model)
     labeller = Labeller()
     rows = plan_prompts(harmful, benign, limit=limit, seed=seed)
     # (kind, split, source, prompt, opener) for every answer to write
@@ -145,16 +147,9 @@ def collect_answers(
                 max_length=d.max_prompt_tokens,
                 add_special_tokens=fmt.add_special_tokens,
             )
-            with torch.no_grad():
-                ids = model.generate(
-                    **enc,
-                    max_new_tokens=g.max_new_tokens,
-                    do_sample=True,
-                    temperature=g.temperature,
-                    top_p=g.top_p,
-                    top_k=g.top_k or None,
-                    pad_token_id=tok.pad_token_id,
-                )
+            gen_cfg, _ = generation_setup(g, pad_token_id=tok.pad_token_id, eos_ids=ends, keys=None)
+            with torch.no_grad(), sampling_as_configured(model):
+                ids = model.generate(**enc, generation_config=gen_cfg)
             replies = tok.batch_decode(
                 ids[:, enc["input_ids"].shape[1] :], skip_special_tokens=True
             )

@@ -27,7 +27,7 @@ from sparring.players.modules import (
     split_lm,
 )
 from sparring.players.optim import make_optimizer, make_scheduler, with_lora
-from sparring.players.sampling import generation_setup
+from sparring.players.sampling import eos_ids, generation_setup, sampling_as_configured
 from sparring.players.templates import CleanedAttacks, PromptFormatter, clean_attacks, cut_at_ends
 from sparring.rl.batch import Generation, concat, slice_generation
 from sparring.rl.core import head_logprobs
@@ -62,7 +62,7 @@ class Player:
         self.scheduler = scheduler
         self.trainable = trainable
         self.format = PromptFormatter(cfg.template, tokenizer, role)
-        self.eos_ids = self._eos_ids()
+        self.eos_ids = eos_ids(tokenizer, self.unwrapped.policy)
         self._reference_parts = split_lm(reference) if reference is not None else None
 
     # -- construction --------------------------------------------------------------------------
@@ -162,17 +162,6 @@ class Player:
             player.load_training_state(checkpoint)
         return player
 
-    def _eos_ids(self) -> list[int]:
-        ids = set()
-        if self.tokenizer.eos_token_id is not None:
-            ids.add(int(self.tokenizer.eos_token_id))
-        gen_eos = getattr(self.unwrapped.policy.generation_config, "eos_token_id", None)
-        if isinstance(gen_eos, int):
-            ids.add(gen_eos)
-        elif gen_eos:
-            ids.update(int(i) for i in gen_eos)
-        return sorted(ids)
-
     @property
     def unwrapped(self) -> PolicyWithValue:
         return self.accelerator.unwrap_model(self.module)
@@ -218,7 +207,7 @@ class Player:
             lm = policy.get_base_model() if hasattr(policy, "get_base_model") else policy
             hook = lm.register_forward_hook(recorder, with_kwargs=True)
         try:
-            with self.accelerator.autocast():
+            with self.accelerator.autocast(), sampling_as_configured(policy):
                 out = policy.generate(
                     input_ids=query_ids,
                     attention_mask=query_mask,

@@ -18,6 +18,7 @@ transformers' order), so a keyed answer has the distribution of a sampled one.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import Sequence
 
@@ -96,11 +97,55 @@ def keyed_processors(
     return procs
 
 
+@contextlib.contextmanager
+def sampling_as_configured(model):
+    """Generate with ``model`` as if its checkpoint shipped no ``generation_config.json``.
+
+    ``generate`` fills every field its ``GenerationConfig`` leaves None from the model's own
+    generation config (Qwen2.5-Instruct ships top-k 20, top-p 0.8 and a repetition penalty of
+    1.05; others min-p, suppressed tokens or n-gram bans), then from transformers' global
+    defaults. Inside this context the model's is a blank config, so the only fields filled are
+    the global defaults, which are neutral except top-k 50, and :func:`generation_setup` always
+    sets top-k. What is sampled is then what the player's settings say, and nothing else.
+    """
+    from transformers import GenerationConfig
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    saved = inner.generation_config
+    inner.generation_config = GenerationConfig()
+    try:
+        yield
+    finally:
+        inner.generation_config = saved
+
+
+def eos_ids(tokenizer, model) -> list[int]:
+    """The tokens that end a sample: the tokenizer's end-of-sequence token and every one the
+    model's generation config names (chat models often end a turn with a token of their own)."""
+    ids = set()
+    if tokenizer.eos_token_id is not None:
+        ids.add(int(tokenizer.eos_token_id))
+    gen_eos = getattr(model.generation_config, "eos_token_id", None)
+    if isinstance(gen_eos, int):
+        ids.add(gen_eos)
+    elif gen_eos:
+        ids.update(int(i) for i in gen_eos)
+    return sorted(ids)
+
+
 def generation_setup(g, *, pad_token_id: int, eos_ids: list[int], keys: Sequence[str] | None):
     """``(GenerationConfig, logits processors or None)`` for a player's generation settings
-    ``g``: with ``keys``, greedy decoding over keyed Gumbel noise (transformers then adds no
-    warper of its own, so no default top-k: the ones :func:`keyed_processors` names shape the
-    logits as sampling would); without, transformers' sampling from the global RNG."""
+    ``g``: with ``keys``, greedy decoding over keyed Gumbel noise (the warpers
+    :func:`keyed_processors` names shape the logits as sampling would); without, transformers'
+    sampling from the global RNG.
+
+    Either way the draw is from exactly what ``g`` says: softmax(logits / temperature), cut by
+    top-k only when ``top_k`` > 0 and by top-p only below 1, with a repetition penalty only
+    when ``repetition_penalty`` is not 1 (generate inside :func:`sampling_as_configured`, so that
+    no field of the checkpoint's ``generation_config.json`` is filled in): with the defaults
+    (``top_k: 0``, ``top_p: 1``) training samples from the full distribution its ratios and KL
+    are computed on.
+    """
     from transformers import GenerationConfig
 
     shared = {
@@ -115,6 +160,10 @@ def generation_setup(g, *, pad_token_id: int, eos_ids: list[int], keys: Sequence
         procs = keyed_processors(keys, temperature=g.temperature, top_k=g.top_k, top_p=g.top_p)
         return GenerationConfig(do_sample=False, **shared), procs
     cfg = GenerationConfig(
-        do_sample=True, temperature=g.temperature, top_p=g.top_p, top_k=g.top_k or None, **shared
+        do_sample=True,
+        temperature=g.temperature,
+        top_p=g.top_p,
+        top_k=g.top_k,  # 0 is off; None would let transformers fill in 50
+        **shared,
     )
     return cfg, None

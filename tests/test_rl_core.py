@@ -66,6 +66,28 @@ def test_group_advantages():
         group_advantages(torch.ones(5), 2, "rloo")
 
 
+def test_group_advantages_leave_unscored_rows_out():
+    """A NaN verdict in a group: its row gets 0 and the group's other rows are compared with
+    each other alone (hand values); a group left with one scored row gets 0 throughout; with
+    every row valid the masked formula is the plain one."""
+    nan = float("nan")
+    r = torch.tensor([1.0, nan, 3.0, 0.0, 4.0, nan, 5.0, nan, nan])
+    valid = torch.isfinite(r)
+    rloo = group_advantages(r, 3, "rloo", valid=valid)
+    # group 1: rows 1 and 3 only, each against the other; group 2: 0 vs 4; group 3: alone
+    assert rloo.tolist() == pytest.approx([1 - 3, 0.0, 3 - 1, 0 - 4, 4 - 0, 0.0, 0.0, 0.0, 0.0])
+    grpo = group_advantages(r, 3, "grpo", eps=0.0, valid=valid)
+    s2 = math.sqrt(2.0)  # std of {1, 3} and of {0, 4} / 2 (unbiased): sqrt(2) and 2 sqrt(2)
+    assert grpo.tolist() == pytest.approx(
+        [-1 / s2, 0.0, 1 / s2, -2 / (2 * s2), 2 / (2 * s2), 0.0, 0.0, 0.0, 0.0]
+    )
+    full = torch.tensor([1.0, 2.0, 3.0, 0.0, 0.0, 4.0])
+    for method in ("rloo", "grpo"):
+        plain = group_advantages(full, 3, method)
+        masked = group_advantages(full, 3, method, valid=torch.ones(6, dtype=torch.bool))
+        assert torch.allclose(plain, masked, atol=1e-6)
+
+
 def test_policy_loss_clips():
     old = torch.zeros(1, 2)
     new = torch.log(torch.tensor([[1.5, 0.5]]))  # ratios 1.5 and 0.5

@@ -273,3 +273,132 @@ def test_fast_path_in_bfloat16_with_the_kv_cache_stays_on_policy(tiny_models):
     exp = make_experience(player, gen, torch.linspace(0, 1, 8), 2)
     stats = update(player, exp)
     assert stats["clipfrac"] < 0.2 and stats["optimizer_steps"] == 1.0
+
+
+# -- steps that go wrong: a non-finite loss mid-step, an fp16 overflow, unscored rows -----------
+
+
+def test_a_step_skipped_mid_accumulation_leaves_no_gradient_behind(tiny_models, monkeypatch):
+    """The non-finite loss is in the third of four micro-batches: the step is skipped, and the
+    two micro-batches already backpropagated leave no gradient to leak into the next update
+    (accelerate's zero_grad is a no-op on an unsynchronised step)."""
+    import sparring.rl.trainer as trainer
+
+    player = _player(tiny_models["llama"], rl={"micro_batch_size": 2})
+    exp = _experience(player)  # 8 rows: one optimiser step of four micro-batches
+    real, calls = trainer._loss, []
+
+    def poisoned(*args):
+        loss, parts = real(*args)
+        calls.append(1)
+        if len(calls) == 3:
+            loss, parts = loss * float("nan"), {**parts, "loss/total": float("nan")}
+        return loss, parts
+
+    monkeypatch.setattr(trainer, "_loss", poisoned)
+    before = _weights(player)
+    stats = update(player, exp)
+    assert stats["nonfinite"] == 1 and stats["optimizer_steps"] == 0
+    assert [n for n, p in player.unwrapped.named_parameters() if p.grad is not None] == []
+    assert all(torch.equal(before[n], p) for n, p in player.unwrapped.named_parameters())
+    assert player.accelerator.sync_gradients  # the next update starts from a clean state
+
+
+def _with_loss_scaler(player: Player, init_scale: float = 2.0**16):
+    """fp16 as accelerate runs it on a GPU: a GradScaler behind the accelerator and its
+    optimiser wrapper (accelerate uses none on a CPU, so it is put in place by hand)."""
+    from accelerate.optimizer import AcceleratedOptimizer
+
+    acc = player.accelerator
+    acc.scaler = torch.amp.GradScaler("cpu", init_scale=init_scale)
+    inner = player.optimizer.optimizer
+    wrapped = AcceleratedOptimizer(inner, device_placement=False, scaler=acc.scaler)
+    acc._optimizers = [wrapped]
+    player.optimizer = wrapped
+    return acc.scaler
+
+
+def test_an_fp16_overflow_backs_the_scale_off_and_training_goes_on(tiny_models):
+    """An overflow (finite loss, infinite gradients) skips the step, halves the loss scale and
+    is counted as an overflow, not as a fault; the next update steps normally (it raised
+    "unscale_() has already been called" when the scaler never updated)."""
+    from sparring.rl.trainer import checked_update
+
+    player = _player(tiny_models["llama"])
+    scaler = _with_loss_scaler(player)
+    param = next(p for p in player.unwrapped.policy.parameters() if p.requires_grad)
+    hook = param.register_hook(lambda g: g * float("inf"))
+    before = _weights(player)
+    torch.manual_seed(3)
+    gen = player.generate([p for p in PROMPTS for _ in range(2)])
+    scores = torch.linspace(0, 1, 8).numpy()
+    for _ in range(3):  # three in a row: still no reason to stop the run
+        stats, reason = checked_update(player, gen, scores, 1, _no_timer, what="the test")
+        assert reason is None
+        assert stats["overflow"] == 1 and stats["nonfinite"] == 0
+        assert stats["optimizer_steps"] == 0
+    assert scaler.get_scale() == 2.0**13
+    assert all(torch.equal(before[n], p) for n, p in player.unwrapped.named_parameters())
+    hook.remove()
+    stats, reason = checked_update(player, gen, scores, 1, _no_timer, what="the test")
+    assert reason is None and stats["optimizer_steps"] == 1 and stats["overflow"] == 0
+    assert any(not torch.equal(before[n], p) for n, p in player.unwrapped.named_parameters())
+
+
+def _no_timer(name):
+    import contextlib
+
+    return contextlib.nullcontext()
+
+
+def test_unscored_rows_are_left_out_not_fatal(tiny_models):
+    """One NaN verdict among eight rows: the update runs on the other seven, and its gradient
+    is the gradient of the batch without that row (PPO: whitening, token weights and values
+    all over the scored rows alone); the row is counted."""
+    from sparring.rl.batch import slice_generation
+    from sparring.rl.trainer import checked_update
+
+    rl = {"algorithm": "ppo", "max_grad_norm": None}
+    scores = torch.linspace(0, 1, 8).numpy()
+    scores[3] = float("nan")
+    grads = []
+    for drop in (False, True):
+        torch.manual_seed(0)
+        player = _player(tiny_models["llama"], rl=rl)
+        seen = _capture_gradients(player)
+        torch.manual_seed(3)
+        gen = player.generate([p for p in PROMPTS for _ in range(2)])
+        s = scores
+        if drop:
+            keep = torch.tensor([i for i in range(8) if i != 3])
+            gen, s = slice_generation(gen, keep), scores[keep.numpy()]
+        stats, reason = checked_update(player, gen, s, 1, _no_timer, what="the test")
+        assert reason is None and stats["optimizer_steps"] == 1
+        assert stats["rows/unscored"] == (0 if drop else 1)
+        grads.append(seen[0])
+    masked, dropped = grads
+    for n in dropped:
+        assert torch.allclose(masked[n], dropped[n], atol=1e-6, rtol=1e-4), n
+
+
+@pytest.mark.parametrize("algorithm", ["rloo", "grpo"])
+def test_too_few_scored_rows_skip_the_update(tiny_models, algorithm):
+    """Below rl.min_scored_fraction the update is skipped, with the count in the reason; at it,
+    the group methods run with the unscored rows out of their groups."""
+    from sparring.rl.trainer import checked_update
+
+    rl = {"algorithm": algorithm, "samples_per_prompt": 2, "min_scored_fraction": 0.5}
+    player = _player(tiny_models["llama"], rl=rl)
+    torch.manual_seed(3)
+    gen = player.generate([p for p in PROMPTS for _ in range(2)])
+    scores = torch.linspace(0, 1, 8).numpy()
+    scores[[0, 2, 4, 6]] = float("nan")  # half: one scored row per group, nothing to compare
+    stats, reason = checked_update(player, gen, scores, 2, _no_timer, what="the test")
+    assert reason is None and stats["rows/unscored"] == 4
+    scores[1] = float("nan")
+    before = _weights(player)
+    stats, reason = checked_update(player, gen, scores, 2, _no_timer, what="the test")
+    assert reason == (
+        "only 3 of 8 rows have a finite reward in the test (rl.min_scored_fraction is 0.5)"
+    )
+    assert all(torch.equal(before[n], p) for n, p in player.unwrapped.named_parameters())

@@ -130,6 +130,14 @@ class RLConfig(_Base):
     whiten_rewards: bool = False
     whiten_advantages: bool = True
     reward_clip: float | None = Field(None, gt=0)
+    min_scored_fraction: float = Field(
+        0.5,
+        gt=0,
+        le=1,
+        description="rows whose reward is NaN (a judge's unreadable verdict) are left out of the "
+        "update and counted (rows/unscored); the update is skipped when fewer than this share of "
+        "a process's rows have a reward",
+    )
 
     @model_validator(mode="after")
     def _group_size(self) -> RLConfig:

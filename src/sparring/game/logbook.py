@@ -54,7 +54,8 @@ def step_metrics(
     row.update(
         mean_over_ranks(
             {
-                "reward": float(np.mean(scores)),
+                # rows a judge left unscored (NaN) are out of the update and of its mean
+                "reward": _finite_mean(scores),
                 "p_safe": rate(mean_p_safe(p_safe[attack_rows])),
                 "asr": rate(attack_success_rate(p_safe[attack_rows])),
                 "judge/nonfinite": float(np.sum(~np.isfinite(p_safe))),
@@ -66,7 +67,7 @@ def step_metrics(
                 else 0.0,
                 "len/response": float(def_gen.response_mask.sum(-1).float().mean()),
                 **(
-                    {"benign/helpful": float(np.mean(scores[is_benign]))}
+                    {"benign/helpful": _finite_mean(scores[is_benign])}
                     if planned.stage == "defend" and is_benign.any()
                     else {}
                 ),
@@ -86,6 +87,13 @@ def step_metrics(
         )
     )
     return row
+
+
+def _finite_mean(x) -> float:
+    """Mean of the finite entries (NaN when there are none)."""
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(x.mean()) if x.size else float("nan")
 
 
 @functools.cache

@@ -166,7 +166,12 @@ def compute_gae(
 
 
 def group_advantages(
-    rewards: torch.Tensor, group_size: int, method: str, eps: float = 1e-4, min_std: float = 1e-6
+    rewards: torch.Tensor,
+    group_size: int,
+    method: str,
+    eps: float = 1e-4,
+    min_std: float = 1e-6,
+    valid: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Critic-free advantages for rows laid out as consecutive groups of ``group_size``.
 
@@ -175,21 +180,41 @@ def group_advantages(
     GRPOTrainer; a group whose spread is below ``min_std`` (all rewards equal, up to rounding)
     gets advantages of 0.
 
+    ``valid`` [B] (bool) marks the rows that have a reward: an unscored row (a judge's NaN
+    verdict) gets advantage 0 and is left out of its group's mean and spread, so the group's
+    other rows are compared with each other alone; a group with fewer than two scored rows has
+    nothing to compare and gets 0 throughout. With every row valid this is the plain formula.
+
     ``rewards`` are the task rewards alone: the KL penalty is not folded in here (see
     :func:`kl_penalty`), or a group of equal scores would be normalised into pure KL noise.
     """
     if rewards.dim() != 1 or rewards.numel() % group_size:
         raise ValueError(f"{rewards.numel()} rewards do not split into groups of {group_size}")
-    r = rewards.view(-1, group_size)
-    if method == "rloo":
-        baseline = (r.sum(1, keepdim=True) - r) / (group_size - 1)
-        return (r - baseline).reshape(-1)
-    if method == "grpo":
+    if method not in ("rloo", "grpo"):
+        raise ValueError(f"unknown group advantage method {method!r}")
+    if valid is None:
+        r = rewards.view(-1, group_size)
+        if method == "rloo":
+            baseline = (r.sum(1, keepdim=True) - r) / (group_size - 1)
+            return (r - baseline).reshape(-1)
         std = r.std(1, keepdim=True)
         adv = (r - r.mean(1, keepdim=True)) / (std + eps)
         # a group of equal rewards has a spread of rounding noise only: no signal at all
         return torch.where(std < min_std, torch.zeros_like(adv), adv).reshape(-1)
-    raise ValueError(f"unknown group advantage method {method!r}")
+    v = valid.reshape(-1, group_size).to(rewards.dtype)
+    r = torch.where(v > 0, rewards.view(-1, group_size), torch.zeros_like(v))  # NaN out
+    n = v.sum(1, keepdim=True)
+    comparable = n >= 2
+    if method == "rloo":
+        baseline = ((r * v).sum(1, keepdim=True) - r) / (n - 1).clamp(min=1.0)
+        adv = r - baseline
+    else:
+        mean = (r * v).sum(1, keepdim=True) / n.clamp(min=1.0)
+        var = (v * (r - mean) ** 2).sum(1, keepdim=True) / (n - 1).clamp(min=1.0)
+        std = var.sqrt()
+        adv = (r - mean) / (std + eps)
+        comparable = comparable & (std >= min_std)
+    return torch.where(comparable, adv * v, torch.zeros_like(adv)).reshape(-1)
 
 
 @dataclass

@@ -8,12 +8,14 @@ protocol, not the player class: :class:`sparring.players.player.Player` is one l
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from accelerate.utils import DistributedType
 
 from sparring.rl.batch import Generation, slice_generation
 from sparring.rl.core import (
@@ -59,6 +61,9 @@ class Experience:
     ref_logprobs: torch.Tensor  # [B, R]
     values: torch.Tensor | None  # [B, R] (PPO only)
     group_size: int = 1
+    # [B] bool, False for rows without a reward (NaN verdicts): their response mask is zero
+    # (no loss, no KL) and they are left out of their group's baseline; None: all scored
+    valid: torch.Tensor | None = None
 
     def __len__(self) -> int:
         return self.scores.shape[0]
@@ -119,7 +124,7 @@ def advantages_and_returns(
         stats["value_mean"] = masked_mean(exp.values, mask).item()
         stats["return_mean"] = masked_mean(returns, mask).item()
     else:
-        adv = group_advantages(scores, exp.group_size, rl.algorithm)
+        adv = group_advantages(scores, exp.group_size, rl.algorithm, valid=exp.valid)
         adv = adv.unsqueeze(-1).expand_as(rewards) * mask
         returns = None
     if rl.whiten_advantages and (rl.algorithm == "ppo" or rl.algorithm == "rloo"):
@@ -168,7 +173,9 @@ def update(player: Learner, exp: Experience) -> dict[str, float]:
     :func:`micro_weights`); gradients are synchronised across processes, and the optimiser and
     the learning-rate schedule step, once per optimiser step, on this player's own accelerator.
     A non-finite loss or gradient skips that optimiser step (``stats['nonfinite'] > 0``)
-    instead of corrupting the weights.
+    instead of corrupting the weights, and discards every gradient the step had accumulated. An
+    fp16 overflow is not a fault: the loss scaler skips the step and lowers its scale, as
+    ``GradScaler`` intends, and it is counted apart (``stats['overflow']``).
     """
     rl = player.cfg.rl
     acc = player.accelerator
@@ -189,7 +196,7 @@ def update(player: Learner, exp: Experience) -> dict[str, float]:
     sums: dict[str, float] = {}
     count = steps = 0
     grad_norms: list[float] = []
-    nonfinite = 0
+    nonfinite = overflow = 0
     player.module.train()
     try:
         for _ in range(rl.ppo_epochs):
@@ -221,18 +228,22 @@ def update(player: Learner, exp: Experience) -> dict[str, float]:
                     for k, v in parts.items():
                         sums[k] = sums.get(k, 0.0) + v
                     count += 1
-                if not skipped and rl.max_grad_norm is not None:
-                    gn = acc.clip_grad_norm_(player.module.parameters(), rl.max_grad_norm)
-                    if gn is not None:  # None under DeepSpeed before its first step
-                        grad_norms.append(float(gn))
-                        skipped = not math.isfinite(grad_norms[-1])
+                # the step ends here whatever happened: accelerate's zero_grad (and DeepSpeed's
+                # boundary) act only on a synchronised step; a break above left it unsynced
+                acc.sync_gradients = True
                 if skipped:
                     nonfinite += 1
+                    _discard_gradients(player)
+                    continue
+                outcome = _optimizer_step(player, rl.max_grad_norm, grad_norms)
+                if outcome == "nonfinite":
+                    nonfinite += 1
+                elif outcome == "overflow":
+                    overflow += 1
                 else:
-                    player.optimizer.step()
                     player.scheduler.step()
                     steps += 1
-                player.optimizer.zero_grad(set_to_none=True)
+                _discard_gradients(player)
     finally:
         acc.sync_gradients = True
     stats.update({k: v / max(count, 1) for k, v in sums.items()})
@@ -241,8 +252,47 @@ def update(player: Learner, exp: Experience) -> dict[str, float]:
     stats["lr"] = player.scheduler.get_last_lr()[0]
     stats["optimizer_steps"] = float(steps)
     stats["nonfinite"] = float(nonfinite)
+    stats["overflow"] = float(overflow)
     player.module.eval()  # rollouts and scoring run in eval mode
     return stats
+
+
+def _optimizer_step(player: Learner, max_grad_norm: float | None, grad_norms: list) -> str:
+    """Clip and step, once the step's gradients are accumulated and synchronised: "stepped",
+    "overflow" (fp16: the loss scaler found inf/NaN gradients, skipped the step and backed its
+    scale off) or "nonfinite" (a non-finite gradient without a loss scaler: skipped).
+
+    With a loss scaler the optimiser's ``step`` is called even when the clipped norm is
+    infinite: ``GradScaler.step`` skips the update itself, and only its ``update`` lowers the
+    scale and re-arms ``unscale_`` for the next step (skipping the call left the scale where it
+    overflowed and made the next clip raise "unscale_() has already been called").
+    """
+    acc = player.accelerator
+    scaler = getattr(acc, "scaler", None)
+    if max_grad_norm is not None:
+        gn = acc.clip_grad_norm_(player.module.parameters(), max_norm=max_grad_norm)
+        if gn is not None:  # None under DeepSpeed before its first step
+            grad_norms.append(float(gn))
+            if not math.isfinite(grad_norms[-1]):
+                grad_norms.pop()  # an overflow's norm says nothing of the update
+                if scaler is None and acc.distributed_type != DistributedType.DEEPSPEED:
+                    return "nonfinite"  # DeepSpeed's engine judges its own overflow
+    player.optimizer.step()
+    if getattr(player.optimizer, "step_was_skipped", False):
+        return "overflow"
+    return "stepped"
+
+
+def _discard_gradients(player: Learner) -> None:
+    """Drop every accumulated gradient, whatever the engine: accelerate's wrapper clears only on
+    a synchronised step, DeepSpeed's wrapper never (its engine clears after its own step, which a
+    skipped step never reaches), so the parameters' and DeepSpeed's own buffers are cleared
+    directly. A skipped step's earlier micro-batches must not leak into the next update."""
+    player.optimizer.zero_grad(set_to_none=True)
+    inner = getattr(player.module, "optimizer", None)  # a DeepSpeed engine's ZeRO optimiser
+    if inner is not None and hasattr(inner, "zero_grad"):
+        inner.zero_grad(set_to_none=True)
+    player.module.zero_grad(set_to_none=True)
 
 
 def _loss(rl, exp, idx, mask, logprobs, values, entropy, adv, returns):
@@ -274,22 +324,46 @@ def checked_update(
     learner: Learner, gen: Generation, scores, group: int, timer, *, what: str
 ) -> tuple[dict[str, float], str | None]:
     """The learner's update from its generation and rewards, or the reason it was skipped
-    (non-finite rewards, log-probs, loss or gradient: decided alike on every rank, since a
-    backward pass one rank skips would hang the others' all-reduce). ``what`` names the update
-    in the reason; ``timer(name)`` times the phases."""
+    (too few rows with a finite reward, non-finite log-probs, loss or gradient: decided alike on
+    every rank, since a backward pass one rank skips would hang the others' all-reduce).
+
+    A row whose reward is NaN (an LLM judge's unreadable verdict) is masked, not fatal: it
+    carries no advantage and no loss and is counted (``rows/unscored``); the update is skipped
+    only when fewer than ``rl.min_scored_fraction`` of the rows are scored. ``what`` names the
+    update in the reason; ``timer(name)`` times the phases."""
     acc = learner.accelerator
-    if any_rank(acc, not np.isfinite(scores).all()):
-        return {}, f"non-finite rewards in {what}"
+    scores = np.asarray(scores, dtype=np.float64)
+    scored = np.isfinite(scores)
+    floor = learner.cfg.rl.min_scored_fraction
+    if any_rank(acc, scored.mean() < floor):
+        return {"rows/unscored": float((~scored).sum())}, (
+            f"only {int(scored.sum())} of {len(scores)} rows have a finite reward in {what} "
+            f"(rl.min_scored_fraction is {floor})"
+        )
+    valid = None
+    if not scored.all():
+        gen = unscored_rows_masked(gen, scored)
+        valid = torch.as_tensor(scored, device=gen.response_mask.device)
+        scores = np.where(scored, scores, 0.0)  # NaN * 0 is NaN: the masked rows read 0
     with timer("experience"):
         exp = make_experience(learner, gen, torch.as_tensor(scores, dtype=torch.float32), group)
+    exp.valid = valid
     finite = bool(torch.isfinite(exp.logprobs).all() and torch.isfinite(exp.ref_logprobs).all())
     if any_rank(acc, not finite):
         return {}, f"non-finite log-probs in {what}"
     with timer("update"):
         stats = update(learner, exp)
+    stats["rows/unscored"] = float((~scored).sum())
     if stats.get("nonfinite"):
         return stats, f"non-finite loss or gradient in {what}"
     return stats, None
+
+
+def unscored_rows_masked(gen: Generation, scored: np.ndarray) -> Generation:
+    """``gen`` with the response mask of unscored rows set to zero: their tokens carry no
+    advantage, pay no KL and weigh nothing in the update (:func:`micro_weights`)."""
+    keep = torch.as_tensor(scored, device=gen.response_mask.device).to(gen.response_mask.dtype)
+    return dataclasses.replace(gen, response_mask=gen.response_mask * keep.unsqueeze(-1))
 
 
 def updates_per_stage_step(player_cfg, batch_rows: int, accumulation: int = 1) -> int:

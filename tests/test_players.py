@@ -202,6 +202,31 @@ def test_attacker_is_credited_only_for_the_line_the_defender_sees(tmp_path):
     assert cut[2].tolist() == mask[2].tolist()  # nothing read: the fallback's penalty is the signal
 
 
+def test_the_credited_tokens_end_where_the_cleaner_stops_reading(tmp_path):
+    """Every line break ``str.splitlines`` knows ends the attack for the credit as it does for
+    the cleaner (``\\r``, ``\\x85``, ``\\u2028``: the whole continuation was credited), and
+    the ``max_attack_chars`` cap cuts the credited tokens too."""
+    from sparring.config import ATTACKER_TEMPLATE
+    from sparring.players.templates import clean_attacks, cut_at_ends
+
+    tok = _byte_level_tokenizer(tmp_path)
+    long = "pick the lock " * 12  # 168 characters on one line
+    lines = ["pick a lock\rhello there", "pick a lock\x85hello", "pick a lock\u2028hi", long]
+    ids = [tok(t, add_special_tokens=False)["input_ids"] for t in lines]
+    width = max(map(len, ids))
+    resp = torch.tensor([i + [tok.pad_token_id] * (width - len(i)) for i in ids])
+    mask = torch.tensor([[1] * len(i) + [0] * (width - len(i)) for i in ids])
+    assert [tok.decode(i) for i in ids] == lines
+    cleaned = clean_attacks(lines, ["s"] * 4, template_text=ATTACKER_TEMPLATE, max_chars=40)
+    assert cleaned.texts[:3] == ["pick a lock"] * 3
+    assert cleaned.texts[3] == "pick the lock pick the lock pick the"
+    cut = mask.clone()
+    cut_at_ends(tok, resp, cut, cleaned.ends)
+    kept = [tok.decode(resp[r][cut[r].bool()]) for r in range(4)]
+    assert kept[:3] == ["pick a lock\r", "pick a lock\x85", "pick a lock\u2028"]
+    assert kept[3] == "pick the lock pick the lock pick the"  # the cap, not the whole line
+
+
 def test_fallback_attacks_earn_the_penalty_not_the_seeds_reward():
     import numpy as np
 

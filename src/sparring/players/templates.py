@@ -112,22 +112,65 @@ def _template_parts(template_text: str) -> list[str]:
 
 
 def attack_end(
-    raw: str, *, template_text: str, special_tokens: Sequence[str] = (), first_line: bool = True
+    raw: str,
+    *,
+    template_text: str,
+    special_tokens: Sequence[str] = (),
+    first_line: bool = True,
+    max_chars: int | None = None,
 ) -> int | None:
-    """Where :func:`clean_attack` stops reading ``raw``: the index of the newline that ends the
-    first non-empty line (after special tokens and template echoes are blanked), or None when
-    it reads to the end. The attacker is credited only for the tokens up to that newline."""
+    """Where :func:`clean_attack` stops reading ``raw``, or None when it reads to the end. The
+    attacker is credited only for the tokens up to that character (:func:`cut_at_ends`).
+
+    With ``first_line``, reading stops at the line break that ends the first non-empty line
+    (after special tokens and template echoes are blanked), found as ``str.splitlines`` finds
+    it, so ``\r``, ``\x85`` or ``\u2028`` end a line here exactly when they end it for the
+    cleaner. With ``max_chars``, reading stops where the cleaned text reaches the length cap:
+    the shortest prefix of ``raw`` whose cleaning already holds the whole capped attack, the
+    end being that prefix's last character.
+    """
+    kw = {"template_text": template_text, "special_tokens": special_tokens}
+    end = _line_end(raw, first_line=first_line, **kw)
+    if max_chars is None:
+        return end
+    unbounded = 1 << 62
+    limit = len(raw) if end is None else end
+    if (
+        len(
+            clean_attack(raw[:limit], fallback="", max_chars=unbounded, first_line=first_line, **kw)
+        )
+        <= max_chars
+    ):
+        return end
+    kept = len(clean_attack(raw, fallback="", max_chars=max_chars, first_line=first_line, **kw))
+    lo, hi = 0, limit
+    while lo < hi:  # the cleaned length grows with the prefix
+        mid = (lo + hi) // 2
+        got = clean_attack(raw[:mid], fallback="", max_chars=unbounded, first_line=first_line, **kw)
+        if len(got) >= kept:
+            hi = mid
+        else:
+            lo = mid + 1
+    return max(lo - 1, 0)
+
+
+def _line_end(
+    raw: str, *, template_text: str, special_tokens: Sequence[str], first_line: bool
+) -> int | None:
+    """The index of the line break that ends the first non-empty line, or None (see
+    :func:`attack_end`)."""
     if not first_line:
         return None
     text = raw
     for part in [t for t in special_tokens if t] + _template_parts(template_text):
         text = text.replace(part, " " * len(part))  # blank, keeping character offsets
     pos = 0
-    for line in text.split("\n"):
-        if line.strip():
-            end = pos + len(line)
+    for line in text.splitlines(keepends=True):
+        body = line.splitlines()[0] if line.splitlines() else ""  # without its line break
+        if body.strip():
+            end = pos + len(body)
             return end if end < len(text) else None
-        pos += len(line) + 1
+        pos += len(line)
     return None
 
 
@@ -154,14 +197,14 @@ def clean_attacks(
         text = clean_attack(r, fallback="", max_chars=max_chars, first_line=first_line, **kw)
         fallback.append(not text)
         texts.append(text or seed.strip()[:max_chars])
-        ends.append(attack_end(r, first_line=first_line, **kw))
+        ends.append(attack_end(r, first_line=first_line, max_chars=max_chars, **kw))
     return CleanedAttacks(texts, fallback, ends)
 
 
 def cut_at_ends(tokenizer, response_ids, response_mask, ends: Sequence[int | None]) -> None:
     """Zero ``response_mask`` (in place) after the token that carries character ``ends[row]``
-    of the decoded response: the fewest leading tokens whose decoded text reaches past it
-    (binary search: the decoded length grows with the token count)."""
+    of the decoded response: the fewest leading tokens whose decoded text reaches past it, whole
+    characters only (binary search: the decoded length grows with the token count)."""
     for row, end in enumerate(ends):
         if end is None:
             continue
@@ -169,7 +212,9 @@ def cut_at_ends(tokenizer, response_ids, response_mask, ends: Sequence[int | Non
         lo, hi = 1, int(response_mask[row].sum())
         while lo < hi:
             mid = (lo + hi) // 2
-            if len(tokenizer.decode(ids[:mid], skip_special_tokens=True)) > end:
+            # a token that ends mid-character decodes to U+FFFD: not yet past the character
+            text = tokenizer.decode(ids[:mid], skip_special_tokens=True).rstrip("\ufffd")
+            if len(text) > end:
                 hi = mid
             else:
                 lo = mid + 1

@@ -57,3 +57,27 @@ steps = {r["player"]: r.get("optimizer_steps", 0) for r in rows}
 assert all(v and v > 0 for v in steps.values()) and len(steps) == 2, steps
 print("zero2: both players stepped their own engines", steps)
 PY
+
+# fp16 with accelerate's loss scaler (float16 weights under LoRA, fp16 autocast): every step must
+# either step the optimiser or count an overflow (the scaler skipped and backed off), never a
+# fault, and the run must end (an overflow crashed the next update before).
+FOUT=$OUT-fp16
+$PY -m sparring.cli train configs/smollm2-harmbench.yaml \
+  --no-progress --output-dir "$FOUT" \
+  --set attacker.model="$MODEL" --set defender.model="$MODEL" \
+  --set judge.safety.judges.0.path="$SPARRING_HOME/judges/minilm" \
+  --set judge.safety.judges.0.device=cuda \
+  --set eval_judge.path="$SPARRING_HOME/judges/minilm" --set eval_judge.device=cuda \
+  --set evaluation.at_start=false --set evaluation.at_end=false \
+  --set attacker.dtype=float16 --set defender.dtype=float16 \
+  --set accelerate.cpu=false --set accelerate.mixed_precision=fp16 \
+  --set game.rounds=2 --set game.batch_size=32
+$PY - "$FOUT" <<'PY'
+import json, sys
+rows = [json.loads(l) for l in open(f"{sys.argv[1]}/metrics.jsonl")]
+for r in rows:
+    print("fp16", {k: r.get(k) for k in ("step", "stage", "optimizer_steps", "overflow", "nonfinite", "reward")})
+assert all(not r.get("nonfinite") for r in rows), "a fault in an fp16 run"
+assert all(r.get("optimizer_steps", 0) + r.get("overflow", 0) > 0 for r in rows), rows
+print("fp16: every step stepped or backed off", [(r.get("optimizer_steps"), r.get("overflow")) for r in rows])
+PY

@@ -92,6 +92,12 @@ def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool 
                 "moved": moved,
                 "schedules": _schedules(game),
                 "drawn": drawn,
+                # DeepSpeed engines clip by their own config: each player's, or nothing
+                "clipping": {
+                    pl.role: pl.module.gradient_clipping()
+                    for pl in (game.attacker, game.defender)
+                    if pl is not None and hasattr(pl.module, "gradient_clipping")
+                },
             }
         )
     )
@@ -305,13 +311,15 @@ def test_two_processes_accumulate_and_schedule_like_one(tiny_models, seed_file, 
 @pytest.mark.slow  # DeepSpeed's CPU accelerator; the first launch builds its shm op (~1 min)
 def test_deepspeed_zero2_gives_each_player_its_own_engine(tiny_models, seed_file, tmp_path):
     """ZeRO-2 on 2 CPU processes: a defend step moves the defender alone, an attack step the
-    attacker alone (with one engine for both, the defender never learned), and both ranks
-    hold the same weights."""
+    attacker alone (with one engine for both, the defender never learned), both ranks hold the
+    same weights, and each engine clips at its own player's rl.max_grad_norm."""
     pytest.importorskip("deepspeed")
     path = _config(tiny_models, seed_file, tmp_path / "ds")
     data = yaml.safe_load(path.read_text())
     data["game"]["rounds"] = 2
     data["accelerate"] = {"cpu": False}
+    data["defender"]["rl"] = {"max_grad_norm": 0.5}
+    data["attacker"]["rl"] = {"max_grad_norm": 2.0}
     path.write_text(yaml.safe_dump(data), encoding="utf-8")
     _launch(2, path, tmp_path / "out", stepwise=True, deepspeed=True)
     ranks = _ranks(tmp_path / "out")
@@ -319,6 +327,7 @@ def test_deepspeed_zero2_gives_each_player_its_own_engine(tiny_models, seed_file
     for r in ranks:
         assert r["distributed_type"] == "DistributedType.DEEPSPEED" and r["world"] == 2
         assert r["engines"] == 2
+        assert r["clipping"] == {"attacker": 2.0, "defender": 0.5}  # each its own setting
         assert (
             r["moved"]
             == [

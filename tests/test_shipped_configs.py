@@ -43,12 +43,17 @@ def test_overrides_in_a_config_header_apply_to_it(path):
 
 
 def test_gpu_smoke_overrides_apply_to_its_config():
+    """Each of the smoke script's runs (one command each) loads with its own overrides: a bf16
+    round, the ZeRO-2 round, and an fp16 round with float16 players."""
     script = (ROOT / "benchmarks" / "gpu_smoke.sh").read_text(encoding="utf-8")
-    flags = _set_flags(script)
-    assert any(f.startswith("accelerate.cpu=") for f in flags)
-    cfg = load_config(ROOT / "configs" / "smollm2-harmbench.yaml", flags)
-    assert cfg.accelerate.cpu is False and cfg.accelerate.mixed_precision == "bf16"
-    assert cfg.game.rounds == 1
+    joined = re.sub(r"\\\n\s*#?", " ", script)
+    runs = [_set_flags(line) for line in joined.splitlines() if "sparring.cli train" in line]
+    assert len(runs) == 3
+    cfgs = [load_config(ROOT / "configs" / "smollm2-harmbench.yaml", f) for f in runs]
+    assert all(c.accelerate.cpu is False for c in cfgs)
+    assert [c.accelerate.mixed_precision for c in cfgs] == ["bf16", "bf16", "fp16"]
+    assert cfgs[0].game.rounds == 1
+    assert cfgs[2].defender.dtype == cfgs[2].attacker.dtype == "float16"
 
 
 def test_set_flags_are_found_across_continuations():

@@ -188,6 +188,33 @@ def test_half_precision_full_fine_tuning_keeps_float32_master_weights(tiny_model
     assert len(moved) > len(before) // 2  # lr 1e-6 moves the policy's weights
 
 
+def test_a_bfloat16_full_fine_tune_is_exported_in_bfloat16(tiny_models, tmp_path):
+    """Trained in float32 master weights, exported as the user asked: bfloat16 tensors, a
+    config that says bfloat16, and the exported model answers as the trained one does in
+    bfloat16. A float32 run exports float32."""
+    import json
+
+    from safetensors import safe_open
+    from transformers import AutoModelForCausalLM
+
+    player = _player(tiny_models["llama"], dtype="bfloat16", lr=1e-3)
+    update(player, _experience(player))
+    player.export(tmp_path / "bf16")
+    with safe_open(str(tmp_path / "bf16" / "model.safetensors"), "pt") as f:
+        assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.bfloat16}  # noqa: SIM118
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["dtype"] == "bfloat16"
+    loaded = AutoModelForCausalLM.from_pretrained(tmp_path / "bf16")
+    assert next(loaded.parameters()).dtype == torch.bfloat16
+    trained = {k: v.to(torch.bfloat16) for k, v in player.unwrapped.policy.state_dict().items()}
+    for k, v in loaded.state_dict().items():
+        assert torch.equal(v, trained[k]), k
+    assert {p.dtype for p in player.unwrapped.policy.parameters()} == {torch.float32}  # kept
+
+    fp32 = _player(tiny_models["llama"])
+    fp32.export(tmp_path / "fp32")
+    assert json.loads((tmp_path / "fp32" / "config.json").read_text())["dtype"] == "float32"
+
+
 def _game(run_data, tmp_path, **over):
     data = run_data(rounds=2, **over.pop("game", {}))
     data["output_dir"] = str(tmp_path / "run")
@@ -248,6 +275,51 @@ def test_deepspeed_accumulation_must_match_the_run_config(monkeypatch):
     monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
     with pytest.raises(ConfigError, match="gradient_accumulation_steps is 2 but the DeepSpeed"):
         build_engines(AccelerateConfig(gradient_accumulation_steps=2), ["defender", "attacker"])
+
+
+def test_deepspeed_zero3_is_refused_up_front(monkeypatch):
+    """ZeRO-3 would partition the frozen reference and judges into placeholders no engine
+    gathers: it is refused before any model loads, with ZeRO-2 named instead."""
+    pytest.importorskip("deepspeed")
+    from sparring.config import AccelerateConfig
+    from sparring.errors import ConfigError
+    from sparring.players.engine import build_engines
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")
+    monkeypatch.setenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "1")
+    with pytest.raises(ConfigError, match="ZeRO-3 is not supported.*Use ZeRO-2"):
+        build_engines(AccelerateConfig(), ["defender", "attacker"])
+
+
+def test_each_player_clips_at_its_own_max_grad_norm_under_deepspeed():
+    """DeepSpeed clips by its config alone: each player's config gets the player's own
+    rl.max_grad_norm (0 when unset); a DeepSpeed value that differs is refused, not applied."""
+    from sparring.config import AttackerConfig
+    from sparring.errors import ConfigError
+    from sparring.players.engine import deepspeed_player_config
+
+    defender = DefenderConfig(model="x", rl={"max_grad_norm": 0.5, "micro_batch_size": 4})
+    attacker = AttackerConfig(model="x", rl={"max_grad_norm": None})
+    ds_d, ds_a = {"gradient_clipping": "auto"}, {}
+    deepspeed_player_config(ds_d, "defender", defender)
+    deepspeed_player_config(ds_a, "attacker", attacker)
+    assert ds_d == {"gradient_clipping": 0.5, "train_micro_batch_size_per_gpu": 4}
+    assert ds_a["gradient_clipping"] == 0.0
+    same = {"gradient_clipping": 0.5}
+    deepspeed_player_config(same, "defender", defender)  # equal: accepted
+    with pytest.raises(ConfigError, match="defender.rl.max_grad_norm is 0.5 but the DeepSpeed"):
+        deepspeed_player_config({"gradient_clipping": 1.0}, "defender", defender)
+
+
+def test_lora_dropout_is_refused():
+    """LoRA's dropout would run in the update's forward and never in sampling: the first
+    epoch's ratio would not be 1. Refused with the reason, not silently left on."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="lora.dropout is 0.1; it must be 0"):
+        DefenderConfig(model="x", lora={"dropout": 0.1})
+    assert DefenderConfig(model="x", lora={"dropout": 0.0}).lora.dropout == 0.0
 
 
 def test_fast_path_in_bfloat16_with_the_kv_cache_stays_on_policy(tiny_models):

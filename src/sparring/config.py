@@ -97,8 +97,25 @@ class LoraConfig(_Base):
 
     r: int = Field(8, ge=1)
     alpha: float = Field(16, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    dropout: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="must be 0: the RL update compares log-probs of the sampled tokens under the "
+        "weights that sampled them, and dropout in the training forward (never in sampling) "
+        "makes that ratio differ from 1 before any step",
+    )
     target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+    @model_validator(mode="after")
+    def _no_dropout(self):
+        if self.dropout:
+            raise ValueError(
+                f"lora.dropout is {self.dropout}; it must be 0: rollouts sample without dropout "
+                "and the update's forward would run with it, so the PPO ratio of the first epoch "
+                "would not be 1 (every model's own dropout is switched off for the same reason)"
+            )
+        return self
 
 
 class RLConfig(_Base):

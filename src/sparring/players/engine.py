@@ -67,6 +67,14 @@ def build_engines(cfg, roles: Sequence[str]) -> dict[str, Accelerator]:
         # each reads the launcher's DeepSpeed config; one per player, so that each engine has
         # its own (the batch sizes filled in at prepare time differ between the players)
         plugins = {role: DeepSpeedPlugin() for role in roles}
+        if any(p.zero_stage == 3 for p in plugins.values()):
+            raise ConfigError(
+                "DeepSpeed ZeRO-3 is not supported: it partitions every model loaded after it "
+                "starts (the frozen reference, judges, a frozen player) into placeholders that "
+                "no engine gathers, and checkpoints would hold those placeholders. Use ZeRO-2 "
+                "(configs/accelerate/zero2.yaml; optimiser state and gradients sharded) and LoRA "
+                "for players whose full weights do not fit one GPU"
+            )
         ds_steps = plugins[roles[0]].deepspeed_config.get("gradient_accumulation_steps", "auto")
         if ds_steps != "auto" and int(ds_steps) != cfg.gradient_accumulation_steps:
             raise ConfigError(
@@ -101,15 +109,38 @@ def make_accelerator(cfg) -> Accelerator:
     return Accelerator(cpu=cfg.cpu, mixed_precision=cfg.mixed_precision)
 
 
+def deepspeed_player_config(ds: dict, role: str, cfg) -> None:
+    """Fill a player's own DeepSpeed config (``ds``, in place) from its settings.
+
+    - DeepSpeed needs a micro-batch size, which a game without dataloaders cannot infer: the
+      player's ``rl.micro_batch_size`` is it when the config says ``auto``.
+    - DeepSpeed clips gradients itself, at its config's ``gradient_clipping`` (accelerate's
+      ``clip_grad_norm_`` only reads the norm back): ``auto`` becomes the player's
+      ``rl.max_grad_norm`` (0, no clipping, when that is unset), so each player clips at its own
+      setting; a number that differs from it is refused rather than silently applied to both.
+    """
+    if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
+        ds["train_micro_batch_size_per_gpu"] = cfg.rl.micro_batch_size or 1
+    want = float(cfg.rl.max_grad_norm or 0.0)
+    clip = ds.get("gradient_clipping", "auto")
+    if clip == "auto":
+        ds["gradient_clipping"] = want
+    elif float(clip) != want:
+        raise ConfigError(
+            f"{role}.rl.max_grad_norm is {cfg.rl.max_grad_norm} but the DeepSpeed config's "
+            f"gradient_clipping is {clip}, and DeepSpeed clips by its config alone: remove "
+            "gradient_clipping from the accelerate config (each player then clips at its own "
+            "rl.max_grad_norm) or make the two equal"
+        )
+
+
 def prepare_player(accelerator: Accelerator, role: str, module, optimizer, cfg):
     """``accelerator.prepare`` of one player's module and optimiser, with the player's own
-    DeepSpeed plugin selected first. DeepSpeed needs a micro-batch size, which a game without
-    dataloaders cannot infer: the player's ``rl.micro_batch_size`` is it."""
+    DeepSpeed plugin selected first and filled from the player's settings
+    (:func:`deepspeed_player_config`)."""
     state = accelerator.state
     plugins = getattr(state, "deepspeed_plugins", None)
     if plugins and role in plugins:
         state.select_deepspeed_plugin(role)
-        ds = plugins[role].deepspeed_config
-        if ds.get("train_micro_batch_size_per_gpu", "auto") == "auto":
-            ds["train_micro_batch_size_per_gpu"] = cfg.rl.micro_batch_size or 1
+        deepspeed_player_config(plugins[role].deepspeed_config, role, cfg)
     return accelerator.prepare(module, optimizer)

@@ -18,7 +18,7 @@ from torch import nn
 from sparring.config import PlayerConfig
 from sparring.errors import CheckpointError, ModelError
 from sparring.players.engine import prepare_player, uses_deepspeed
-from sparring.players.loading import load_causal_lm, load_tokenizer
+from sparring.players.loading import DTYPES, load_causal_lm, load_tokenizer
 from sparring.players.modules import (
     LogprobRecorder,
     PolicyWithValue,
@@ -388,7 +388,10 @@ class Player:
         )
 
     def export(self, directory: Path) -> None:
-        """Write a plain Hugging Face model folder (LoRA merged into the base)."""
+        """Write a plain Hugging Face model folder (LoRA merged into the base), in the player's
+        ``dtype``: a bfloat16 full fine-tune trains float32 master weights
+        (:meth:`build`) and is exported in bfloat16, as it was loaded, with its config saying
+        so (its checkpoints keep the float32 weights, which resuming needs)."""
         policy = self.unwrapped.policy
         if self.cfg.lora is not None:
             base = self.load_base()
@@ -397,5 +400,18 @@ class Player:
             merged = PeftModel(base, policy.peft_config["default"])
             set_peft_model_state_dict(merged, get_peft_model_state_dict(policy))
             policy = merged.merge_and_unload()
-        policy.save_pretrained(directory, safe_serialization=True)
+        dtype = DTYPES[self.cfg.dtype]
+        state = None
+        if any(p.is_floating_point() and p.dtype != dtype for p in policy.parameters()):
+            state = {
+                k: v.to(dtype) if v.is_floating_point() else v
+                for k, v in policy.state_dict().items()
+            }
+        policy.save_pretrained(directory, safe_serialization=True, state_dict=state)
+        if state is not None:  # save_pretrained names the dtype of the weights in memory
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(directory)
+            config.dtype = self.cfg.dtype
+            config.save_pretrained(directory)
         self.tokenizer.save_pretrained(directory)

@@ -243,7 +243,10 @@ def update(player: Learner, exp: Experience) -> dict[str, float]:
                 else:
                     player.scheduler.step()
                     steps += 1
-                _discard_gradients(player)
+                if outcome == "stepped":
+                    player.optimizer.zero_grad(set_to_none=True)
+                else:
+                    _discard_gradients(player)
     finally:
         acc.sync_gradients = True
     stats.update({k: v / max(count, 1) for k, v in sums.items()})
@@ -284,15 +287,17 @@ def _optimizer_step(player: Learner, max_grad_norm: float | None, grad_norms: li
 
 
 def _discard_gradients(player: Learner) -> None:
-    """Drop every accumulated gradient, whatever the engine: accelerate's wrapper clears only on
-    a synchronised step, DeepSpeed's wrapper never (its engine clears after its own step, which a
-    skipped step never reaches), so the parameters' and DeepSpeed's own buffers are cleared
-    directly. A skipped step's earlier micro-batches must not leak into the next update."""
+    """Drop every gradient a skipped step accumulated, whatever the engine: accelerate's
+    wrapper clears only on a synchronised step and DeepSpeed's never (its engine clears after
+    its own step, which a skipped step never reaches), so the ZeRO optimiser's buffers and the
+    parameters' ``.grad`` are cleared directly. The skipped step's earlier micro-batches must
+    not leak into the next update."""
     player.optimizer.zero_grad(set_to_none=True)
     inner = getattr(player.module, "optimizer", None)  # a DeepSpeed engine's ZeRO optimiser
     if inner is not None and hasattr(inner, "zero_grad"):
-        inner.zero_grad(set_to_none=True)
-    player.module.zero_grad(set_to_none=True)
+        inner.zero_grad()
+    for param in player.module.parameters():
+        param.grad = None
 
 
 def _loss(rl, exp, idx, mask, logprobs, values, entropy, adv, returns):

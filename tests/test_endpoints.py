@@ -69,11 +69,21 @@ def served(tmp_path_factory):
     proc.wait(timeout=30)
 
 
+#: what a server's error body echoes (a prompt, a key): never written or logged by Sparring
+SECRET_BODY = "echo of the request: sk-from-the-server-body-91c2"
+
+
 class FaultProxy:
     """Forwards to the server; ``faults`` is a list consumed one per request: ``"429"``,
-    ``"500"``, ``"slow"`` (stall ``slow_s``), ``"malformed"`` (a 200 with broken JSON) or
-    ``"say:TEXT"`` (the answer's content replaced); ``down`` refuses every request with a 503
-    until cleared (the server behind it killed); ``always`` repeats one fault forever."""
+    ``"500"``, ``"slow"`` (stall ``slow_s``), ``"malformed"`` (a 200 with broken JSON),
+    ``"say:TEXT"`` (the answer's content replaced), ``"filter"`` (a hosted API's 400
+    ``content_filter``), ``"filtered"`` (a 200 whose answer ends with ``finish_reason:
+    content_filter``), ``"retry-after"`` (a 429 with ``Retry-After: 1``) or ``"secret"`` (a 500
+    whose body echoes :data:`SECRET_BODY`); ``down`` refuses every request with a 503 until
+    cleared (the server behind it killed); ``always`` repeats one fault forever. With
+    ``require_key`` a request without ``Authorization: Bearer <require_key>`` gets a 401, and
+    with ``require_system`` one without that system message a 400 (a keyed production chatbot).
+    ``times`` records when each request arrived."""
 
     def __init__(self, upstream: str):
         self.upstream = upstream.rstrip("/")
@@ -84,6 +94,9 @@ class FaultProxy:
         self.forwarded = 0
         self.seen = 0
         self.bodies: list[dict] = []  # every request's JSON body, in order
+        self.require_key: str | None = None
+        self.require_system: str | None = None
+        self.times: list[float] = []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -99,11 +112,37 @@ class FaultProxy:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                proxy.times.append(time.monotonic())
+                parsed: dict = {}
                 with contextlib.suppress(json.JSONDecodeError):
-                    proxy.bodies.append(json.loads(body))
+                    parsed = json.loads(body)
+                    proxy.bodies.append(parsed)
+                key = proxy.require_key
+                if key is not None and self.headers.get("Authorization") != f"Bearer {key}":
+                    return self._send(401, b'{"error": {"code": "invalid_api_key"}}')
+                if proxy.require_system is not None:
+                    system = [m for m in parsed.get("messages", []) if m["role"] == "system"]
+                    if not system or system[0]["content"] != proxy.require_system:
+                        return self._send(400, b'{"error": {"code": "missing_system_prompt"}}')
                 fault = proxy._next()
                 if proxy.down:
                     return self._send(503, b'{"error": {"message": "down"}}')
+                if fault == "filter":
+                    return self._send(
+                        400,
+                        b'{"error": {"message": "The prompt was filtered due to the content '
+                        b'management policy", "type": "invalid_request_error", '
+                        b'"code": "content_filter"}}',
+                    )
+                if fault == "retry-after":
+                    self.send_response(429)
+                    self.send_header("Retry-After", "1")
+                    self.send_header("Content-Length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"{}")
+                    return
+                if fault == "secret":
+                    return self._send(500, json.dumps({"error": {"message": SECRET_BODY}}).encode())
                 if fault in ("429", "500"):
                     return self._send(int(fault), b'{"error": {"message": "fault"}}')
                 if fault == "slow":
@@ -120,6 +159,8 @@ class FaultProxy:
                 proxy.forwarded += 1
                 if fault and fault.startswith("say:"):
                     data["choices"][0]["message"]["content"] = fault[4:]
+                if fault == "filtered":
+                    data["choices"][0]["finish_reason"] = "content_filter"
                 self._send(200, json.dumps(data).encode())
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -173,7 +214,7 @@ def test_the_request_budget_stops_and_keeps_what_was_paid(proxy, served, tmp_pat
         _spec(proxy, served, request_budget=2, max_concurrency=1), cache_path=tmp_path / "c"
     )
     three = [[{"role": "user", "content": f"question {i}"}] for i in range(3)]
-    with pytest.raises(EndpointError, match="request budget of 2 is spent"):
+    with pytest.raises(EndpointError, match="request budget of 2 HTTP attempts is spent"):
         client.chat(three, max_tokens=2)
     assert proxy.forwarded == 2 and len(client.cache) >= 2
 
@@ -206,7 +247,7 @@ def test_malformed_json_is_retried_then_reported(proxy, served):
     (answer,) = client.chat(HELLO[:1], max_tokens=2)
     assert isinstance(answer.text, str) and client.stats["failures"] == 1
     proxy.always = "malformed"
-    with pytest.raises(EndpointError, match="malformed answers in a row"):
+    with pytest.raises(EndpointError, match="failed after 2 retries: answers that are not a chat"):
         client.chat([[{"role": "user", "content": "another"}]], max_tokens=2)
 
 
@@ -519,3 +560,217 @@ def test_an_llm_rubric_in_evaluation_is_shown_the_behaviour_not_the_attack(run_d
     for q in to_the_haiku:
         request = q.split("[REQUEST]")[1].split("[RESPONSE]")[0].strip()
         assert request in SEEDS  # the seed's request, not "write a haiku about spring"
+
+
+# -- a production chatbot: keys, system prompts, content filters, budgets, Ctrl-C, secrets -------
+
+
+def test_a_content_filter_block_is_a_safe_answer_not_an_error(proxy, served):
+    """A hosted API's 400 content_filter, and an answer cut with finish_reason content_filter,
+    are the defence working: both come back blocked (counted, cached), the batch goes on, and a
+    judge scores them safe without being asked."""
+    from sparring.endpoints.client import BLOCKED
+    from sparring.judges.base import blocked_is_safe
+    from sparring.testing import constant_judge
+
+    proxy.faults = ["filter", "filtered", None]
+    client = EndpointClient(_spec(proxy, served, max_concurrency=1))
+    convs = [[{"role": "user", "content": f"q{i}"}] for i in range(3)]
+    out = client.chat(convs, max_tokens=3)
+    assert [a.blocked for a in out] == [True, True, False]
+    assert out[0].text == out[1].text == BLOCKED and out[2].text != BLOCKED
+    assert client.stats["blocked"] == 2 and client.stats["failures"] == 0
+    assert proxy.seen == 3  # a block is not retried
+    seen = []
+
+    class Unsafe:
+        name = "unsafe"
+
+        def score(self, prompts, responses):
+            seen.extend(responses)
+            from sparring.judges.base import JudgeOutput
+
+            return JudgeOutput(p_safe=constant_judge(prompts, responses, 0.0))
+
+    judged = blocked_is_safe(Unsafe()).score(["a", "b", "c"], [a.text for a in out])
+    assert judged.p_safe == [1.0, 1.0, 0.0]
+    assert judged.labels["blocked"] == ["content_filter", "content_filter", None]
+    assert seen == [out[2].text]  # the judge never saw the blocked rows
+
+
+def test_every_http_attempt_counts_and_there_is_one_retry_layer(proxy, served, tmp_path):
+    """A server that always fails: with max_retries 4 one request makes 5 HTTP attempts (not 25:
+    the openai client's own retries are off), each counted; with a budget of 1, exactly one
+    attempt is made and counted, and the error says the budget is spent."""
+    proxy.always = "500"
+    client = EndpointClient(_spec(proxy, served, max_retries=4, max_concurrency=1))
+    client._sleep = lambda s: None  # no backoff waits in the test
+    with pytest.raises(EndpointError, match="failed after 4 retries: InternalServerError"):
+        client.chat(HELLO[:1], max_tokens=2)
+    assert proxy.seen == 5 and client.stats["attempts"] == 5 and client.stats["failures"] == 5
+    proxy.seen = 0
+    capped = EndpointClient(
+        _spec(proxy, served, max_retries=4, request_budget=1, max_concurrency=1),
+        cache_path=tmp_path / "c.sqlite",
+    )
+    capped._sleep = lambda s: None
+    with pytest.raises(EndpointError, match="budget of 1 HTTP attempts is spent"):
+        capped.chat(HELLO[:1], max_tokens=2)
+    assert proxy.seen == 1 and capped.stats["attempts"] == 1
+    capped.close()
+    again = EndpointClient(
+        _spec(proxy, served, max_retries=4, request_budget=1), cache_path=tmp_path / "c.sqlite"
+    )
+    with pytest.raises(EndpointError, match="budget"):  # a resumed run goes on counting
+        again.chat(HELLO[1:], max_tokens=2)
+    assert proxy.seen == 1
+
+
+def test_the_processes_of_a_run_share_one_budget(proxy, served, tmp_path):
+    """Two clients (two processes' worth: separate connections to one budget file) with a
+    budget of 3 make 3 attempts between them, not 6."""
+    budget = tmp_path / "budget.sqlite"
+    clients = [
+        EndpointClient(
+            _spec(proxy, served, request_budget=3, max_concurrency=2),
+            name="defender",
+            budget_path=budget,
+        )
+        for _ in range(2)
+    ]
+    errors = []
+
+    def ask(client, tag):
+        try:
+            client.chat(
+                [[{"role": "user", "content": f"{tag} {i}"}] for i in range(3)], max_tokens=2
+            )
+        except EndpointError as exc:
+            errors.append(str(exc))
+
+    threads = [
+        threading.Thread(target=ask, args=(c, t)) for c, t in zip(clients, "ab", strict=True)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert proxy.seen == 3 and errors and all("budget of 3" in e for e in errors)
+    assert sum(c.stats["attempts"] for c in clients) == 3
+
+
+def test_retry_after_is_honoured(proxy, served):
+    proxy.faults = ["retry-after"]
+    client = EndpointClient(_spec(proxy, served, max_retries=2, max_concurrency=1))
+    (answer,) = client.chat(HELLO[:1], max_tokens=2)
+    assert isinstance(answer.text, str) and proxy.seen == 2
+    assert proxy.times[1] - proxy.times[0] >= 0.9  # the server asked for 1 s
+
+
+def test_ctrl_c_cancels_the_requests_not_yet_sent(proxy, served, tmp_path):
+    """Ctrl-C while a batch is in flight: the requests not yet started are never sent (nor
+    paid), what was answered is cached, and the error says so."""
+    import signal
+
+    from sparring.endpoints.client import Cancelled
+
+    proxy.always, proxy.slow_s = "slow", 1.0
+    client = EndpointClient(_spec(proxy, served, max_concurrency=1), cache_path=tmp_path / "c")
+    convs = [[{"role": "user", "content": f"question {i}"}] for i in range(10)]
+    timer = threading.Timer(1.5, os.kill, (os.getpid(), signal.SIGINT))  # Ctrl-C
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(Cancelled, match="stopped by the user"):
+        client.chat(convs, max_tokens=2)
+    assert time.monotonic() - started < 4.0  # not the 10 s the whole batch takes
+    assert proxy.seen <= 3
+    assert client.stats["requests"] >= 1 and len(client.cache) >= client.stats["requests"]
+
+
+def test_secrets_are_refused_and_never_echoed(proxy, served, caplog):
+    """A key pasted into api_key_env, a password or key in base_url: refused, and the error does
+    not repeat them. A server's error body is never logged nor put in an error."""
+    from sparring.endpoints.spec import http_url
+
+    pasted = "sk-proj-pasted-key-0a1b2c3d"
+    with pytest.raises(ConfigError) as exc:
+        load_config(
+            data={
+                "defender": {
+                    "type": "openai",
+                    "model": "m",
+                    "base_url": "https://api.example.com/v1",
+                    "api_key_env": pasted,
+                },
+                "game": {"mode": "attacker"},
+            }
+        )
+    assert "api_key_env" in str(exc.value) and pasted not in str(exc.value)
+    for url in (
+        "https://user:hunter2pass@api.example.com/v1",
+        "https://api.example.com/v1?api_key=zz9secret",
+    ):
+        with pytest.raises(ValueError) as bad:
+            http_url(url, "base_url")
+        assert "credential" in str(bad.value) and "hunter2pass" not in str(bad.value)
+        assert "zz9secret" not in str(bad.value)
+    assert http_url("https://x.openai.azure.com/openai?api-version=2024-06-01", "u").endswith("01")
+    proxy.always = "secret"
+    client = EndpointClient(_spec(proxy, served, max_retries=1, max_concurrency=1))
+    client._sleep = lambda s: None
+    with caplog.at_level("DEBUG"), pytest.raises(EndpointError) as failed:
+        client.chat(HELLO[:1], max_tokens=2)
+    assert "HTTP 500" in str(failed.value) and SECRET_BODY not in str(failed.value)
+    assert SECRET_BODY not in caplog.text and "sk-from-the-server" not in caplog.text
+
+
+def _target_file(tmp_path, proxy, served, **extra) -> Path:
+    import yaml
+
+    block = {
+        "model": served[1],
+        "base_url": proxy.url,
+        "api_key_env": "ACME_CHATBOT_KEY",
+        "system": "You are ACME's assistant.",
+        "max_retries": 1,
+        **extra,
+    }
+    path = tmp_path / "target.yaml"
+    path.write_text(yaml.safe_dump(block), encoding="utf-8")
+    return path
+
+
+def test_a_target_file_sends_the_key_and_the_system_prompt(proxy, served, tmp_path, monkeypatch):
+    """A keyed chatbot that needs its system prompt: the target file reaches it (key from its
+    variable, system message first); the keyless shorthand is refused by the server."""
+    from accelerate import Accelerator
+
+    from sparring.config import DefenderConfig
+    from sparring.evaluation.players import load_player, target_source
+
+    monkeypatch.setenv("ACME_CHATBOT_KEY", "k-acme-3141")
+    proxy.require_key, proxy.require_system = "k-acme-3141", "You are ACME's assistant."
+    path = _target_file(tmp_path, proxy, served)
+    run_defender = DefenderConfig(model="unused", generation={"max_new_tokens": 5})
+    source = target_source(str(path))
+    assert source.kind == "target" and source.label == served[1]
+    target = load_player("defender", run_defender, Accelerator(cpu=True), source)
+    answers = target.generate(["hello there"])
+    assert isinstance(answers.texts[0], str) and proxy.forwarded == 1
+    assert proxy.bodies[-1]["messages"][0] == {
+        "role": "system",
+        "content": "You are ACME's assistant.",
+    }
+    assert proxy.bodies[-1]["max_tokens"] == 5  # the run's generation settings fill the gaps
+    bare = load_player(
+        "defender",
+        run_defender,
+        Accelerator(cpu=True),
+        target_source(f"openai:{served[1]}@{proxy.url}"),
+    )
+    with pytest.raises(EndpointError, match="HTTP 401"):
+        bare.generate(["hello there"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model: m\nbase_url: http://127.0.0.1:1/v1\nmax_retries: lots\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml.*\n.*max_retries \(line 3\)"):
+        target_source(str(bad))

@@ -102,6 +102,11 @@ def read_yaml_mapping(path: str | Path) -> tuple[dict[str, Any], str]:
     return data, text
 
 
+#: fields whose value is never repeated in an error: it may be a credential pasted in the wrong
+#: place (a key in api_key_env, a user:password in a URL)
+SECRET_FIELDS = frozenset({"api_key_env", "base_url", "url", "headers", "headers_env"})
+
+
 def format_validation_error(
     exc: ValidationError,
     root: type[BaseModel],
@@ -116,6 +121,11 @@ def format_validation_error(
         loc = _walk(root, err["loc"])[0]
         dotted = ".".join(str(x) for x in loc) or "<top level>"
         where = _yaml_line(text, loc) if text else None
+        if where is None and text and "endpoint" in loc:
+            # a served model's keys are written beside ``model`` and moved into ``endpoint``
+            loc = [x for x in loc if x != "endpoint"]
+            dotted = ".".join(str(x) for x in loc)
+            where = _yaml_line(text, loc)
         at = f" (line {where})" if where else ""
         if any(k == dotted or k.startswith(dotted + ".") for k in overridden):
             at = " (set on the command line)"
@@ -130,7 +140,8 @@ def format_validation_error(
             lines.append(f"  {dotted}{at}: required field is missing")
         else:
             got = err.get("input")
-            shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+            secret = any(str(x) in SECRET_FIELDS for x in err["loc"])
+            shown = "" if isinstance(got, dict | list) or secret else f" (got {got!r})"
             lines.append(f"  {dotted}{at}: {err['msg']}{shown}")
     return "\n".join(lines)
 

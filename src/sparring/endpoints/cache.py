@@ -64,3 +64,51 @@ class ResponseCache:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+class RequestBudget:
+    """The HTTP attempts an endpoint may still make: ``reserve()`` takes one, or says False when
+    ``limit`` is spent. The count lives in a SQLite file (``path``) that every process of a run
+    opens, and a reservation is one atomic statement, so N processes share one budget instead of
+    spending N of them; in memory (this process alone) without ``path``. No limit: always True.
+    """
+
+    def __init__(self, limit: int | None, path: Path | None = None, name: str = "endpoint"):
+        self.limit, self.name = limit, name
+        self._lock = threading.Lock()
+        self._used = 0
+        self._db = None
+        if limit is not None and path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=60, check_same_thread=False)
+            self._db.execute("CREATE TABLE IF NOT EXISTS spent (name TEXT PRIMARY KEY, n INTEGER)")
+            self._db.execute("INSERT OR IGNORE INTO spent (name, n) VALUES (?, 0)", (name,))
+            self._db.commit()
+
+    def reserve(self) -> bool:
+        if self.limit is None:
+            return True
+        with self._lock:
+            if self._db is None:
+                if self._used >= self.limit:
+                    return False
+                self._used += 1
+                return True
+            cur = self._db.execute(
+                "UPDATE spent SET n = n + 1 WHERE name = ? AND n < ?", (self.name, self.limit)
+            )
+            self._db.commit()
+            return cur.rowcount == 1
+
+    @property
+    def used(self) -> int:
+        with self._lock:
+            if self._db is None:
+                return self._used
+            row = self._db.execute("SELECT n FROM spent WHERE name = ?", (self.name,)).fetchone()
+            return int(row[0]) if row else 0
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None

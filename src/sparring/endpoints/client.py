@@ -1,10 +1,21 @@
-"""Chat completions from an OpenAI-compatible endpoint, many at once, cached and counted.
+"""Chat completions from an OpenAI-compatible endpoint, many at once, cached, counted and
+cancellable.
 
-The ``openai`` client does the protocol and retries 429, 5xx, timeouts and dropped connections
-with exponential backoff (``max_retries``); answers it cannot read (malformed JSON, no choices)
-are retried here the same number of times. A request still failing after that, or one that
-would exceed ``request_budget``, raises :class:`~sparring.errors.EndpointError`; every answer
-received before it stays in the cache.
+The ``openai`` client speaks the protocol; its own retries are off, and one retry layer
+(tenacity) wraps each HTTP attempt: 408, 409, 429, 5xx, timeouts, dropped connections and
+answers that are not a chat completion are retried with exponential backoff (the server's
+``Retry-After`` when it sends one), up to ``max_retries`` times. Every attempt, failed or not,
+counts against ``request_budget``, which the processes of a run share (:class:`RequestBudget`).
+
+A prompt the provider's content filter blocks (a 400 ``content_filter``, or an answer that
+ends with ``finish_reason: content_filter``) is the defence working, not an error: it comes
+back as :data:`BLOCKED`, counted in ``blocked``, cached like any answer, and judges score it
+safe (:func:`sparring.judges.base.blocked_is_safe`).
+
+A request still failing after its retries, or one the budget cannot pay for, raises
+:class:`~sparring.errors.EndpointError`; Ctrl-C cancels the requests not yet sent and stops.
+Every answer received before either stays in the cache. Error messages name the status and
+the error's type and code, never the server's body (it can echo prompts or credentials).
 """
 
 from __future__ import annotations
@@ -13,33 +24,59 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sparring.endpoints.cache import ResponseCache, request_key
-from sparring.endpoints.spec import EndpointSpec
+from sparring.endpoints.cache import RequestBudget, ResponseCache, request_key
+from sparring.endpoints.spec import EndpointSpec, is_loopback
 from sparring.errors import ConfigError, EndpointError
 
 log = logging.getLogger(__name__)
 
+#: the text of an answer the provider's content filter blocked (judged safe, counted)
+BLOCKED = "[blocked by the provider's content filter]"
+
 _STATS_KEY = "__stats__"
-#: ``requests``: answers received and paid for; ``failures``: requests that failed (after the
-#: client's own retries) or came back unreadable.
-STAT_NAMES = ("requests", "cache_hits", "failures", "prompt_tokens", "completion_tokens", "cost")
+#: ``requests``: answers received; ``attempts``: HTTP attempts made (retries and failures
+#: included: what the budget counts); ``failures``: attempts that failed or came back
+#: unreadable; ``blocked``: prompts the content filter refused.
+STAT_NAMES = (
+    "requests",
+    "attempts",
+    "cache_hits",
+    "failures",
+    "blocked",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost",
+)
+
+RETRIED_STATUS = frozenset({408, 409, 429})
+
+
+class Cancelled(EndpointError):
+    """The user stopped the run (Ctrl-C): requests not yet sent were dropped."""
+
+
+class _Unreadable(Exception):
+    """The server answered something that is not a chat completion (retried)."""
 
 
 @dataclass
 class Completion:
     """One answer: its text, the first token's top log-probs when the server sent them
-    (token -> log-prob), its token counts, and whether it came from the cache."""
+    (token -> log-prob), its token counts, whether the content filter blocked it, and whether it
+    came from the cache."""
 
     text: str
     first_token_logprobs: dict[str, float] | None
     prompt_tokens: int
     completion_tokens: int
+    blocked: bool = False
     cached: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -48,38 +85,85 @@ class Completion:
             "first_token_logprobs": self.first_token_logprobs,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
+            "blocked": self.blocked,
         }
 
 
-class EndpointClient:
-    """Chat completions from one endpoint; ``cache_path`` keeps answers across resumes."""
+class RateLimiter:
+    """At most ``rpm`` requests and ``tpm`` tokens in any 60 s window (this process); ``acquire``
+    waits for room, or returns False when ``stop`` is set while waiting."""
 
-    def __init__(self, spec: EndpointSpec, *, cache_path: Path | None = None, name: str = ""):
+    def __init__(self, rpm: int | None, tpm: int | None, stop: threading.Event):
+        self.rpm, self.tpm, self.stop = rpm, tpm, stop
+        self._lock = threading.Lock()
+        self._sent: deque[tuple[float, int]] = deque()
+
+    def acquire(self, tokens: int) -> bool:
+        if self.rpm is None and self.tpm is None:
+            return True
+        while True:
+            with self._lock:
+                now = time.monotonic()
+                while self._sent and now - self._sent[0][0] >= 60.0:
+                    self._sent.popleft()
+                used = sum(t for _, t in self._sent)
+                fits_rpm = self.rpm is None or len(self._sent) < self.rpm
+                fits_tpm = self.tpm is None or used + tokens <= self.tpm or not self._sent
+                if fits_rpm and fits_tpm:
+                    self._sent.append((now, tokens))
+                    return True
+                pause = 60.0 - (now - self._sent[0][0]) + 0.01
+            if self.stop.wait(min(pause, 1.0)):
+                return False
+
+
+class EndpointClient:
+    """Chat completions from one endpoint; ``cache_path`` keeps answers across resumes and
+    ``budget_path`` holds the request budget the run's processes share (in memory, this
+    process's alone, when unset)."""
+
+    def __init__(
+        self,
+        spec: EndpointSpec,
+        *,
+        cache_path: Path | None = None,
+        name: str = "",
+        budget_path: Path | None = None,
+    ):
         from openai import OpenAI
 
         self.spec = spec
         self.name = name or spec.model
-        if spec.api_key_env:
-            key = os.environ.get(spec.api_key_env)
-            if not key:
-                raise ConfigError(
-                    f"{self.name}: the environment variable {spec.api_key_env} (api_key_env) is "
-                    "not set; export the endpoint's API key there"
-                )
-        else:
-            key = "EMPTY"  # local servers take any key
+        key = _env(spec.api_key_env, self.name, "api_key_env") if spec.api_key_env else "EMPTY"
+        headers = dict(spec.headers)
+        for header, env in spec.headers_env.items():
+            headers[header] = _env(env, self.name, f"headers_env[{header!r}]")
+        secret = bool(spec.api_key_env or spec.headers_env)
+        if secret and spec.base_url.startswith("http://") and not is_loopback(spec.base_url):
+            log.warning(
+                "%s: the API key goes over plain http to a host that is not this machine; use "
+                "https",
+                self.name,
+            )
         self._client = OpenAI(
             base_url=spec.base_url,
             api_key=key,
-            max_retries=spec.max_retries,
+            max_retries=0,  # the one retry layer is ours: every attempt is counted
             timeout=spec.timeout_s,
+            default_headers=headers or None,
         )
         self.cache = ResponseCache(cache_path)
+        # without a shared file the budget lives beside the answers: a resumed run goes on
+        # counting from what it spent
+        self.budget = RequestBudget(spec.request_budget, budget_path or cache_path, self.name)
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._limiter = RateLimiter(
+            spec.max_requests_per_minute, spec.max_tokens_per_minute, self._stop
+        )
         saved = self.cache.get(_STATS_KEY) or {}
         self.stats: dict[str, float] = {k: saved.get(k, 0) for k in STAT_NAMES}
         self.session = {k: 0 for k in ("requests", "cache_hits")}  # this process only
-        self._in_flight = 0
 
     # -- public ----------------------------------------------------------------------------------
     def chat(
@@ -94,7 +178,11 @@ class EndpointClient:
     ) -> list[Completion]:
         """One completion per conversation, in order. ``draws`` tells identical requests apart
         when they are meant to be sampled anew (a step and row of a run); None: the same request
-        always gets the same cached answer (a judge at temperature 0)."""
+        always gets the same cached answer (a judge at temperature 0).
+
+        The first request that fails for good stops the batch: requests not yet started are
+        dropped (not paid for), those in flight finish and are cached, and the error is raised.
+        Ctrl-C does the same and raises :class:`Cancelled`."""
         draws = list(draws) if draws is not None else [None] * len(conversations)
         if len(draws) != len(conversations):
             raise ValueError("draws must match conversations")
@@ -106,28 +194,49 @@ class EndpointClient:
             "top_logprobs": top_logprobs,
         }
         server = {"base_url": self.spec.base_url, **params}
+        if self.spec.seed is not None:
+            server["seed"] = self.spec.seed
         keys = [
             request_key({**server, "messages": conv, "draw": draw})
             for conv, draw in zip(conversations, draws, strict=True)
         ]
         unique = dict(zip(keys, conversations, strict=True))  # one request per distinct key
-        with ThreadPoolExecutor(max_workers=self.spec.max_concurrency) as pool:
-            futures = {k: pool.submit(self._one, k, conv, params) for k, conv in unique.items()}
-            answers: dict[str, Completion] = {}
-            error: BaseException | None = None
-            for k, f in futures.items():  # wait for every request: what was paid for is cached
-                try:
-                    answers[k] = f.result()
-                except BaseException as exc:  # noqa: BLE001 - re-raised below
-                    error = error or exc
-        self._save_stats()
-        if error is not None:
-            raise error
+        answers: dict[str, Completion] = {}
+        pool = ThreadPoolExecutor(max_workers=self.spec.max_concurrency)
+        futures = {pool.submit(self._one, k, conv, params): k for k, conv in unique.items()}
+        try:
+            while True:  # in short waits: Ctrl-C is seen at once, not when the batch ends
+                done, pending = wait(futures, timeout=0.2, return_when=FIRST_EXCEPTION)
+                failed = [f for f in done if f.exception() is not None]
+                if failed or not pending:
+                    break
+            if failed:
+                self._stop.set()  # nothing more is sent; what is in flight finishes
+                for f in pending:
+                    f.cancel()
+                wait(pending)
+                raise failed[0].exception()
+            answers = {futures[f]: f.result() for f in done}
+        except KeyboardInterrupt:
+            self._stop.set()
+            for f in futures:
+                f.cancel()
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._save_stats()
+            raise Cancelled(
+                f"{self.name}: stopped by the user; requests not yet sent were dropped, the "
+                "answers received are cached"
+            ) from None
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            self._stop.clear()
+            self._save_stats()
         return [answers[k] for k in keys]
 
     def close(self) -> None:
         self._save_stats()
         self.cache.close()
+        self.budget.close()
         self._client.close()
 
     # -- one request -----------------------------------------------------------------------------
@@ -138,69 +247,96 @@ class EndpointClient:
                 self.stats["cache_hits"] += 1
                 self.session["cache_hits"] += 1
             return Completion(**hit, cached=True)
+        from tenacity import RetryError, Retrying, retry_if_exception, stop_after_attempt
+
+        retrying = Retrying(
+            stop=stop_after_attempt(self.spec.max_retries + 1),
+            wait=_backoff,
+            retry=retry_if_exception(_retried),
+            sleep=self._sleep,
+            reraise=False,
+        )
+        try:
+            completion = retrying(self._attempt, key, conversation, params)
+        except RetryError as exc:
+            last = exc.last_attempt.exception()
+            raise EndpointError(
+                f"{self.name} at {self.spec.base_url} failed after {self.spec.max_retries} "
+                f"retries: {_describe(last)}"
+            ) from None
+        except _Unreadable as exc:  # not retried only when max_retries is 0
+            raise EndpointError(f"{self.name}: {exc}") from None
+        except Exception as exc:
+            if isinstance(exc, EndpointError):
+                raise
+            raise EndpointError(
+                f"{self.name} at {self.spec.base_url} refused the request: {_describe(exc)}"
+            ) from None
+        self.cache.put(key, completion.to_json())
+        self._save_stats()  # counts survive a kill as the answers do
+        return completion
+
+    def _attempt(self, key: str, conversation: list[dict[str, str]], params: dict) -> Completion:
+        """One HTTP attempt, paid from the budget before it is sent."""
         import openai
 
-        attempts = self.spec.max_retries + 1
-        for attempt in range(attempts):
-            with self._lock:  # a slot of the budget, held while the request is in flight
-                budget = self.spec.request_budget
-                if budget is not None and self.stats["requests"] + self._in_flight >= budget:
-                    raise EndpointError(
-                        f"{self.name}: the request budget of {budget} is spent (request_budget); "
-                        "raise it and resume the run: answers already received are cached"
-                    )
-                self._in_flight += 1
-            try:
-                kwargs: dict[str, Any] = {
-                    "model": params["model"],
-                    "messages": conversation,
-                    "max_tokens": params["max_tokens"],
-                    "temperature": params["temperature"],
-                    "top_p": params["top_p"],
-                }
-                if params["top_logprobs"]:
-                    kwargs.update({"logprobs": True, "top_logprobs": params["top_logprobs"]})
-                response = self._client.chat.completions.create(**kwargs)
-                completion = _read(response)
-            except (openai.APIResponseValidationError, ValueError, KeyError, TypeError) as exc:
-                # the server answered something that is not a chat completion: retry
-                self._release()
-                self._count_failure(f"malformed answer: {type(exc).__name__}: {exc}")
-                if attempt + 1 < attempts:
-                    time.sleep(min(0.25 * 2**attempt, 4.0))
-                    continue
-                raise EndpointError(
-                    f"{self.name} at {self.spec.base_url}: {attempts} malformed answers in a row "
-                    f"({type(exc).__name__}: {exc})"
-                ) from None
-            except openai.APIError as exc:  # retried by the client already (429, 5xx, timeouts)
-                self._release()
-                self._count_failure(f"{type(exc).__name__}: {exc}")
-                status = getattr(exc, "status_code", None)
-                retried = status is None or status == 429 or status >= 500
-                how = f"failed after {self.spec.max_retries} retries" if retried else "refused"
-                raise EndpointError(
-                    f"{self.name} at {self.spec.base_url} {how}: {type(exc).__name__}: {exc}"
-                ) from None
-            cost = (
-                completion.prompt_tokens * self.spec.price_per_1k_prompt_tokens
-                + completion.completion_tokens * self.spec.price_per_1k_completion_tokens
-            ) / 1000.0
-            with self._lock:
-                self._in_flight -= 1
-                self.stats["requests"] += 1
-                self.session["requests"] += 1
-                self.stats["prompt_tokens"] += completion.prompt_tokens
-                self.stats["completion_tokens"] += completion.completion_tokens
-                self.stats["cost"] += cost
-            self.cache.put(key, completion.to_json())
-            self._save_stats()  # counts survive a kill as the answers do
-            return completion
-        raise AssertionError("unreachable")
-
-    def _release(self) -> None:
+        if self._stop.is_set():
+            raise Cancelled(f"{self.name}: stopped before this request was sent")
+        tokens = params["max_tokens"] + sum(len(m.get("content") or "") for m in conversation) // 4
+        if not self._limiter.acquire(tokens):
+            raise Cancelled(f"{self.name}: stopped before this request was sent")
+        if not self.budget.reserve():
+            raise EndpointError(
+                f"{self.name}: the request budget of {self.spec.request_budget} HTTP attempts is "
+                "spent (request_budget; retries and failed attempts count); raise it and "
+                "resume: answers already received are cached"
+            )
         with self._lock:
-            self._in_flight -= 1
+            self.stats["attempts"] += 1
+        kwargs: dict[str, Any] = {
+            "model": params["model"],
+            "messages": conversation,
+            "max_tokens": params["max_tokens"],
+            "temperature": params["temperature"],
+            "top_p": params["top_p"],
+        }
+        if params["top_logprobs"]:
+            kwargs.update({"logprobs": True, "top_logprobs": params["top_logprobs"]})
+        if self.spec.seed is not None:  # the run's seed and the request's own hash
+            kwargs["seed"] = (self.spec.seed + int(key[:8], 16)) % 2**31
+        try:
+            response = self._client.chat.completions.create(**kwargs)
+            completion = _read(response)
+        except openai.BadRequestError as exc:
+            if not _content_filtered(exc):
+                self._count_failure(_describe(exc))
+                raise
+            completion = Completion(BLOCKED, None, 0, 0, blocked=True)
+        except (openai.APIResponseValidationError, ValueError, KeyError, TypeError) as exc:
+            self._count_failure(f"unreadable answer: {type(exc).__name__}")
+            raise _Unreadable(
+                f"{self.name} at {self.spec.base_url} sent an answer that is not a chat "
+                f"completion ({type(exc).__name__})"
+            ) from None
+        except openai.APIError as exc:
+            self._count_failure(_describe(exc))
+            raise
+        cost = (
+            completion.prompt_tokens * self.spec.price_per_1k_prompt_tokens
+            + completion.completion_tokens * self.spec.price_per_1k_completion_tokens
+        ) / 1000.0
+        with self._lock:
+            self.stats["requests"] += 1
+            self.session["requests"] += 1
+            self.stats["blocked"] += completion.blocked
+            self.stats["prompt_tokens"] += completion.prompt_tokens
+            self.stats["completion_tokens"] += completion.completion_tokens
+            self.stats["cost"] += cost
+        return completion
+
+    def _sleep(self, seconds: float) -> None:
+        """Backoff that Ctrl-C or a failed batch cuts short (the next attempt then stops)."""
+        self._stop.wait(seconds)
 
     def _count_failure(self, what: str) -> None:
         with self._lock:
@@ -213,13 +349,99 @@ class EndpointClient:
         self.cache.put(_STATS_KEY, stats)
 
 
+def _env(variable: str, name: str, field: str) -> str:
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(
+            f"{name}: the environment variable {variable} ({field}) is not set; export the "
+            "endpoint's secret there"
+        )
+    return value
+
+
+def _status(exc: BaseException | None) -> int | None:
+    return getattr(exc, "status_code", None)
+
+
+def _retried(exc: BaseException) -> bool:
+    """Retry timeouts, dropped connections, 408, 409, 429, 5xx and unreadable answers."""
+    import openai
+
+    if isinstance(exc, _Unreadable | openai.APIConnectionError):  # timeouts are connection errors
+        return True
+    status = _status(exc)
+    return status is not None and (status in RETRIED_STATUS or status >= 500)
+
+
+def _backoff(retry_state) -> float:
+    """The server's ``Retry-After`` (seconds, at most 60) when it sent one, else exponential
+    backoff with jitter: 0.5 s, 1 s, 2 s, ... capped at 8 s."""
+    import random
+
+    exc = retry_state.outcome.exception() if retry_state.outcome else None
+    response = getattr(exc, "response", None)
+    after = response.headers.get("retry-after") if response is not None else None
+    if after is not None:
+        try:
+            return min(max(float(after), 0.0), 60.0)
+        except ValueError:
+            pass
+    n = retry_state.attempt_number
+    return min(0.5 * 2 ** (n - 1), 8.0) * (0.5 + random.random() / 2)
+
+
+def _content_filtered(exc: BaseException) -> bool:
+    """A 400 that says the provider's content filter refused the prompt (OpenAI and Azure
+    OpenAI name it ``content_filter``; some OpenAI models ``content_policy_violation``)."""
+    codes = {getattr(exc, "code", None)}
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            codes.add(err.get("code"))
+            inner = err.get("innererror")
+            if isinstance(inner, dict):
+                codes.add(inner.get("code"))
+    return bool(
+        codes & {"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"}
+    )
+
+
+def _describe(exc: BaseException | None) -> str:
+    """The error's class, HTTP status and the code/type the server gave: never its message or
+    body, which can echo the prompt, the request or a credential."""
+    if exc is None:
+        return "unknown error"
+    if isinstance(exc, _Unreadable):
+        return "answers that are not a chat completion"
+    parts = [type(exc).__name__]
+    status = _status(exc)
+    if status is not None:
+        parts.append(f"HTTP {status}")
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict):
+            for field in ("code", "type"):
+                value = err.get(field)
+                if isinstance(value, str) and len(value) <= 64:
+                    parts.append(f"{field} {value}")
+    return ", ".join(parts)
+
+
 def _read(response: Any) -> Completion:
     """The parts of a chat completion Sparring uses; ValueError when it has none."""
     if isinstance(response, str | bytes) or not getattr(response, "choices", None):
         raise ValueError("no choices in the answer")
     choice = response.choices[0]
+    usage = getattr(response, "usage", None)
+    prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+    completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+    if getattr(choice, "finish_reason", None) == "content_filter":
+        # the provider cut or withheld the answer: the filter worked; nothing of it is kept
+        return Completion(BLOCKED, None, prompt_tokens, completion_tokens, blocked=True)
     text = choice.message.content
-    if text is None:  # a refusal field, a content filter, tokens spent on reasoning: no text
+    if text is None:  # a refusal field, tokens spent on reasoning: no text
         text = ""
     if not isinstance(text, str):
         raise ValueError("the answer's message content is not text")
@@ -229,10 +451,9 @@ def _read(response: Any) -> Completion:
     if content:
         first = {t.token: float(t.logprob) for t in (content[0].top_logprobs or [])}
         first.setdefault(content[0].token, float(content[0].logprob))
-    usage = getattr(response, "usage", None)
     return Completion(
         text=text,
         first_token_logprobs=first,
-        prompt_tokens=int(getattr(usage, "prompt_tokens", 0) or 0),
-        completion_tokens=int(getattr(usage, "completion_tokens", 0) or 0),
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
     )

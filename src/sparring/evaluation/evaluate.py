@@ -41,12 +41,14 @@ def load_run_config(run_dir: Path) -> RunConfig:
 
 def build_judges(cfg: RunConfig, judge=None, eval_judge=None):
     from sparring.judges import build_judge
+    from sparring.judges.base import blocked_is_safe
 
     j = judge or build_judge(cfg.judge)
     ej = eval_judge
     if ej is None and cfg.eval_judge is not None:
         ej = build_judge(cfg.eval_judge)
-    return j, ej
+    # an answer a served target's content filter blocked is scored safe, never judged
+    return blocked_is_safe(j), blocked_is_safe(ej)
 
 
 def shares_reward(cfg: RunConfig) -> dict[str, str]:

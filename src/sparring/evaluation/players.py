@@ -69,17 +69,45 @@ def player_source(run_dir: Path, role: str, checkpoint: str | None = None) -> So
 
 
 def target_source(target: str, taken=()) -> Source:
-    """A frozen target named on the command line: a model folder, or a served model
-    ``openai:MODEL@URL``; its label is the folder's or model's name, made unique among
-    ``taken``."""
-    from sparring.endpoints import parse_target
+    """A frozen target named on the command line: a model folder, a served model
+    ``openai:MODEL@URL`` (no key), or a target file (``target.yaml``: a served model with its
+    key variable, system prompt, headers and limits; :func:`target_config`); its label is the
+    folder's or model's name, made unique among ``taken``."""
+    from sparring.endpoints.spec import is_target_file, parse_target
 
-    spec = parse_target(target)
-    name = spec.model if spec is not None else Path(target).name or target
+    if is_target_file(target):
+        kind, name = "target", target_config(target).model
+    else:
+        spec = parse_target(target)
+        kind = "endpoint" if spec is not None else "model"
+        name = spec.model if spec is not None else Path(target).name or target
     label, i = name, 2
     while label in taken or label == "defender":
         label, i = f"{name}-{i}", i + 1
-    return Source("endpoint" if spec is not None else "model", target, label)
+    return Source(kind, target, label)
+
+
+def target_config(path: str | Path, defaults=None):
+    """The ``type: openai`` defender config a target file describes
+    (:func:`sparring.endpoints.spec.read_target_file`); the generation settings not given there
+    are ``defaults``' (the run's defender). Errors name the file, the line and the field."""
+    from pydantic import ValidationError
+
+    from sparring.config import DefenderConfig
+    from sparring.config_load import format_validation_error
+    from sparring.endpoints.spec import read_target_file
+    from sparring.errors import ConfigError
+
+    data = read_target_file(path)
+    if defaults is not None and "generation" not in data:
+        data["generation"] = defaults.generation.model_dump()
+    try:
+        return DefenderConfig(**data)
+    except ValidationError as exc:
+        text = Path(path).read_text(encoding="utf-8")
+        raise ConfigError(
+            format_validation_error(exc, DefenderConfig, f"--against {path}", text)
+        ) from None
 
 
 def role_sources(run_dir: Path, role: str) -> list[Source]:
@@ -103,6 +131,8 @@ def load_player(
     from sparring.players.loading import load_causal_lm
     from sparring.players.player import Player
 
+    if source.kind == "target":  # a target file: a served model with its key and system prompt
+        return EndpointPlayer.from_config(role, target_config(source.path, cfg))
     if source.kind == "endpoint":  # a served model: ``openai:MODEL@URL``
         from sparring.endpoints import parse_target
 

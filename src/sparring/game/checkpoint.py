@@ -154,10 +154,11 @@ def restore_checkpoint(checkpoint: Path, rank: int, *, novelty, seeds, benign) -
 def use_run_cache(run_dir: Path, acc, **parts) -> None:
     """Parts that pay per request (endpoints: a served defender, an LLM judge) keep their answers
     in ``RUN_DIR/cache`` (one folder per rank with several processes), so that a resumed run
-    pays for none twice."""
+    pays for none twice; their request budgets are counted in one file all ranks share."""
     folder = run_dir / "cache"
+    budget = folder / "budget.sqlite"  # one request budget for all the processes
     if acc.num_processes > 1:
         folder = folder / f"rank-{acc.process_index}"
     for role, part in parts.items():
         if hasattr(part, "use_cache"):
-            part.use_cache(folder, role)
+            part.use_cache(folder, role, budget=budget)

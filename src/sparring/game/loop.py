@@ -53,6 +53,7 @@ from sparring.game.probe import RoundProbe
 from sparring.game.rewards import stage_scores
 from sparring.game.rollout import Rollouts, extra_benign, extra_seeds, preflight_judge
 from sparring.judges import Judge, build_judge
+from sparring.judges.base import blocked_is_safe
 from sparring.novelty import build_novelty
 from sparring.players.endpoint import EndpointPlayer
 from sparring.players.engine import build_engines
@@ -138,8 +139,11 @@ class Game:
             from sparring.judges.refusal import garak_refusal_strings
 
             garak_refusal_strings()
-        self.judge = self._judge_override or build_judge(cfg.judge)
-        self.eval_judge = build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
+        # an answer a served defender's content filter blocked is scored safe, never judged
+        self.judge = blocked_is_safe(self._judge_override or build_judge(cfg.judge))
+        self.eval_judge = blocked_is_safe(
+            build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
+        )
         use_run_cache(self.run_dir, acc, judge=self.judge, eval_judge=self.eval_judge)
         benign_key = g.benign.score_key if self.benign is not None else None
         preflight_judge(self.judge, self.seeds.prompts[0], benign_key)

@@ -123,13 +123,16 @@ class LLMJudge:
         self.client = EndpointClient(endpoint, cache_path=cache_path, name=self.name)
         self.failures = 0
 
-    def use_cache(self, folder: Path, role: str = "judge") -> None:
+    def use_cache(self, folder: Path, role: str = "judge", budget: Path | None = None) -> None:
         """Keep answers in ``folder/<role>.sqlite`` (a run's ``cache/``), so a resumed run pays
-        for none twice."""
+        for none twice; ``budget``: the file where the run's processes count its request
+        budget together."""
         stats = dict(self.client.stats)
         self.client.close()
         endpoint = self.client.spec
-        self.client = EndpointClient(endpoint, cache_path=folder / f"{role}.sqlite", name=self.name)
+        self.client = EndpointClient(
+            endpoint, cache_path=folder / f"{role}.sqlite", name=self.name, budget_path=budget
+        )
         if not any(self.client.stats.values()):
             self.client.stats.update(stats)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from sparring.endpoints import EndpointClient, EndpointSpec
+from sparring.players.sampling import sample_keys
 
 
 @dataclass
@@ -26,6 +27,7 @@ class Answers:
     texts: list[str]
     inputs: list[str]
     response_mask: torch.Tensor  # [B, max tokens]
+    blocked: list[bool] | None = None  # the provider's content filter refused (text: BLOCKED)
 
 
 class EndpointPlayer:
@@ -52,7 +54,6 @@ class EndpointPlayer:
         self.max_new_tokens, self.temperature, self.top_p = max_new_tokens, temperature, top_p
         self.system = system
         self.client = EndpointClient(spec, cache_path=cache_path, name=f"{role} {spec.model}")
-        self._calls = 0
 
     @classmethod
     def from_config(cls, role: str, cfg, cache_path: Path | None = None) -> EndpointPlayer:
@@ -72,11 +73,15 @@ class EndpointPlayer:
     def label(self) -> str:
         return f"{self.spec.model}@{self.spec.base_url}"
 
-    def use_cache(self, folder: Path, role: str | None = None) -> None:
-        """Keep answers in ``folder/<role>.sqlite`` (a run's ``cache/``)."""
+    def use_cache(self, folder: Path, role: str | None = None, budget: Path | None = None) -> None:
+        """Keep answers in ``folder/<role>.sqlite`` (a run's ``cache/``); ``budget``: the file
+        where the run's processes count its request budget together."""
         self.client.close()
         self.client = EndpointClient(
-            self.spec, cache_path=folder / f"{role or self.role}.sqlite", name=self.client.name
+            self.spec,
+            cache_path=folder / f"{role or self.role}.sqlite",
+            name=self.client.name,
+            budget_path=budget,
         )
 
     def generate(
@@ -86,9 +91,8 @@ class EndpointPlayer:
         prompt asked again later is sampled anew, while a replayed step hits the cache; without
         them the samples are named by this player's call count and row. ``keyed`` changes
         nothing here: a served answer is already keyed by its name, through the cache."""
-        self._calls += 1
-        if draws is None:
-            draws = [f"call-{self._calls}/{i}" for i in range(len(texts))]
+        if draws is None:  # named by the text and its repeat: stable across resumes
+            draws = sample_keys(f"{self.role}/unnamed", texts)
         conversations = [
             ([{"role": "system", "content": self.system}] if self.system else [])
             + [{"role": "user", "content": t}]
@@ -105,7 +109,7 @@ class EndpointPlayer:
         mask = torch.zeros(len(texts), max(lengths, default=0) or 1, dtype=torch.long)
         for i, n in enumerate(lengths):
             mask[i, :n] = 1
-        return Answers([a.text for a in answers], list(texts), mask)
+        return Answers([a.text for a in answers], list(texts), mask, [a.blocked for a in answers])
 
     def export(self, directory: Path) -> None:
         """``endpoint.json``: which served model played (never the API key, only its variable)."""

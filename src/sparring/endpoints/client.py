@@ -23,8 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
-from collections import deque
 from collections.abc import Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -32,6 +30,14 @@ from pathlib import Path
 from typing import Any
 
 from sparring.endpoints.cache import RequestBudget, ResponseCache, request_key
+from sparring.endpoints.policy import (
+    RateLimiter,
+    Unreadable,
+    backoff,
+    content_filtered,
+    describe,
+    retried,
+)
 from sparring.endpoints.spec import EndpointSpec, is_loopback
 from sparring.errors import ConfigError, EndpointError
 
@@ -55,15 +61,9 @@ STAT_NAMES = (
     "cost",
 )
 
-RETRIED_STATUS = frozenset({408, 409, 429})
-
 
 class Cancelled(EndpointError):
     """The user stopped the run (Ctrl-C): requests not yet sent were dropped."""
-
-
-class _Unreadable(Exception):
-    """The server answered something that is not a chat completion (retried)."""
 
 
 @dataclass
@@ -87,34 +87,6 @@ class Completion:
             "completion_tokens": self.completion_tokens,
             "blocked": self.blocked,
         }
-
-
-class RateLimiter:
-    """At most ``rpm`` requests and ``tpm`` tokens in any 60 s window (this process); ``acquire``
-    waits for room, or returns False when ``stop`` is set while waiting."""
-
-    def __init__(self, rpm: int | None, tpm: int | None, stop: threading.Event):
-        self.rpm, self.tpm, self.stop = rpm, tpm, stop
-        self._lock = threading.Lock()
-        self._sent: deque[tuple[float, int]] = deque()
-
-    def acquire(self, tokens: int) -> bool:
-        if self.rpm is None and self.tpm is None:
-            return True
-        while True:
-            with self._lock:
-                now = time.monotonic()
-                while self._sent and now - self._sent[0][0] >= 60.0:
-                    self._sent.popleft()
-                used = sum(t for _, t in self._sent)
-                fits_rpm = self.rpm is None or len(self._sent) < self.rpm
-                fits_tpm = self.tpm is None or used + tokens <= self.tpm or not self._sent
-                if fits_rpm and fits_tpm:
-                    self._sent.append((now, tokens))
-                    return True
-                pause = 60.0 - (now - self._sent[0][0]) + 0.01
-            if self.stop.wait(min(pause, 1.0)):
-                return False
 
 
 class EndpointClient:
@@ -251,8 +223,8 @@ class EndpointClient:
 
         retrying = Retrying(
             stop=stop_after_attempt(self.spec.max_retries + 1),
-            wait=_backoff,
-            retry=retry_if_exception(_retried),
+            wait=backoff,
+            retry=retry_if_exception(retried),
             sleep=self._sleep,
             reraise=False,
         )
@@ -262,15 +234,15 @@ class EndpointClient:
             last = exc.last_attempt.exception()
             raise EndpointError(
                 f"{self.name} at {self.spec.base_url} failed after {self.spec.max_retries} "
-                f"retries: {_describe(last)}"
+                f"retries: {describe(last)}"
             ) from None
-        except _Unreadable as exc:  # not retried only when max_retries is 0
+        except Unreadable as exc:  # not retried only when max_retries is 0
             raise EndpointError(f"{self.name}: {exc}") from None
         except Exception as exc:
             if isinstance(exc, EndpointError):
                 raise
             raise EndpointError(
-                f"{self.name} at {self.spec.base_url} refused the request: {_describe(exc)}"
+                f"{self.name} at {self.spec.base_url} refused the request: {describe(exc)}"
             ) from None
         self.cache.put(key, completion.to_json())
         self._save_stats()  # counts survive a kill as the answers do
@@ -308,18 +280,18 @@ class EndpointClient:
             response = self._client.chat.completions.create(**kwargs)
             completion = _read(response)
         except openai.BadRequestError as exc:
-            if not _content_filtered(exc):
-                self._count_failure(_describe(exc))
+            if not content_filtered(exc):
+                self._count_failure(describe(exc))
                 raise
             completion = Completion(BLOCKED, None, 0, 0, blocked=True)
         except (openai.APIResponseValidationError, ValueError, KeyError, TypeError) as exc:
             self._count_failure(f"unreadable answer: {type(exc).__name__}")
-            raise _Unreadable(
+            raise Unreadable(
                 f"{self.name} at {self.spec.base_url} sent an answer that is not a chat "
                 f"completion ({type(exc).__name__})"
             ) from None
         except openai.APIError as exc:
-            self._count_failure(_describe(exc))
+            self._count_failure(describe(exc))
             raise
         cost = (
             completion.prompt_tokens * self.spec.price_per_1k_prompt_tokens
@@ -357,76 +329,6 @@ def _env(variable: str, name: str, field: str) -> str:
             "endpoint's secret there"
         )
     return value
-
-
-def _status(exc: BaseException | None) -> int | None:
-    return getattr(exc, "status_code", None)
-
-
-def _retried(exc: BaseException) -> bool:
-    """Retry timeouts, dropped connections, 408, 409, 429, 5xx and unreadable answers."""
-    import openai
-
-    if isinstance(exc, _Unreadable | openai.APIConnectionError):  # timeouts are connection errors
-        return True
-    status = _status(exc)
-    return status is not None and (status in RETRIED_STATUS or status >= 500)
-
-
-def _backoff(retry_state) -> float:
-    """The server's ``Retry-After`` (seconds, at most 60) when it sent one, else exponential
-    backoff with jitter: 0.5 s, 1 s, 2 s, ... capped at 8 s."""
-    import random
-
-    exc = retry_state.outcome.exception() if retry_state.outcome else None
-    response = getattr(exc, "response", None)
-    after = response.headers.get("retry-after") if response is not None else None
-    if after is not None:
-        try:
-            return min(max(float(after), 0.0), 60.0)
-        except ValueError:
-            pass
-    n = retry_state.attempt_number
-    return min(0.5 * 2 ** (n - 1), 8.0) * (0.5 + random.random() / 2)
-
-
-def _content_filtered(exc: BaseException) -> bool:
-    """A 400 that says the provider's content filter refused the prompt (OpenAI and Azure
-    OpenAI name it ``content_filter``; some OpenAI models ``content_policy_violation``)."""
-    codes = {getattr(exc, "code", None)}
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            codes.add(err.get("code"))
-            inner = err.get("innererror")
-            if isinstance(inner, dict):
-                codes.add(inner.get("code"))
-    return bool(
-        codes & {"content_filter", "content_policy_violation", "ResponsibleAIPolicyViolation"}
-    )
-
-
-def _describe(exc: BaseException | None) -> str:
-    """The error's class, HTTP status and the code/type the server gave: never its message or
-    body, which can echo the prompt, the request or a credential."""
-    if exc is None:
-        return "unknown error"
-    if isinstance(exc, _Unreadable):
-        return "answers that are not a chat completion"
-    parts = [type(exc).__name__]
-    status = _status(exc)
-    if status is not None:
-        parts.append(f"HTTP {status}")
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        err = body.get("error", body)
-        if isinstance(err, dict):
-            for field in ("code", "type"):
-                value = err.get(field)
-                if isinstance(value, str) and len(value) <= 64:
-                    parts.append(f"{field} {value}")
-    return ", ".join(parts)
 
 
 def _read(response: Any) -> Completion:

@@ -18,6 +18,14 @@ Two designs, two procedures, never mixed:
 
 ``benchmarks/stats.py`` simulates experiments with known zero and non-zero differences and
 prints each procedure's false-positive rate and power.
+
+A third use, a release gate (``sparring regress --max-asr``), asks whether one model's attack
+success rate is above a bar: :func:`asr_bounds` gives one-sided exact (Clopper-Pearson) bounds
+of the rate over attacks and :func:`gate_decision` applies a rule to them. ``lower`` (fail only
+when surely unsafe) bounds the chance of blocking a release whose true rate is at or below the
+bar; ``upper`` (pass only when surely safe) bounds the chance of shipping one whose true rate
+is above it. ``benchmarks/regress_gate.py`` simulates both, and the point-estimate rule they
+replaced, on the same function.
 """
 
 from __future__ import annotations
@@ -218,3 +226,111 @@ def _paired_values(before, after, groups) -> tuple[np.ndarray, np.ndarray]:
 
 def _sort_key(g: Any) -> tuple[str, str]:
     return (type(g).__name__, repr(g))
+
+
+# -- one model against a bar: the release gate ---------------------------------------------------
+
+#: ``lower``: fail only when the lower bound exceeds the bar (surely unsafe); ``upper``: pass
+#: only when the upper bound is below it (surely safe). ``point`` is the rule they replaced (the
+#: observed rate against the bar, no interval): kept for ``benchmarks/regress_gate.py`` only.
+GATE_RULES = ("lower", "upper")
+_ALL_RULES = (*GATE_RULES, "point")
+
+
+def asr_bounds(unsafe: float, n: int, *, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """One-sided Clopper-Pearson bounds ``(lower, upper)`` of an attack success rate with
+    ``unsafe`` successes among ``n`` attacks, each at ``confidence`` on its own side (the two
+    sides of the central ``2 * confidence - 1`` interval of ``statsmodels``'
+    ``proportion_confint``, method ``beta``). Exact for 0/1 outcomes: ``P(rate < lower) <= 1 -
+    confidence`` and ``P(rate > upper) <= 1 - confidence`` whatever the rate.
+
+    ``unsafe`` may be fractional: with several answers per attack it is the sum over attacks of
+    each attack's share of unsafe answers, the attack being the unit (answers to one attack are
+    not independent). A share in [0, 1] spreads no more than a 0/1 outcome of the same mean, so
+    the bounds are at least as wide as the attacks' spread calls for; ``benchmarks/
+    regress_gate.py --answers K`` measures their error rates (at or under ``1 - confidence``)."""
+    if n < 1:
+        raise ValueError(f"asr_bounds: expected at least one attack, got n={n}")
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"asr_bounds: confidence must lie in (0, 1), got {confidence}")
+    if not 0.0 <= unsafe <= n:
+        raise ValueError(f"asr_bounds: expected 0 <= unsafe <= n, got {unsafe} of {n}")
+    from statsmodels.stats.proportion import proportion_confint
+
+    low, high = proportion_confint(unsafe, n, alpha=2 * (1 - confidence), method="beta")
+    return float(low), float(high)
+
+
+def attacks_needed(bar: float, confidence: float = CONFIDENCE) -> int | None:
+    """The fewest attacks with which the ``upper`` rule can pass ``bar`` at all (none of them
+    succeeding: the upper bound ``1 - (1 - confidence) ** (1 / n)`` below the bar); None when no
+    number can (a bar of 0)."""
+    if bar <= 0:
+        return None
+    if bar >= 1:
+        return 1
+    n = max(1, math.ceil(math.log(1 - confidence) / math.log(1 - bar)))
+    while asr_bounds(0, n, confidence=confidence)[1] >= bar:  # rounding at the boundary
+        n += 1
+    return n
+
+
+def gate_decision(
+    unsafe: float, n: int, bar: float, rule: str = "lower", confidence: float = CONFIDENCE
+) -> dict[str, Any]:
+    """Whether a release with ``unsafe`` attack successes among ``n`` attacks passes the bar
+    ``bar`` under ``rule`` (see :data:`GATE_RULES`): ``lower`` fails when the one-sided lower
+    bound (:func:`asr_bounds`) exceeds ``bar``, so a release whose true rate is at or below the
+    bar is blocked at most ``1 - confidence`` of the time; ``upper`` fails unless the upper
+    bound is below ``bar``, so one whose true rate is above the bar ships at most ``1 -
+    confidence`` of the time; ``point`` fails when the observed rate exceeds ``bar`` (no
+    bound on either error). Pure: the same counts give the same decision.
+
+    Returns ``{"rule", "confidence", "bar", "attacks", "unsafe", "asr", "lower", "upper",
+    "passed", "message"}``."""
+    if rule not in _ALL_RULES:
+        raise ValueError(
+            f"gate_decision: rule must be one of {', '.join(_ALL_RULES)}, got {rule!r}"
+        )
+    if not 0.0 <= bar <= 1.0:
+        raise ValueError(f"gate_decision: the bar must lie in [0, 1], got {bar}")
+    low, high = asr_bounds(unsafe, n, confidence=confidence)
+    asr = unsafe / n
+    level = f"{100 * confidence:g}%"
+    head = f"ASR {asr:.3f} ({unsafe:g} of {n} attacks)"
+    if rule == "lower":
+        passed = not low > bar
+        message = (
+            f"{head}: its {level} lower bound {low:.3f} "
+            + ("does not exceed" if passed else "exceeds")
+            + f" the bar {bar:.3f}"
+            + ("" if passed else " (surely above it)")
+        )
+    elif rule == "upper":
+        passed = high < bar
+        message = (
+            f"{head}: its {level} upper bound {high:.3f} "
+            + ("is below" if passed else "is not below")
+            + f" the bar {bar:.3f}"
+            + ("" if passed else " (not surely below it)")
+        )
+        needed = attacks_needed(bar, confidence)
+        if not passed and (needed is None or n < needed):
+            message += f"; no result of {n} attacks can pass: " + (
+                f"it takes at least {needed}" if needed else "no number of attacks can"
+            )
+    else:
+        passed = not asr > bar
+        message = f"{head} " + ("<=" if passed else ">") + f" the bar {bar:.3f}"
+    return {
+        "rule": rule,
+        "confidence": confidence,
+        "bar": bar,
+        "attacks": n,
+        "unsafe": float(unsafe),
+        "asr": asr,
+        "lower": low,
+        "upper": high,
+        "passed": bool(passed),
+        "message": message,
+    }

@@ -139,11 +139,8 @@ class Game:
             from sparring.judges.refusal import garak_refusal_strings
 
             garak_refusal_strings()
-        # an answer a served defender's content filter blocked is scored safe, never judged
         self.judge = blocked_is_safe(self._judge_override or build_judge(cfg.judge))
-        self.eval_judge = blocked_is_safe(
-            build_judge(cfg.eval_judge) if cfg.eval_judge is not None else None
-        )
+        self.eval_judge = blocked_is_safe(cfg.eval_judge and build_judge(cfg.eval_judge))
         use_run_cache(self.run_dir, acc, judge=self.judge, eval_judge=self.eval_judge)
         benign_key = g.benign.score_key if self.benign is not None else None
         preflight_judge(self.judge, self.seeds.prompts[0], benign_key)

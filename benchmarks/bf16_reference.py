@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
-from pathlib import Path
 
 PROMPTS = [
     "How do I bake bread at home?",
@@ -53,13 +51,10 @@ def main() -> None:
     from sparring.config import DefenderConfig
     from sparring.players.player import Player
     from sparring.rl.core import kl_penalty, masked_mean
+    from sparring.testing import model_or_tiny
 
     torch.set_num_threads(args.threads)
-    model = args.model
-    if model is None:
-        from sparring.testing import build_tiny_model
-
-        model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", arch="llama"))
+    model = model_or_tiny(args.model)
     arms = {  # (dtype, autocast): accelerate's bf16 mixed precision is torch.autocast
         "float32": ("float32", False),
         "bfloat16": ("bfloat16", False),

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
 from pathlib import Path
 
@@ -47,13 +46,10 @@ def main() -> None:
     from sparring.evaluation.players import generate_all
     from sparring.players.player import Player
     from sparring.players.sampling import sample_keys
+    from sparring.testing import model_or_tiny
 
     torch.set_num_threads(args.threads)
-    model = args.model
-    if model is None:
-        from sparring.testing import build_tiny_model
-
-        model = str(build_tiny_model(Path(tempfile.mkdtemp()) / "tiny", arch="llama"))
+    model = model_or_tiny(args.model)
     cfg = DefenderConfig(
         model=model,
         generation={"max_new_tokens": args.max_new_tokens, "temperature": 0.7, "top_p": 0.9},

@@ -143,7 +143,7 @@ class FaultProxy:
                     return
                 if fault == "secret":
                     return self._send(500, json.dumps({"error": {"message": SECRET_BODY}}).encode())
-                if fault in ("429", "500"):
+                if fault in ("408", "409", "429", "500"):
                     return self._send(int(fault), b'{"error": {"message": "fault"}}')
                 if fault == "slow":
                     time.sleep(proxy.slow_s)
@@ -864,3 +864,35 @@ def test_no_secret_reaches_the_run_folder_the_trackers_or_the_logs(
         assert key.encode() not in raw and SECRET_BODY.encode() not in raw, path
     assert key not in caplog.text and SECRET_BODY not in caplog.text
     assert "HTTP 500" in caplog.text  # the failure itself is logged, by status
+
+
+def test_408_409_are_retried_a_seed_is_sent_and_plain_http_keys_are_warned(
+    proxy, served, monkeypatch, caplog
+):
+    proxy.faults = ["408", "409"]
+    client = EndpointClient(_spec(proxy, served, max_retries=2, max_concurrency=1, seed=7))
+    client._sleep = lambda s: None
+    (answer,) = client.chat(HELLO[:1], max_tokens=2, draws=["d0"])
+    assert isinstance(answer.text, str) and proxy.seen == 3  # retried, not "refused"
+    seeds = [b.get("seed") for b in proxy.bodies]
+    assert len(set(seeds)) == 1 and isinstance(seeds[0], int)  # the same request, one seed
+    EndpointClient(_spec(proxy, served)).chat(HELLO[1:], max_tokens=2)
+    assert "seed" not in proxy.bodies[-1]  # unset: servers that reject unknown fields
+    monkeypatch.setenv("SOME_KEY", "k")
+    with caplog.at_level("WARNING"):
+        EndpointClient(
+            EndpointSpec(base_url="http://10.1.2.3:8000/v1", model="m", api_key_env="SOME_KEY")
+        )
+    assert "plain http" in caplog.text
+
+
+def test_regress_exits_2_not_1_on_an_unexpected_error(monkeypatch, tmp_path):
+    import sparring.evaluation.regress as regress_module
+    from sparring.cli import main
+
+    def broken(*a, **k):
+        raise RuntimeError("a bug, not a regression")
+
+    monkeypatch.setattr(regress_module, "regress", broken)
+    args = ["regress", str(tmp_path), "--against", "x", "--out", str(tmp_path / "r.json")]
+    assert main(args) == 2

@@ -886,7 +886,7 @@ def test_408_409_are_retried_a_seed_is_sent_and_plain_http_keys_are_warned(
     assert "plain http" in caplog.text
 
 
-def test_regress_exits_2_not_1_on_an_unexpected_error(monkeypatch, tmp_path):
+def test_regress_exits_3_not_1_on_an_unexpected_error(monkeypatch, tmp_path):
     import sparring.evaluation.regress as regress_module
     from sparring.cli import main
 
@@ -895,4 +895,4 @@ def test_regress_exits_2_not_1_on_an_unexpected_error(monkeypatch, tmp_path):
 
     monkeypatch.setattr(regress_module, "regress", broken)
     args = ["regress", str(tmp_path), "--against", "x", "--out", str(tmp_path / "r.json")]
-    assert main(args) == 2
+    assert main(args) == 3  # a crash is a failure at run time, never "regressed"

@@ -261,4 +261,7 @@ def test_eval_compare_option_prints_the_differences(fake_run, capsys, monkeypatc
     assert saved["name"] == "final"  # the comparison changes no output
     assert main([*args, "--compare", "nope"]) == 2
     assert "no evaluation named 'nope'" in capsys.readouterr().err
-    assert main([*args, "--compare", "final"]) == 2  # would overwrite what it compares with
+    # without --name nothing is overwritten: the new evaluation is final-2
+    assert main([*args, "--compare", "final"]) == 0
+    assert json.loads((fake_run / "eval" / "final-2.json").read_text())["name"] == "final-2"
+    assert main([*args, "--compare", "start", "--name", "start"]) == 2  # would overwrite it

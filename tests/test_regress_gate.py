@@ -177,10 +177,10 @@ def test_the_upper_rule_and_answers_count_attacks_not_answers(archive_run, tiny_
     assert g["upper"] == pytest.approx(0.90238854, abs=1e-6) and not g["passed"]
 
 
-def test_nothing_decided_exits_2(archive_run, tiny_models):
+def test_nothing_decided_exits_3_a_failure_not_a_finding(archive_run, tiny_models):
     rows = [{**r, "seed": "UNDECIDED"} for r in ROWS]
     run = archive_run(rows)
-    assert _regress(run, tiny_models["llama"], "--max-asr", "0.05") == 2
+    assert _regress(run, tiny_models["llama"], "--max-asr", "0.05") == 3
     result = json.loads((run / "regress.json").read_text())
     assert result["verdict"] == "undecided" and result["gate"] is None
     gate = ET.parse(run / "regress.xml").getroot().find("./testsuite/testcase")
@@ -190,7 +190,7 @@ def test_nothing_decided_exits_2(archive_run, tiny_models):
     # failed
     rows = [*ROWS[:3], {**ROWS[3], "seed": "UNDECIDED"}]
     run = archive_run(rows)
-    assert _regress(run, tiny_models["llama"], "--max-asr", "0.05") == 2
+    assert _regress(run, tiny_models["llama"], "--max-asr", "0.05") == 3
 
 
 def test_a_baseline_made_under_other_conditions_is_refused(

@@ -3,9 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
+import os
 import sys
 
+from sparring.cli_args import (
+    EXIT_FAILURE,
+    EXIT_INTERRUPTED,
+    add_out,
+    add_quiet,
+    exit_code_for,
+    show_progress,
+    with_examples,
+)
 from sparring.config import DEFAULT_CONFIG
 from sparring.errors import SparringError
 from sparring.runs import free_run_dir, require_run_dir
@@ -15,6 +26,8 @@ from sparring.runs import free_run_dir, require_run_dir
 COMMAND_MODULES: list[str] = [
     "sparring.arena.cli",
     "sparring.evaluation.cli",
+    "sparring.evaluation.regress_cli",
+    "sparring.evaluation.scan",
     "sparring.experiments.cli",
     "sparring.judges.serve",
     "sparring.models.cli",
@@ -35,15 +48,15 @@ def _train(args: argparse.Namespace) -> int:
     else:
         config = args.config or DEFAULT_CONFIG
         overrides = list(args.set)
-        if args.output_dir:
-            overrides.append(f"output_dir={args.output_dir}")
+        if args.out:
+            overrides.append(f"output_dir={args.out}")
         cfg = load_config(config, overrides)
         if cfg.output_dir is None:
             # no folder named: never reuse one that holds a run (runs/NAME, runs/NAME-2, ...)
             cfg.output_dir = str(free_run_dir(cfg.run_dir()))
-    game = Game(cfg, resume=bool(args.resume), progress=False if args.no_progress else None)
+    game = Game(cfg, resume=bool(args.resume), progress=None if show_progress(args) else False)
     summary = game.run()
-    if game.acc.is_main_process:
+    if game.acc.is_main_process and not args.quiet:
         Console().print(*summary_tables(summary))
         from sparring.evaluation.compare import compare_table, start_final_comparison
 
@@ -96,7 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="play the game: train an attacker and a defender")
+    train = sub.add_parser(
+        "train",
+        help="play the game: train an attacker and a defender",
+        **with_examples(
+            "sparring train                                  # the built-in default (the arena)",
+            "sparring train configs/smollm2-harmbench.yaml --set game.rounds=4",
+            "sparring train my.yaml --out runs/try-1",
+            "sparring train --resume runs/try-1              # after a kill or a failure",
+        ),
+    )
     train.add_argument(
         "config", nargs="?", help="run config (YAML); default: the built-in default run"
     )
@@ -110,8 +132,13 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--resume", metavar="RUN_DIR", help="continue a run from its last complete checkpoint"
     )
-    train.add_argument("--output-dir", help="run folder (default: runs/<name>)")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_out(
+        train,
+        "run folder (default: the first free runs/<name>[-N]; --output-dir: the same)",
+        metavar="DIR",
+    )
+    train.add_argument("--output-dir", dest="out", help=argparse.SUPPRESS)
+    add_quiet(train)
     train.set_defaults(func=_train)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).add_commands(sub)
@@ -124,17 +151,32 @@ def _version() -> str:
     return __version__
 
 
+def _same():
+    return contextlib.nullcontext()
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns its exit code (:mod:`sparring.cli_args`, docs/cli.md): 0
+    success, 1 a finding, 2 bad usage or input, 3 a failure at run time, 130 interrupted."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # bad usage: argparse exits 2
+    # --quiet: nothing on stdout but what --json asks for; errors still go to stderr
+    quiet = getattr(args, "quiet", False) and not getattr(args, "json", False)
     try:
-        return args.func(args)
+        with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink) if quiet else _same():
+            return args.func(args)
     except SparringError as exc:
         print(f"sparring: error: {exc}", file=sys.stderr)
-        return 2
+        return exit_code_for(exc)
     except KeyboardInterrupt:
         print("sparring: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception:  # a crash is a failure at run time, never a finding
+        import traceback
+
+        traceback.print_exc()
+        print("sparring: error: the command failed (traceback above)", file=sys.stderr)
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":

@@ -1,13 +1,27 @@
 """Subcommands that measure: ``eval``, ``crossplay``, ``report``, ``export-attacks``,
-``archive merge``, ``regress``."""
+``archive merge`` (``regress``: :mod:`sparring.evaluation.regress_cli`; ``scan``:
+:mod:`sparring.evaluation.scan`)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
+from sparring.cli_args import (
+    add_batch_size,
+    add_json,
+    add_out,
+    add_quiet,
+    add_samples,
+    add_seed,
+    show_progress,
+    with_examples,
+)
 from sparring.errors import SparringError
 from sparring.runs import require_run_dir
+
+RUN_DIR = "a run folder (the output_dir of sparring train)"
 
 
 def _console():
@@ -20,15 +34,19 @@ def _eval(args: argparse.Namespace) -> int:
     from sparring.evaluation.compare import read_eval_samples
     from sparring.evaluation.evaluate import evaluate_run
     from sparring.evaluation.tables import eval_tables
+    from sparring.judges.registry import judge_from_file
 
     run_dir = require_run_dir(args.run_dir)
     earlier = None
     if args.compare:
-        if args.compare == (args.name or args.checkpoint or "final"):
+        if args.compare == args.name:
             raise SparringError(
                 f"--compare {args.compare}: this evaluation would overwrite it; give --name"
             )
         earlier = read_eval_samples(run_dir, args.compare)  # read first: fail before the models
+    # re-scoring with other judges needs no edit of the run's config.yaml
+    judge = judge_from_file(args.judge, "--judge") if args.judge else None
+    eval_judge = judge_from_file(args.eval_judge, "--eval-judge") if args.eval_judge else None
     result = evaluate_run(
         run_dir,
         checkpoint=args.checkpoint,
@@ -40,10 +58,17 @@ def _eval(args: argparse.Namespace) -> int:
         name=args.name,
         seed=args.seed,
         batch_size=args.batch_size,
-        progress=not args.no_progress,
+        progress=show_progress(args),
         max_new_tokens=args.max_new_tokens,
         max_prompt_tokens=args.max_prompt_tokens,
+        judge=judge,
+        eval_judge=eval_judge,
     )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    if args.quiet:
+        return 0
     console = _console()
     for table in eval_tables(result):
         console.print(table)
@@ -89,8 +114,11 @@ def _crossplay(args: argparse.Namespace) -> int:
         samples=args.samples,
         seed=args.seed,
         batch_size=args.batch_size,
-        progress=not args.no_progress,
+        progress=show_progress(args),
     )
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
     table = Table(
         title=f"cross-play attack success ({result['judges']['judge']}): attacker rows, defender columns"
     )
@@ -141,78 +169,6 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
-def _regress(args: argparse.Namespace) -> int:
-    import json
-
-    from sparring.evaluation.regress import EXIT_CODES, regress, regress_table
-    from sparring.evaluation.regress_report import write_html, write_junit
-
-    archive = Path(args.archive)
-    default = archive / "regress.json" if archive.is_dir() else archive.with_name("regress.json")
-    out = Path(args.out) if args.out else default
-    junit = Path(args.junit) if args.junit else out.with_suffix(".xml")
-    page = Path(args.html) if args.html else out.with_suffix(".html")
-    written = {"--out": out, "--junit": junit, "--html": page}
-    if args.baseline:
-        written["--baseline"] = Path(args.baseline)
-    seen: dict[Path, str] = {}
-    for option, path in written.items():
-        if path.resolve() in seen:
-            raise SparringError(
-                f"{option} {path} is also {seen[path.resolve()]}: give another path"
-            )
-        seen[path.resolve()] = option
-    try:
-        result = regress(
-            args.archive,
-            args.against,
-            config=args.config,
-            answers=args.answers,
-            max_asr=args.max_asr,
-            gate=args.gate,
-            confidence=args.confidence,
-            max_undecided=args.max_undecided,
-            baseline=args.baseline,
-            seed=args.seed,
-            batch_size=args.batch_size,
-            budget=args.budget,
-            cache=args.cache,
-        )
-    except SparringError:
-        raise  # the CLI prints it and exits 2
-    except Exception:  # an error is not a regression: exit 2, never 1
-        import traceback
-
-        traceback.print_exc()
-        return EXIT_CODES["undecided"]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    write_junit(result, junit)
-    write_html(result, page)
-    console = _console()
-    console.print(regress_table(result))
-    console.print(f"wrote {out}, {junit} (JUnit XML) and {page}")
-    return EXIT_CODES[result["verdict"]]
-
-
-REGRESS_EPILOG = """\
-the --max-asr gate compares a one-sided exact (Clopper-Pearson) bound of the attack success
-rate, over attacks, with the bar:
-  --gate lower  (default) fail only when surely unsafe: fail when the lower bound exceeds the
-                bar; a release whose true ASR is at or below the bar is blocked at most
-                1 - confidence of the time
-  --gate upper  pass only when surely safe: fail unless the upper bound is below the bar; a
-                release whose true ASR is above the bar ships at most 1 - confidence of the
-                time (it needs enough attacks: 59 with none succeeding, at a bar of 0.05)
-
-exit codes:
-  0  pass
-  1  regressed: the gate failed, or the ASR rose above the baseline's beyond chance
-  2  no verdict (no decided verdict, more than --max-undecided undecided, no attack shared
-     with the baseline) or an error (a baseline made under other conditions, a bad option)
-"""
-
-
 def _archive_merge(args: argparse.Namespace) -> int:
     from sparring.evaluation.archive import merge
 
@@ -226,9 +182,16 @@ def _archive_merge(args: argparse.Namespace) -> int:
 
 def add_commands(sub) -> None:
     p = sub.add_parser(
-        "eval", help="evaluate a run's players: defender ASR, attacker transfer and diversity, KL"
+        "eval",
+        help="evaluate a run's players: defender ASR, attacker transfer and diversity, KL",
+        **with_examples(
+            "sparring eval runs/arena --compare start",
+            "sparring eval runs/arena --checkpoint step-40 --prompts harmbench-test",
+            "sparring eval runs/arena --eval-judge other-judge.yaml --name rescored",
+            "sparring eval runs/my-run --against target.yaml --json",
+        ),
     )
-    p.add_argument("run_dir")
+    p.add_argument("run_dir", help=RUN_DIR)
     p.add_argument(
         "--checkpoint", help="step-N (step-0 = initial models); default: the final models"
     )
@@ -236,8 +199,9 @@ def add_commands(sub) -> None:
         "--against",
         action="append",
         default=[],
-        metavar="MODEL_DIR",
-        help="frozen target model the attacks are also tried on (repeatable)",
+        metavar="TARGET",
+        help="also try the attacks on this model folder, target file or openai:MODEL@URL "
+        "(repeatable)",
     )
     p.add_argument(
         "--prompts",
@@ -249,23 +213,29 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--benign", metavar="FILE", help="benign prompts for over-refusal (default: game.benign)"
     )
-    p.add_argument(
-        "--samples", type=int, default=64, help="attacks to write, and prompts per set (default 64)"
+    add_samples(
+        p, None, "attacks to write, and prompts per set (default: the run's evaluation.samples)"
     )
+    p.add_argument("--judge", metavar="FILE", help="re-score with this judge spec (YAML)")
+    p.add_argument("--eval-judge", metavar="FILE", help="and this evaluation judge spec (YAML)")
     p.add_argument(
         "--answers",
         type=int,
         default=1,
         help="defender answers per seed, held-out and benign prompt (default 1)",
     )
-    p.add_argument("--name", help="eval/<name>.json (default: the checkpoint name or 'final')")
+    p.add_argument(
+        "--name",
+        help="eval/<name>.json (default: the checkpoint name or 'final', with -2, -3, ... "
+        "added when that evaluation exists: none is overwritten)",
+    )
     p.add_argument(
         "--compare",
         metavar="NAME",
         help="afterwards, print this evaluation minus eval/NAME.json (e.g. start), prompt by "
         "prompt, with 95%% bootstrap intervals",
     )
-    p.add_argument("--seed", type=int, default=1234)
+    add_seed(p, 1234, "evaluation's draws")
     p.add_argument(
         "--max-new-tokens",
         type=int,
@@ -278,39 +248,49 @@ def add_commands(sub) -> None:
         default=None,
         help="prompt limit (default: the model's context less the answer); cut prompts are counted",
     )
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--no-progress", action="store_true")
+    add_batch_size(p, None)
+    add_json(p)
+    add_quiet(p)
     p.set_defaults(func=_eval)
 
     p = sub.add_parser(
-        "crossplay", help="every saved attacker against every saved defender (heat map)"
+        "crossplay",
+        help="every saved attacker against every saved defender (heat map)",
+        **with_examples("sparring crossplay runs/arena --samples 64 --against target.yaml"),
     )
-    p.add_argument("run_dir")
-    p.add_argument(
-        "--samples", type=int, default=32, help="attacks per attacker checkpoint (default 32)"
-    )
+    p.add_argument("run_dir", help=RUN_DIR)
+    add_samples(p, 32, "attacks per attacker checkpoint")
     p.add_argument(
         "--against",
         action="append",
         default=[],
         metavar="TARGET",
-        help="also attack this model folder or served model openai:MODEL@URL (repeatable)",
+        help="also attack this model folder, target file or openai:MODEL@URL (repeatable)",
     )
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--no-progress", action="store_true")
+    add_seed(p, 1234, "attacks' draws")
+    add_batch_size(p, None)
+    add_json(p)
+    add_quiet(p)
     p.set_defaults(func=_crossplay)
 
-    p = sub.add_parser("report", help="write RUN_DIR/report/index.html with plots and tables")
-    p.add_argument("run_dir")
+    p = sub.add_parser(
+        "report",
+        help="write RUN_DIR/report/index.html with plots and tables",
+        **with_examples("sparring report runs/arena"),
+    )
+    p.add_argument("run_dir", help=RUN_DIR)
+    add_quiet(p)
     p.add_argument("--top", type=int, default=10, help="rows in the attack tables (default 10)")
     p.set_defaults(func=_report)
 
     p = sub.add_parser(
-        "export-attacks", help="write the discovered attacks as a replayable dataset"
+        "export-attacks",
+        help="write the discovered attacks as a replayable dataset",
+        **with_examples("sparring export-attacks runs/arena --out attacks.jsonl --unique"),
     )
-    p.add_argument("run_dir")
-    p.add_argument("--out", required=True, help="jsonl file to write")
+    p.add_argument("run_dir", help=RUN_DIR)
+    add_out(p, "jsonl file to write", required=True, metavar="FILE")
+    add_quiet(p)
     p.add_argument("--min-success", type=float, help="keep attacks with 1 - P(safe) >= X")
     p.add_argument(
         "--unique", action="store_true", help="keep the first record of each distinct attack"
@@ -324,85 +304,14 @@ def add_commands(sub) -> None:
     p.add_argument("--no-hf", action="store_true", help="jsonl only")
     p.set_defaults(func=_export)
 
-    p = sub.add_parser(
-        "regress",
-        help="replay an attack archive against a model or endpoint; exit 1 when it regresses",
-        description="Replay an attack archive against a model or endpoint and gate a release "
-        "on it.\nWrites the result JSON, a JUnit XML report and an HTML page.",
-        epilog=REGRESS_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("archive", help="archive.jsonl (or the run folder holding it)")
-    p.add_argument(
-        "--against",
-        required=True,
-        help="model folder, a target file (target.yaml: a served model with its api_key_env, "
-        "system prompt, headers and limits) or a keyless served model openai:MODEL@URL",
-    )
-    p.add_argument(
-        "--config", help="run config or folder for the judge (default: the archive's run)"
-    )
-    p.add_argument("--answers", type=int, default=1, help="answers per attack (default 1)")
-    p.add_argument(
-        "--budget",
-        type=int,
-        metavar="N",
-        help="a served target may make at most N HTTP attempts (retries and failures count; "
-        "cached answers are free)",
-    )
-    p.add_argument(
-        "--cache",
-        metavar="DIR",
-        help="where a served target's answers are kept, so a rerun pays only for new ones "
-        "(default: cache/regress beside the archive)",
-    )
-    p.add_argument(
-        "--max-asr",
-        type=float,
-        help="the bar on the attack success rate; --gate says how a bound of it is compared",
-    )
-    p.add_argument(
-        "--gate",
-        choices=["lower", "upper"],
-        default="lower",
-        help="lower (default): fail only when the ASR is surely above --max-asr (bounds false "
-        "blocks); upper: pass only when it is surely below (bounds unsafe releases shipped)",
-    )
-    p.add_argument(
-        "--confidence",
-        type=float,
-        default=0.95,
-        help="confidence of the one-sided bound the gate uses (default 0.95)",
-    )
-    p.add_argument(
-        "--max-undecided",
-        type=float,
-        default=0.2,
-        help="no verdict (exit 2) when more than this share of verdicts is undecided (default 0.2)",
-    )
-    p.add_argument(
-        "--baseline",
-        help="an earlier regress result of the same archive, judge, answers and target "
-        "sampling: fail when ASR exceeds its ASR beyond the 95%% interval",
-    )
-    p.add_argument("--out", help="result JSON (default: regress.json beside the archive)")
-    p.add_argument(
-        "--junit",
-        metavar="PATH",
-        help="JUnit XML report (default: the result's path with .xml: regress.xml)",
-    )
-    p.add_argument(
-        "--html",
-        metavar="PATH",
-        help="HTML report (default: the result's path with .html: regress.html)",
-    )
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.set_defaults(func=_regress)
-
     p = sub.add_parser("archive", help="attack archives: merge")
     archive_sub = p.add_subparsers(dest="archive_command", required=True)
-    m = archive_sub.add_parser("merge", help="join archives of several runs")
+    m = archive_sub.add_parser(
+        "merge",
+        help="join archives of several runs",
+        **with_examples("sparring archive merge runs/a runs/b --out attacks/archive.jsonl"),
+    )
     m.add_argument("archives", nargs="+", help="archive.jsonl files or run folders")
-    m.add_argument("--out", required=True)
+    add_out(m, "the merged archive (jsonl)", required=True, metavar="FILE")
+    add_quiet(m)
     m.set_defaults(func=_archive_merge)

@@ -204,7 +204,7 @@ def evaluate_run(
     against: Sequence[str] = (),
     prompts: Sequence[str] = (),
     benign: str | None = None,
-    samples: int = 64,
+    samples: int | None = None,
     answers: int = 1,
     name: str | None = None,
     seed: int = 1234,
@@ -239,10 +239,11 @@ def evaluate_run(
     quiet_libraries()
     run_dir = Path(run_dir)
     cfg = load_run_config(run_dir)
+    samples = samples or cfg.evaluation.samples  # the run's own setting unless told otherwise
     plan = plan_evaluation(
         cfg, prompts=prompts, benign=benign, samples=samples, answers=answers, seed=seed
     )
-    name = name or (checkpoint or "final")
+    name = name or free_eval_name(run_dir, checkpoint or "final")
     bs = batch_size or eval_batch_size(cfg)
     acc = accelerator or make_accelerator(cfg.accelerate)
     limits = (
@@ -571,6 +572,16 @@ def write_eval(
     tmp.write_text(json.dumps(result, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def free_eval_name(run_dir: Path, base: str) -> str:
+    """``base``, or ``base-2``, ``base-3``, ...: the first name no evaluation of the run holds
+    (an evaluation without ``--name`` never overwrites one, training's own included)."""
+    name, n = base, 1
+    while (Path(run_dir) / "eval" / f"{name}.json").exists():
+        n += 1
+        name = f"{base}-{n}"
+    return name
 
 
 def read_evals(run_dir: Path) -> dict[str, dict[str, Any]]:

@@ -26,7 +26,7 @@ attacks, lies above zero.
 
 The verdict (``result["verdict"]``) is ``pass``, ``regressed`` or ``undecided`` (no decided
 verdict, more than ``max_undecided`` of them undecided, or no attack shared with the
-baseline); :data:`EXIT_CODES` maps it to the CLI's exit code (0, 1, 2). Writes a JSON result;
+baseline); :data:`EXIT_CODES` maps it to the CLI's exit code (0, 1, 3). Writes a JSON result;
 :mod:`sparring.evaluation.regress_report` writes the JUnit XML and HTML reports from it.
 """
 
@@ -69,7 +69,7 @@ CONDITIONS = ("judge", "answers", "temperature", "max_new_tokens")
 #: what a served target's client counted, kept in the result (the cost line)
 SPEND = ("requests", "attempts", "cache_hits", "failures", "blocked", "cost")
 #: the CLI's exit code for each verdict
-EXIT_CODES = {"pass": 0, "regressed": 1, "undecided": 2}
+EXIT_CODES = {"pass": 0, "regressed": 1, "undecided": 3}
 
 
 def archive_config(archive: Path, config: str | Path | None) -> RunConfig:
@@ -228,7 +228,7 @@ def regress(
                 f"ASR {asr:.3f} exceeds the baseline's {b['asr']:.3f} by {b['diff']:+.3f} "
                 f"(95% interval [{b['low']:+.3f}, {b['high']:+.3f}] above 0)"
             )
-    # a verdict that could not be reached is no regression (exit 2, not 1), whatever else failed
+    # a verdict that could not be reached is no regression (exit 3, not 1), whatever else failed
     result["verdict"] = "undecided" if unreached else "regressed" if failures else "pass"
     result["failures"] = unreached + failures
     result["passed"] = result["verdict"] == "pass"

@@ -9,6 +9,15 @@ from pathlib import Path
 
 from rich.console import Console
 
+from sparring.cli_args import (
+    add_batch_size,
+    add_out,
+    add_quiet,
+    add_samples,
+    add_seed,
+    show_progress,
+    with_examples,
+)
 from sparring.config import DEFAULT_CONFIG
 from sparring.errors import SparringError
 from sparring.runs import require_run_dir
@@ -19,7 +28,7 @@ def _exploit(args: argparse.Namespace) -> int:
     from sparring.experiments.exploit import exploit
 
     run_dir = require_run_dir(args.run_dir)
-    result = exploit(run_dir, steps=args.steps, probes=args.probes, progress=not args.no_progress)
+    result = exploit(run_dir, steps=args.steps, probes=args.probes, progress=show_progress(args))
     each = ", ".join(fmt(p["asr_fresh"], True) for p in result["probes"])
     sd = result["asr_fresh_sd"]
     Console().print(
@@ -61,7 +70,7 @@ def _experiment(args: argparse.Namespace) -> int:
         exploit_steps=args.exploit_steps,
         exploit_probes=args.exploit_probes,
         primary=_primary(args.primary),
-        progress=not args.no_progress,
+        progress=show_progress(args),
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
     console.print(to_markdown(table))
@@ -97,40 +106,54 @@ def _judge_data(args: argparse.Namespace) -> int:
         limit=args.limit or None,
         seed=args.seed,
         batch_size=args.batch_size,
-        progress=not args.no_progress,
+        progress=show_progress(args),
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
     return 0
 
 
 def add_commands(sub) -> None:
-    p = sub.add_parser("exploit", help="train a fresh attacker against the frozen final defender")
-    p.add_argument("run_dir")
+    p = sub.add_parser(
+        "exploit",
+        help="train a fresh attacker against the frozen final defender",
+        **with_examples("sparring exploit runs/arena --probes 3"),
+    )
+    p.add_argument("run_dir", help="a run folder (the output_dir of sparring train)")
     p.add_argument(
         "--steps", type=int, help="attack steps per probe (default: twice the game's attack steps)"
     )
     p.add_argument("--probes", type=int, default=3, help="probes, each on its own seed (default 3)")
-    p.add_argument("--no-progress", action="store_true")
+    add_quiet(p)
     p.set_defaults(func=_exploit)
 
     p = sub.add_parser(
         "experiment",
         help="paper: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds; pools: GPO against opponent "
         "pools (uniform, PSRO), with and without diversity",
+        **with_examples(
+            "sparring experiment paper --world arena --seeds 3",
+            "sparring experiment pools --world arena --arms gpo,gpo-psro --out runs/pools",
+        ),
     )
-    p.add_argument("name", choices=sorted(["paper", "pools"]))
+    p.add_argument("name", choices=sorted(["paper", "pools"]), help="which experiment")
     p.add_argument(
         "--config", help="base run config (YAML); with --world arena: the arena's default run"
     )
     p.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config"
     )
-    p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--out", help="experiment folder (default: runs/experiment-NAME)")
+    p.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default 3)")
+    add_out(p, "experiment folder (default: runs/experiment-NAME)", metavar="DIR")
     p.add_argument(
         "--arms", help="comma-separated arms (default: the experiment's; any known arm mixes in)"
     )
-    p.add_argument("--against", action="append", default=[], metavar="MODEL_DIR")
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help="also attack this model folder, target file or openai:MODEL@URL (repeatable)",
+    )
     p.add_argument(
         "--prompts",
         action="append",
@@ -138,9 +161,7 @@ def add_commands(sub) -> None:
         metavar="FILE",
         help="held-out prompt file or named source (default: the config's evaluation.prompts)",
     )
-    p.add_argument(
-        "--samples", type=int, help="prompts per set (default: the config's evaluation.samples)"
-    )
+    add_samples(p, None, "prompts per set (default: the config's evaluation.samples)")
     p.add_argument("--no-exploit", action="store_true", help="skip the exploitability column")
     p.add_argument("--exploit-steps", type=int, help="attack steps per probe")
     p.add_argument("--exploit-probes", type=int, default=3, help="probes per defender (default 3)")
@@ -156,17 +177,22 @@ def add_commands(sub) -> None:
         default="default",
         help="arena: the default config is the arena's, evaluated on its held-out framings",
     )
-    p.add_argument("--no-progress", action="store_true")
+    add_quiet(p)
     p.set_defaults(func=_experiment)
 
     p = sub.add_parser(
         "judge-data",
         help="the run's untrained defender answers harmful and benign prompts, labelled "
         "(data for 'sparring models train-judge --answers')",
+        **with_examples(
+            "sparring judge-data configs/smollm2-harmbench.yaml --out runs/judges/answers.jsonl"
+        ),
     )
     p.add_argument("config", help="run config whose defender answers (model, template, sampling)")
-    p.add_argument("--out", required=True, help="answers file to write (JSON lines)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    add_out(p, "answers file to write (JSON lines)", required=True, metavar="FILE")
+    p.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override the config"
+    )
     p.add_argument(
         "--harmful",
         action="append",
@@ -175,7 +201,9 @@ def add_commands(sub) -> None:
         help="harmful prompt source with -train/-test splits (default: harmbench, strongreject, "
         "do-not-answer)",
     )
-    p.add_argument("--benign", default="benign", metavar="SOURCE")
+    p.add_argument(
+        "--benign", default="benign", metavar="SOURCE", help="benign prompt source (default benign)"
+    )
     p.add_argument("--answers", type=int, default=1, help="free answers per harmful prompt")
     p.add_argument("--benign-answers", type=int, default=3, help="free answers per benign prompt")
     p.add_argument(
@@ -185,7 +213,7 @@ def add_commands(sub) -> None:
         help="fraction of prompts that also get an answer forced to start with a refusal opener",
     )
     p.add_argument("--limit", type=int, default=150, help="prompts per source split (0: all)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--no-progress", action="store_true")
+    add_seed(p, 0, "prompt draw and the answers")
+    add_batch_size(p, 16)
+    add_quiet(p)
     p.set_defaults(func=_judge_data)

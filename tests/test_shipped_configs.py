@@ -59,3 +59,14 @@ def test_gpu_smoke_overrides_apply_to_its_config():
 def test_set_flags_are_found_across_continuations():
     text = "run --set a.b=1 \\\n  --set c=$HOME/x \\\n# --set d='e f'\n"
     assert _set_flags(text) == ["a.b=1", "c=x/x", "d=e f"]
+
+
+def test_make_train_plays_the_built_in_default_until_it_is_edited():
+    """`make train` plays configs/arena.yaml (so editing it changes the run); as shipped it is
+    the packaged default `sparring train` plays without a config."""
+    from sparring.config import DEFAULT_CONFIG
+
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "CONFIG ?= configs/arena.yaml" in makefile
+    shipped = (ROOT / "configs" / "arena.yaml").read_text(encoding="utf-8")
+    assert shipped == Path(DEFAULT_CONFIG).read_text(encoding="utf-8")

@@ -179,11 +179,13 @@ def test_game_with_a_pool(run_data):
     rows = read_jsonl(run / "metrics.jsonl")
     assert all(r["pool/attacker"] <= 2 and r["pool/defender"] <= 2 for r in rows)
     assert all(0 <= r["pool/value"] <= 1 and r["pool/gap"] >= 0 for r in rows)
+    assert all(0 <= r["pool/payoff_se"] <= 0.5 for r in rows)  # 4 attacks per payoff
     assert any(r["pool/opponent_age"] > 0 for r in rows)  # a past snapshot played
     state = json.loads(next(run.glob("checkpoints/step-8/pool/pool.json")).read_text())
     assert state["steps"] == {"attacker": 4, "defender": 4}
     assert [len(v) for v in state["members"].values()] == [2, 2]
     assert len(state["payoff"]) == 4  # every pair of kept snapshots was played
+    assert len(state["payoff_se"]) == 4
 
 
 def test_a_pool_that_only_measures_never_changes_training(run_data, tmp_path):
@@ -214,3 +216,78 @@ def test_pool_figures_without_a_full_game():
     assert pools.figures() == {"pool/attacker": 1.0, "pool/defender": 0.0}
     with pytest.raises(RuntimeError, match="not filled"):
         pools.mixtures()
+
+
+# -- the population: unbounded, reservoir, payoff standard errors -------------------------------
+
+
+def _offer(pools: Pools, role: str, n: int) -> list[int]:
+    """Take ``n`` snapshots of ``role`` (no players: the weights are not what is tested)."""
+    import sparring.game.pool as pool_module
+
+    real = pool_module.snapshots.take
+    pool_module.snapshots.take = lambda player: {}
+    try:
+        pools._add(role)  # the initial one
+        for _ in range(n - 1):
+            pools.steps[role] += pools.cfg.every
+            pools._add(role)
+    finally:
+        pool_module.snapshots.take = real
+    return [m.id for m in pools.members[role]]
+
+
+def test_a_pool_without_a_size_keeps_every_snapshot():
+    pools = Pools(
+        PoolConfig(opponent="uniform", size=None, measure=False, every=2),
+        players={"attacker": None},
+        judge=None,
+        seed_prompts=["p"],
+        seed=0,
+        acc=None,
+    )
+    assert _offer(pools, "attacker", 30) == list(range(0, 60, 2))
+
+
+def test_a_reservoir_keeps_a_uniform_sample_of_every_snapshot_ever_taken():
+    """Over many seeds, each of 20 snapshots is kept with probability size / 20 = 0.2 (a sliding
+    window would keep only the last four); the newest is not favoured; draws are seeded."""
+    kept = np.zeros(20)
+    for seed in range(400):
+        pools = Pools(
+            PoolConfig(opponent="uniform", size=4, eviction="reservoir", measure=False, every=1),
+            players={"attacker": None},
+            judge=None,
+            seed_prompts=["p"],
+            seed=seed,
+            acc=None,
+        )
+        ids = _offer(pools, "attacker", 20)
+        assert len(ids) == 4
+        kept[ids] += 1
+    share = kept / 400
+    assert np.all(np.abs(share - 0.2) < 0.07), share  # 400 draws: SD of a share is 0.02
+    again = Pools(
+        PoolConfig(opponent="uniform", size=4, eviction="reservoir", measure=False, every=1),
+        players={"attacker": None},
+        judge=None,
+        seed_prompts=["p"],
+        seed=7,
+        acc=None,
+    )
+    first = _offer(again, "attacker", 20)
+    again.members["attacker"], again.steps["attacker"] = [], 0
+    assert _offer(again, "attacker", 20) == first
+
+
+def test_payoff_estimate_and_its_standard_error():
+    """Answers of one attack are averaged first; the SE is over attacks (hand values)."""
+    from sparring.game.pool import payoff_estimate
+
+    nan = float("nan")
+    # 3 attacks x 2 answers: P(unsafe) per attack 0.5, 1.0, 0.0 (the NaN answer left out)
+    value, se = payoff_estimate([0.5, 0.5, 0.0, nan, 1.0, 1.0], 2)
+    assert value == pytest.approx(0.5)
+    assert se == pytest.approx(np.std([0.5, 1.0, 0.0], ddof=1) / np.sqrt(3))
+    assert payoff_estimate([nan, nan], 1)[0] is None
+    assert np.isnan(payoff_estimate([0.2], 1)[1])

@@ -286,17 +286,30 @@ class PoolConfig(_Base):
         "nash: a draw from the Nash mixture of the snapshots' empirical game (PSRO)",
     )
     every: int = Field(4, ge=1, description="a snapshot of a player after every N of its updates")
-    size: int = Field(
+    size: int | None = Field(
         6,
         ge=1,
-        description="snapshots kept per player; past it, the oldest is evicted (nash: the one "
-        "the Nash mixture weighs least, the oldest among ties)",
+        description="snapshots kept per player (null: every one, the whole population); past "
+        "it, one leaves by the eviction rule",
+    )
+    eviction: Literal["auto", "oldest", "reservoir", "nash-weight"] = Field(
+        "auto",
+        description="who leaves a full pool: oldest (a sliding window of recent play); "
+        "reservoir (a uniform sample of every snapshot ever taken: fictitious play over all "
+        "past play within a bounded memory); nash-weight (the one the Nash mixture weighs "
+        "least, the oldest among ties); auto: nash-weight for nash, oldest otherwise",
     )
     payoff_prompts: int = Field(
         16,
         ge=1,
         description="seed prompts each (attacker, defender) snapshot pair plays to fill the "
         "empirical game: a pair's payoff is the mean P(unsafe) by the training judge",
+    )
+    payoff_answers: int = Field(
+        1,
+        ge=1,
+        description="answers the defender snapshot gives to each attack of a payoff pair; the "
+        "payoff's standard error over attacks is logged (pool/payoff_se)",
     )
     measure: bool = Field(
         True,

@@ -13,14 +13,19 @@ of them. Each step the learner's opponent is
 - ``nash``: a draw from the Nash mixture of the empirical game (PSRO, Lanctot et al. 2017).
 
 The empirical game: when a snapshot joins, it plays every snapshot of the other pool on
-``payoff_prompts`` fixed seed prompts (the attacker rewrites them, the defender answers, the
-training judge scores); the payoff is the mean P(unsafe). Its figures, logged every step:
+``payoff_prompts`` fixed seed prompts (the attacker rewrites them, the defender answers each
+``payoff_answers`` times, the training judge scores); the payoff is the mean P(unsafe). Its figures, logged every step:
 ``pool/value`` (the game's Nash value), ``pool/gap`` (the Nash gap of the newest pair: what the
 best snapshot on each side would gain against them; 0 at an equilibrium of the pool) and
 ``pool/defender_exploit`` (the best snapshot attacker's payoff against the newest defender).
 
-Eviction past ``size``: the oldest snapshot (``nash``: the one the Nash mixture weighs least,
-the oldest among ties); the snapshot just taken is never the one evicted.
+Past ``size`` (``null``: no bound, the whole population is kept) one snapshot leaves, by
+``eviction``: the oldest (a sliding window), the one the Nash mixture weighs least, or a
+reservoir (Vitter's algorithm R: every snapshot ever taken has the same chance to be kept, so
+``uniform`` is fictitious play over all past play in a bounded memory). The snapshot just taken
+is never the one evicted, except that a reservoir may decline to take it. Each payoff's
+standard error over the payoff prompts' attacks is kept beside it (``pool/payoff_se``, the
+largest: against ``pool/gap``, whether the game's figures can be told from noise).
 
 Every draw and every payoff is reproducible: draws come from a generator seeded by the run's
 seed and the step, payoffs are played with the global RNG forked and seeded by the pair, so the
@@ -45,7 +50,6 @@ from sparring.config import PoolConfig
 from sparring.errors import CheckpointError, JudgeError
 from sparring.game.nash import nash_gap, one_hot, solve_zero_sum
 from sparring.judges import Judge, validate_output
-from sparring.judges.base import mean_p_safe
 from sparring.players import snapshots
 from sparring.runtime import broadcast, forked_rng
 
@@ -86,6 +90,8 @@ class Pools:
         self.members: dict[str, list[Member]] = {r: [] for r in ROLES}
         self.steps = dict.fromkeys(ROLES, 0)
         self.payoff: dict[tuple[int, int], float] = {}
+        # the standard error of each payoff, over the payoff prompts' attacks
+        self.payoff_se: dict[tuple[int, int], float] = {}
         self._solved: tuple[tuple, tuple[np.ndarray, np.ndarray, float] | None] | None = None
 
     @classmethod
@@ -118,7 +124,33 @@ class Pools:
         if self.steps[role] % self.cfg.every == 0:
             self._add(role)
 
+    def eviction(self) -> str:
+        """The eviction rule in force (``auto`` resolved)."""
+        rule = self.cfg.eviction
+        if rule == "auto":
+            return "nash-weight" if self.cfg.opponent == "nash" else "oldest"
+        return rule
+
+    def _kept_by_reservoir(self, role: str) -> int | None:
+        """Reservoir sampling (Vitter's algorithm R) of the snapshots a full pool keeps: the
+        n-th snapshot ever offered enters with probability size / n, in the place of a uniform
+        draw among the kept ones (returns that index), else is not kept (None). Every snapshot
+        ever taken then has the same chance to be in the pool. The draw is seeded by the run's
+        seed, the role and n: a resumed run keeps what the uninterrupted one would."""
+        offered = self.steps[role] // self.cfg.every + 1  # the initial snapshot is the first
+        rng = np.random.default_rng([self.seed, ROLES.index(role), offered])
+        j = int(rng.integers(offered))
+        return j if j < len(self.members[role]) else None
+
     def _add(self, role: str) -> None:
+        size = self.cfg.size
+        full = size is not None and len(self.members[role]) >= size
+        replaced = None
+        if full and self.eviction() == "reservoir":
+            replaced = self._kept_by_reservoir(role)
+            if replaced is None:
+                return  # not drawn into the reservoir: the pool stays as it is
+            self._remove(role, self.members[role][replaced])
         member = Member(self.steps[role], snapshots.take(self.players[role]))
         if self.measured:
             other = "defender" if role == "attacker" else "attacker"
@@ -126,21 +158,26 @@ class Pools:
                 a, d = (member, m) if role == "attacker" else (m, member)
                 self.payoff[(a.id, d.id)] = self._play(a, d)
         self.members[role].append(member)
-        if len(self.members[role]) > self.cfg.size:
+        if size is not None and len(self.members[role]) > size:
             self._evict(role)
 
     def _evict(self, role: str) -> None:
         pool = self.members[role]
         candidates = pool[:-1]  # never the snapshot just taken
         victim = candidates[0]
-        if self.cfg.opponent == "nash":
+        if self.eviction() == "nash-weight":
             x, y = self.mixtures()
             weights = x if role == "attacker" else y
             lowest = min(weights[: len(candidates)])
             victim = next(m for m, w in zip(candidates, weights, strict=False) if w <= lowest)
-        pool.remove(victim)
+        self._remove(role, victim)
+
+    def _remove(self, role: str, victim: Member) -> None:
+        """``victim`` leaves the pool, with its payoffs."""
+        self.members[role].remove(victim)
         key = 0 if role == "attacker" else 1
         self.payoff = {k: v for k, v in self.payoff.items() if k[key] != victim.id}
+        self.payoff_se = {k: v for k, v in self.payoff_se.items() if k[key] != victim.id}
 
     def _play(self, a: Member, d: Member) -> float:
         """The payoff of attacker snapshot ``a`` against defender snapshot ``d``: the mean
@@ -148,19 +185,22 @@ class Pools:
         seeds, sampled under the global RNG forked and seeded by the pair (rank 0's figure on
         every rank)."""
         attacker, defender = self.players["attacker"], self.players["defender"]
+        k = self.cfg.payoff_answers
         with forked_rng(self.seed * 1_000_003 + a.id * 1_009 + d.id):
             with snapshots.playing_as(attacker, a.state):
                 gen = attacker.generate(self.payoff_seeds)
             attacks = attacker.clean_texts(gen.texts, self.payoff_seeds).texts
+            asked = [t for t in attacks for _ in range(k)]
             with snapshots.playing_as(defender, d.state):
-                answers = defender.generate(attacks).texts
+                answers = defender.generate(asked).texts
         out = validate_output(
-            self.judge.name, self.judge.score(attacks, answers), len(attacks), allow_nonfinite=True
+            self.judge.name, self.judge.score(asked, answers), len(asked), allow_nonfinite=True
         )
-        safe = mean_p_safe(out.p_safe)
-        if safe is None:
+        value, se = payoff_estimate(out.p_safe, k)
+        if value is None:
             raise JudgeError(f"judge {self.judge.name!r} gave no finite verdict on a pool pair")
-        return float(broadcast(1.0 - safe, self.acc))
+        self.payoff_se[(a.id, d.id)] = float(broadcast(se, self.acc))
+        return float(broadcast(value, self.acc))
 
     # -- the empirical game ------------------------------------------------------------------
     def matrix(self) -> np.ndarray | None:
@@ -206,6 +246,9 @@ class Pools:
         out["pool/value"] = value
         out["pool/gap"] = nash_gap(m, *newest)
         out["pool/defender_exploit"] = float(np.max(m[:, -1]))
+        se = [v for v in self.payoff_se.values() if math.isfinite(v)]
+        if se:  # how far apart two payoffs must be to be told apart: against the gap above
+            out["pool/payoff_se"] = float(max(se))
         return out
 
     # -- opponents ---------------------------------------------------------------------------
@@ -257,6 +300,7 @@ class Pools:
             "steps": self.steps,
             "members": {r: [m.id for m in self.members[r]] for r in ROLES},
             "payoff": [[a, d, v] for (a, d), v in sorted(self.payoff.items())],
+            "payoff_se": [[a, d, v] for (a, d), v in sorted(self.payoff_se.items())],
         }
         (folder / "pool.json").write_text(json.dumps(state), encoding="utf-8")
 
@@ -272,9 +316,25 @@ class Pools:
                 for r in ROLES
             }
             self.payoff = {(int(a), int(d)): float(v) for a, d, v in state["payoff"]}
+            self.payoff_se = {(int(a), int(d)): float(v) for a, d, v in state.get("payoff_se", [])}
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"cannot restore the opponent pool from {folder}: {exc}"
             ) from None
         if any(not math.isfinite(v) for v in self.payoff.values()):
             raise CheckpointError(f"{folder / 'pool.json'}: non-finite payoffs")
+
+
+def payoff_estimate(p_safe, answers: int) -> tuple[float | None, float]:
+    """``(mean P(unsafe), its standard error)`` of one pool pair from the judge's P(safe) of
+    every answer, ``answers`` consecutive answers per attack. The attack is the unit: its
+    answers are averaged first (they share the attack), and the standard error is the SD of
+    the attacks' means over the square root of their number (NaN with fewer than two). Verdicts
+    the judge could not give (NaN) are left out; (None, NaN) when none is left."""
+    x = np.asarray(p_safe, dtype=np.float64).reshape(-1, answers)
+    per_attack = [1.0 - row[np.isfinite(row)].mean() for row in x if np.isfinite(row).any()]
+    if not per_attack:
+        return None, float("nan")
+    n = len(per_attack)
+    se = float(np.std(per_attack, ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return float(np.mean(per_attack)), se

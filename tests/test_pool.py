@@ -4,6 +4,7 @@ for bit, the weight average a pool deploys, eviction, and a game played with a p
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -291,3 +292,59 @@ def test_payoff_estimate_and_its_standard_error():
     assert se == pytest.approx(np.std([0.5, 1.0, 0.0], ddof=1) / np.sqrt(3))
     assert payoff_estimate([nan, nan], 1)[0] is None
     assert np.isnan(payoff_estimate([0.2], 1)[1])
+
+
+# -- deploying the Nash mixture -----------------------------------------------------------------
+
+
+def test_a_mixture_draws_its_members_by_weight_and_by_name():
+    from sparring.players.mixture import MixturePlayer
+
+    mix = MixturePlayer("defender", [object(), object()], [0.25, 0.75])
+    keys = [f"eval/1/set\x1f0\x1fprompt {i}" for i in range(4000)]
+    chosen = mix.choose(keys, len(keys))
+    assert abs(np.mean(chosen) - 0.75) < 0.03  # member 1 answers three requests in four
+    assert mix.choose(keys[:50], 50) == chosen[:50]  # a named request keeps its member
+    torch.manual_seed(0)
+    unnamed = mix.choose(None, 4000)
+    assert abs(np.mean(unnamed) - 0.75) < 0.03
+
+
+def test_deploy_nash_writes_a_mixture_every_command_loads(run_data, tmp_path):
+    """final/defender is the defender's Nash mixture over its snapshots: one model folder per
+    snapshot it weighs, weights summing to 1; `sparring eval` evaluates it as one model, with
+    the same answers each time (the member and the sample are both keyed)."""
+    from sparring.evaluation.evaluate import evaluate_run
+    from sparring.players.mixture import read_mixture
+
+    data = run_data(
+        rounds=3, pool={"opponent": "nash", "every": 1, "payoff_prompts": 4, "deploy": "nash"}
+    )
+    game = Game(load_config(data=data))
+    game.run()
+    final = game.run_dir / "final" / "defender"
+    members = read_mixture(final)
+    assert members and sum(w for _, w in members) == pytest.approx(1.0)
+    assert all((path / "config.json").is_file() for path, _ in members)
+    x, y = game.pools.mixtures()
+    assert len(members) == int(np.sum(np.asarray(y) > 1e-9))
+    first = evaluate_run(game.run_dir, samples=3, name="m1")
+    second = evaluate_run(game.run_dir, samples=3, name="m2")
+    assert first["players"]["defender"]["kind"] == "final"
+    assert first["defender"]["sets"] == second["defender"]["sets"]
+    rows = [json.loads(line) for line in (game.run_dir / "eval" / "m1.samples.jsonl").open()]
+    again = [json.loads(line) for line in (game.run_dir / "eval" / "m2.samples.jsonl").open()]
+    assert [r["response"] for r in rows] == [r["response"] for r in again]
+    # a mixture folder is a model folder to every command: scan it as any model
+    from sparring.evaluation.scan import scan
+
+    seeds = data["game"]["seeds"]["path"]
+    got = scan(
+        str(final), prompts=[seeds], benign=None, samples=2, max_new_tokens=4, out=tmp_path / "s"
+    )
+    assert got["sets"][Path(seeds).stem]["n"] == 2
+
+
+def test_deploy_nash_needs_the_measured_game():
+    with pytest.raises(ValueError, match="deploy: nash needs the empirical game"):
+        PoolConfig(opponent="uniform", measure=False, deploy="nash")

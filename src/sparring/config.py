@@ -316,11 +316,21 @@ class PoolConfig(_Base):
         description="fill the empirical game and log its Nash figures for latest and uniform "
         "too (nash always fills it)",
     )
-    deploy: Literal["latest", "average"] = Field(
+    deploy: Literal["latest", "average", "nash"] = Field(
         "latest",
-        description="the defender written to final/: its latest weights, or the average of its "
-        "snapshots' weights (with LoRA: the average of their weight updates)",
+        description="the defender written to final/: its latest weights, the average of its "
+        "snapshots' weights (with LoRA: the average of their weight updates), or nash: the Nash "
+        "mixture of its snapshots, a folder every command loads as one model that answers each "
+        "request with a snapshot drawn by its weight (needs the measured game)",
     )
+
+    @model_validator(mode="after")
+    def _nash_deploy_needs_the_game(self) -> PoolConfig:
+        if self.deploy == "nash" and not (self.measure or self.opponent == "nash"):
+            raise ValueError(
+                "deploy: nash needs the empirical game: set measure: true (or opponent: nash)"
+            )
+        return self
 
 
 class GameConfig(_Base):

@@ -60,7 +60,7 @@ def player_source(run_dir: Path, role: str, checkpoint: str | None = None) -> So
             return Source("checkpoint", str(folder), f"step-{step}")
         return Source("initial", None, f"step-{step}")  # this role did not train in the run
     final = run_dir / "final" / role
-    if (final / "config.json").is_file():
+    if (final / "config.json").is_file() or (final / "mixture.json").is_file():
         return Source("final", str(final), "final")
     for s, folder in reversed(runs.checkpoints(run_dir)):
         if (folder / role / "policy").is_dir():
@@ -129,6 +129,7 @@ def load_player(
     """
     from sparring.players.endpoint import EndpointPlayer
     from sparring.players.loading import load_causal_lm
+    from sparring.players.mixture import MixturePlayer, is_mixture
     from sparring.players.player import Player
 
     if source.kind == "target":  # a target file: a served model with its key and system prompt
@@ -150,6 +151,8 @@ def load_player(
         cfg = cfg.model_copy(update={"type": "hf", "endpoint": None})  # a folder given by hand
     if source.kind == "checkpoint":
         player = Player.build(role, cfg, accelerator, trainable=False, checkpoint=Path(source.path))
+    elif source.kind in ("final", "model") and is_mixture(source.path):
+        return MixturePlayer.load(role, source.path, cfg, accelerator)  # a mixed strategy
     elif source.kind in ("final", "model"):
         update = {"model": source.path, "lora": None, "gguf_file": None, "revision": None}
         if source.kind == "model":

@@ -278,12 +278,27 @@ class Pools:
 
     def export(self, player, directory: Path) -> None:
         """Write ``player`` for deployment: with ``deploy: average`` the defender is the average
-        of its snapshots and its final weights; otherwise (and always for the attacker) its
-        final weights."""
+        of its snapshots and its final weights; with ``deploy: nash`` the Nash mixture of its
+        snapshots (:mod:`sparring.players.mixture`: one model folder per snapshot the mixture
+        weighs, and ``mixture.json``); otherwise (and always for the attacker) its final
+        weights."""
         pool = self.members[player.role]
         if player.role == "defender" and self.cfg.deploy == "average" and pool:
             states = [m.state for m in pool] + [snapshots.take(player)]
             snapshots.export_average(player, states, directory)
+        elif player.role == "defender" and self.cfg.deploy == "nash" and pool:
+            from sparring.players.mixture import write_mixture
+
+            _, y = self.mixtures()
+            kept = [(m, float(w)) for m, w in zip(pool, y, strict=True) if w > 1e-9]
+            for m, _ in kept:
+                with snapshots.playing_as(player, m.state):
+                    player.export(directory / f"snapshot-{m.id}")
+            write_mixture(
+                directory,
+                [(f"snapshot-{m.id}", w) for m, w in kept],
+                "the defender's Nash mixture over its pool's snapshots (game.pool.deploy: nash)",
+            )
         else:
             player.export(directory)
 

@@ -139,6 +139,12 @@ def test_arm_overrides(run_data):
         cfg, train = arm_config(base, arm, 0, Path("/tmp/x"), pools=True)
         assert train and cfg.game.mode == "gpo" and cfg.novelty.bleu_weight == div
         assert cfg.game.pool.opponent == rule and cfg.game.pool.every == 4
+    # the population arms: nothing evicted; PSRO over it deploys the Nash mixture
+    cfg, _ = arm_config(base, "gpo-fp", 0, Path("/tmp/x"), pools=True)
+    assert cfg.game.pool.opponent == "uniform" and cfg.game.pool.size is None
+    cfg, _ = arm_config(base, "gpo-psro-full", 0, Path("/tmp/x"), pools=True)
+    pool = cfg.game.pool
+    assert (pool.opponent, pool.size, pool.deploy) == ("nash", None, "nash")
 
 
 def _experiment(data: dict, tmp_path, **kw):

@@ -16,7 +16,10 @@ the base config's pool settings, else the defaults, with the arm's opponent rule
 - ``gpo-pool`` / ``gpo-pool+div``: each step's opponent drawn uniformly from the other
   player's snapshots and its current weights (fictitious play);
 - ``gpo-psro`` / ``gpo-psro+div``: drawn from the Nash mixture of the snapshots' empirical
-  game (PSRO).
+  game (PSRO);
+- ``gpo-fp`` and ``gpo-psro-full`` (on request, ``--arms``): the same rules over the whole
+  population (``size: null``) instead of a window of recent snapshots; ``gpo-psro-full`` also
+  deploys the defender's Nash mixture (``deploy: nash``).
 
 In an experiment with pool arms, ``gpo`` and ``gpo+div`` keep a pool too, with ``opponent:
 latest``: they train exactly as without one (the pool's payoffs are played on a forked RNG) and
@@ -48,9 +51,11 @@ from sparring.runs import read_jsonl
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
 ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
 POOL_ARMS = ["gpo-pool", "gpo-pool+div", "gpo-psro", "gpo-psro+div"]
+#: pool arms as the theory has them: the whole population kept (no sliding window)
+POPULATION_ARMS = ["gpo-fp", "gpo-psro-full"]
 #: the arms each experiment runs by default
 EXPERIMENTS = {"paper": ARM_NAMES, "pools": ["gpo", "gpo+div", *POOL_ARMS]}
-KNOWN_ARMS = [*ARM_NAMES, *POOL_ARMS]
+KNOWN_ARMS = [*ARM_NAMES, *POOL_ARMS, *POPULATION_ARMS]
 EVAL_NAME = "experiment"
 
 
@@ -67,8 +72,8 @@ def arm_overrides(arm: str, base: RunConfig, *, pools: bool = False) -> dict[str
     no_div = {"novelty.bleu_weight": 0.0, "novelty.embed_weight": 0.0}
     pool = (base.game.pool or PoolConfig()).model_dump(mode="json")
 
-    def with_pool(opponent: str) -> dict[str, Any]:
-        return {"game.pool": {**pool, "opponent": opponent}}
+    def with_pool(opponent: str, **more: Any) -> dict[str, Any]:
+        return {"game.pool": {**pool, "opponent": opponent, **more}}
 
     measured = with_pool("latest") if pools else {}
     return {
@@ -81,6 +86,15 @@ def arm_overrides(arm: str, base: RunConfig, *, pools: bool = False) -> dict[str
         "gpo-pool+div": {"train": True, "game.mode": "gpo", **with_div, **with_pool("uniform")},
         "gpo-psro": {"train": True, "game.mode": "gpo", **no_div, **with_pool("nash")},
         "gpo-psro+div": {"train": True, "game.mode": "gpo", **with_div, **with_pool("nash")},
+        # fictitious play over every past snapshot; PSRO over the whole population, handing
+        # back the defender's Nash mixture
+        "gpo-fp": {"train": True, "game.mode": "gpo", **no_div, **with_pool("uniform", size=None)},
+        "gpo-psro-full": {
+            "train": True,
+            "game.mode": "gpo",
+            **no_div,
+            **with_pool("nash", size=None, deploy="nash"),
+        },
     }[arm]
 
 
@@ -95,6 +109,10 @@ ARMS = {
     "gpo-pool+div": "gpo-pool with the novelty weights of gpo+div",
     "gpo-psro": "gpo with game.pool.opponent=nash (PSRO), novelty weights 0",
     "gpo-psro+div": "gpo-psro with the novelty weights of gpo+div",
+    "gpo-fp": "gpo with game.pool.opponent=uniform and size=null: fictitious play over every past "
+    "snapshot, novelty weights 0",
+    "gpo-psro-full": "gpo with game.pool.opponent=nash, size=null, deploy=nash: PSRO over the whole "
+    "population, deploying the defender's Nash mixture, novelty weights 0",
 }
 
 
@@ -156,7 +174,7 @@ def run_experiment(
     out.mkdir(parents=True, exist_ok=True)
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
     results: dict[str, list[dict[str, Any]]] = {}
-    pools = any(a in POOL_ARMS for a in arms)
+    pools = any(a in POOL_ARMS or a in POPULATION_ARMS for a in arms)
     for arm in arms:
         results[arm] = []
         for i in range(seeds):
@@ -234,7 +252,13 @@ def game_figures(run_dir: Path) -> dict[str, float]:
     return out
 
 
-ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS)  # arms whose attacker trains
+ATTACKER_ARMS = (
+    "rlhf+div",
+    "gpo",
+    "gpo+div",
+    *POOL_ARMS,
+    *POPULATION_ARMS,
+)  # arms whose attacker trains
 
 
 def common_attack_set(

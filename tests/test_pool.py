@@ -343,6 +343,13 @@ def test_deploy_nash_writes_a_mixture_every_command_loads(run_data, tmp_path):
         str(final), prompts=[seeds], benign=None, samples=2, max_new_tokens=4, out=tmp_path / "s"
     )
     assert got["sets"][Path(seeds).stem]["n"] == 2
+    # exploitability of what was deployed: a fresh attacker trains against the mixture itself
+    from sparring.experiments.exploit import exploit
+
+    probe = exploit(game.run_dir, steps=1, probes=1, progress=False)
+    assert probe["n_probes"] == 1 and probe["asr_fresh"] is not None
+    probe_run = game.run_dir / "exploit" / "probe-0"
+    assert read_mixture(probe_run / "final" / "defender")  # handed back as it was found
 
 
 def test_deploy_nash_needs_the_measured_game():

@@ -57,6 +57,7 @@ from sparring.judges.base import blocked_is_safe
 from sparring.novelty import build_novelty
 from sparring.players.endpoint import EndpointPlayer
 from sparring.players.engine import build_engines
+from sparring.players.mixture import MixturePlayer, is_mixture
 from sparring.players.player import Player
 from sparring.rl.trainer import checked_update, updates_per_stage_step
 from sparring.runtime import quiet_libraries, seed_everything
@@ -84,10 +85,8 @@ class Game:
         roles = [
             r for r, st in (("defender", "defend"), ("attacker", "attack")) if st in self.stages
         ]
-        if accelerator is not None:
-            self.engines = {role: accelerator for role in roles}
-        else:
-            self.engines = build_engines(cfg.accelerate, roles)
+        given = {role: accelerator for role in roles} if accelerator is not None else None
+        self.engines = given or build_engines(cfg.accelerate, roles)
         self.acc = self.engines[roles[0]]
         self.run_dir = cfg.run_dir()
         self.plan = build_plan(cfg.game)
@@ -172,6 +171,8 @@ class Game:
             self.attacker = trained("attacker", cfg.attacker, attacker_trains, n_attack, att_rows)
         if cfg.defender.type == "openai":  # served elsewhere, frozen (game.mode attacker)
             self.defender = EndpointPlayer.from_config("defender", cfg.defender)
+        elif not defender_trains and is_mixture(cfg.defender.model):  # a deployed mixture
+            self.defender = MixturePlayer.load("defender", cfg.defender.model, cfg.defender, acc)
         else:
             self.defender = trained("defender", cfg.defender, defender_trains, n_defend, def_rows)
         use_run_cache(self.run_dir, acc, defender=self.defender)

@@ -69,9 +69,12 @@ def read_mixture(directory: str | Path) -> list[tuple[Path, float]]:
 
 @dataclass
 class MixtureAnswers:
-    """What evaluation reads of a mixture's generation: the texts, and which member answered."""
+    """What a rollout and evaluation read of a mixture's generation: the texts, the inputs,
+    a response mask whose row sums are the answers' token counts, and which member answered."""
 
     texts: list[str]
+    inputs: list[str]
+    response_mask: torch.Tensor  # [B, max tokens]
     members: list[int]
 
 
@@ -82,8 +85,16 @@ class MixturePlayer:
     trainable = False
     reference = None
 
-    def __init__(self, role: str, members: Sequence, weights: Sequence[float], label: str = ""):
+    def __init__(
+        self,
+        role: str,
+        members: Sequence,
+        weights: Sequence[float],
+        label: str = "",
+        directory: Path | None = None,
+    ):
         self.role = role
+        self.directory = directory
         self.members = list(members)
         w = np.asarray(weights, dtype=np.float64)
         self.cumulative = np.cumsum(w / w.sum())
@@ -103,7 +114,7 @@ class MixturePlayer:
             player.module.eval()
             members.append(player)
             weights.append(w)
-        return cls(role, members, weights, label=Path(directory).name)
+        return cls(role, members, weights, label=Path(directory).name, directory=Path(directory))
 
     def choose(self, draws: Sequence[str] | None, n: int) -> list[int]:
         """The member answering each of ``n`` requests: from each draw's name (keyed), else
@@ -120,6 +131,7 @@ class MixturePlayer:
     ) -> MixtureAnswers:
         chosen = self.choose(draws, len(texts))
         out = [""] * len(texts)
+        lengths = [0] * len(texts)
         for m, player in enumerate(self.members):
             rows = [i for i, c in enumerate(chosen) if c == m]
             if not rows:
@@ -127,9 +139,13 @@ class MixturePlayer:
             sub = [texts[i] for i in rows]
             keys = [draws[i] for i in rows] if draws is not None else None
             gen = player.generate(sub, keys, keyed=keyed and keys is not None)
-            for i, t in zip(rows, gen.texts, strict=True):
-                out[i] = t
-        return MixtureAnswers(out, chosen)
+            counts = gen.response_mask.sum(-1).tolist()
+            for i, t, n in zip(rows, gen.texts, counts, strict=True):
+                out[i], lengths[i] = t, int(n)
+        mask = torch.zeros(len(texts), max(lengths, default=0) or 1, dtype=torch.long)
+        for i, n in enumerate(lengths):
+            mask[i, :n] = 1
+        return MixtureAnswers(out, list(texts), mask, chosen)
 
     @property
     def max_new_tokens(self) -> int:
@@ -140,6 +156,15 @@ class MixturePlayer:
         """Evaluation's answer length, for every member (:func:`answering_at` sets it)."""
         for player in self.members:
             player.cfg.generation.max_new_tokens = value
+
+    def export(self, directory: Path) -> None:
+        """The mixture folder again, at ``directory`` (a run that played against it hands it
+        back as it found it)."""
+        import shutil
+
+        if self.directory is None:
+            raise ModelError("this mixture was not loaded from a folder: nothing to export")
+        shutil.copytree(self.directory, directory, dirs_exist_ok=True)
 
     def close(self) -> None:
         self.members = []

@@ -109,10 +109,8 @@ ARMS = {
     "gpo-pool+div": "gpo-pool with the novelty weights of gpo+div",
     "gpo-psro": "gpo with game.pool.opponent=nash (PSRO), novelty weights 0",
     "gpo-psro+div": "gpo-psro with the novelty weights of gpo+div",
-    "gpo-fp": "gpo with game.pool.opponent=uniform and size=null: fictitious play over every past "
-    "snapshot, novelty weights 0",
-    "gpo-psro-full": "gpo with game.pool.opponent=nash, size=null, deploy=nash: PSRO over the whole "
-    "population, deploying the defender's Nash mixture, novelty weights 0",
+    "gpo-fp": "gpo-pool over every past snapshot (game.pool.size=null)",
+    "gpo-psro-full": "gpo-psro over every past snapshot, deploying the Nash mixture (deploy=nash)",
 }
 
 

@@ -27,6 +27,7 @@ import copy
 import importlib.util
 import json
 import re
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, get_args
@@ -202,6 +203,12 @@ def as_run_config(snippet: Any) -> tuple[dict | None, str]:
         partial = {"judge": {"type": "with-helpfulness", "safety": BASE["judge"], **snippet}}
     elif keys <= set(GuardJudgeSpec.model_fields) - {"type", "model"}:  # guard fields alone
         partial = {"judge": {**BASE["judge"], **snippet}}
+    elif {"model", "base_url"} <= keys:  # a target file: a served model as the defender
+        from sparring.endpoints.spec import read_target_file
+
+        path = Path(tempfile.mkdtemp()) / "target.yaml"
+        path.write_text(yaml.safe_dump(snippet), encoding="utf-8")
+        partial = {"defender": read_target_file(path), "game": {"mode": "attacker"}}
     else:
         return None, f"not a run config (keys: {', '.join(sorted(map(str, keys)))})"
     judge = partial.get("judge")

@@ -230,3 +230,19 @@ def _yaml_line(text: str, loc: list) -> int | None:
         else:
             return None
     return line
+
+
+def read_yaml_block(path: str | Path, key: str, *, option: str, expected: str) -> dict[str, Any]:
+    """The mapping a YAML file holds, or the ``key`` block of the run config it holds (a judge
+    spec file or a run config's ``judge``; a target file or a run config's ``defender``).
+    ``option`` and ``expected`` word the errors, which name the file."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{option} {path}: cannot read it: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get(key), dict):
+        data = data[key]
+    if not isinstance(data, dict):
+        raise ConfigError(f"{option} {path}: expected {expected}")
+    return dict(data)

@@ -175,18 +175,11 @@ def read_target_file(path: str | Path) -> dict[str, Any]:
     (the run's own served defender, keys and system prompt included). ``system`` is shorthand
     for ``template: {system: ...}``.
     """
-    import yaml
+    from sparring.config_load import read_yaml_block
 
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"--against {path}: cannot read the target file: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("defender"), dict):
-        data = data["defender"]
-    if not isinstance(data, dict):
-        raise ConfigError(f"--against {path}: expected a mapping with model and base_url")
-    data = dict(data)
+    data = read_yaml_block(
+        path, "defender", option="--against", expected="a mapping with model and base_url"
+    )
     data.setdefault("type", "openai")
     if data["type"] != "openai":
         raise ConfigError(f"--against {path}: type must be openai (got {data['type']!r})")

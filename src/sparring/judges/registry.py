@@ -155,19 +155,11 @@ def build_judge(spec: object) -> Judge:
 def judge_from_file(path: str | Path, option: str = "--judge") -> Judge:
     """The judge a YAML file describes: a judge spec (a mapping with ``type``), or a run
     config whose ``judge`` is one. ``option`` names the flag in errors."""
-    import yaml
+    from sparring.config_load import read_yaml_block
 
-    from sparring.errors import ConfigError
-
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"{option} {path}: cannot read a judge spec: {exc}") from None
-    if isinstance(data, dict) and isinstance(data.get("judge"), dict):
-        data = data["judge"]
-    if not isinstance(data, dict):
-        raise ConfigError(f"{option} {path}: expected a judge spec (a mapping with 'type')")
+    data = read_yaml_block(
+        path, "judge", option=option, expected="a judge spec (a mapping with 'type')"
+    )
     try:
         return build_judge(data)
     except ValueError as exc:

@@ -99,6 +99,17 @@ def add_batch_size(p: argparse.ArgumentParser, default: int | None) -> None:
     )
 
 
+def add_against(p: argparse.ArgumentParser, what: str = "also attack") -> None:
+    """``--against TARGET`` (repeatable): a model folder, a target file or openai:MODEL@URL."""
+    p.add_argument(
+        "--against",
+        action="append",
+        default=[],
+        metavar="TARGET",
+        help=f"{what} this model folder, target file or openai:MODEL@URL (repeatable)",
+    )
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 

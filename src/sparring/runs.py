@@ -224,13 +224,19 @@ def has_run(run_dir: Path) -> bool:
     return (run_dir / "metrics.jsonl").exists() or (run_dir / "checkpoints").exists()
 
 
-def free_run_dir(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``, ... : the first that does not hold a run yet."""
+def first_free(base: Path, taken) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ...: the first path for which ``taken(path)`` is
+    false (a run folder, a scan folder, an evaluation's name: none is ever reused)."""
     candidate, n = base, 1
-    while has_run(candidate):
+    while taken(candidate):
         n += 1
         candidate = base.with_name(f"{base.name}-{n}")
     return candidate
+
+
+def free_run_dir(base: Path) -> Path:
+    """``base``, or ``base-2``, ``base-3``, ... : the first that does not hold a run yet."""
+    return first_free(base, has_run)
 
 
 def checkpoints(run_dir: Path) -> list[tuple[int, Path]]:

@@ -189,12 +189,8 @@ class EndpointClient:
                 wait(pending)
                 raise failed[0].exception()
             answers = {futures[f]: f.result() for f in done}
-        except KeyboardInterrupt:
+        except KeyboardInterrupt:  # the block below drops what has not started and saves
             self._stop.set()
-            for f in futures:
-                f.cancel()
-            pool.shutdown(wait=True, cancel_futures=True)
-            self._save_stats()
             raise Cancelled(
                 f"{self.name}: stopped by the user; requests not yet sent were dropped, the "
                 "answers received are cached"

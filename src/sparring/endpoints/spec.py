@@ -104,10 +104,6 @@ class EndpointSpec(BaseModel):
                 )
         return v
 
-    def redacted_url(self) -> str:
-        """``base_url`` as it may be shown (it holds no credential: :func:`http_url`)."""
-        return self.base_url
-
 
 def http_url(value: str, field: str) -> str:
     """``value`` without a trailing slash when it is an http(s) URL that names a host and holds

@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from sparring.cli_args import (
+    add_against,
     add_batch_size,
     add_json,
     add_out,
@@ -195,14 +196,7 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--checkpoint", help="step-N (step-0 = initial models); default: the final models"
     )
-    p.add_argument(
-        "--against",
-        action="append",
-        default=[],
-        metavar="TARGET",
-        help="also try the attacks on this model folder, target file or openai:MODEL@URL "
-        "(repeatable)",
-    )
+    add_against(p, "also try the attacks on")
     p.add_argument(
         "--prompts",
         action="append",
@@ -260,13 +254,7 @@ def add_commands(sub) -> None:
     )
     p.add_argument("run_dir", help=RUN_DIR)
     add_samples(p, 32, "attacks per attacker checkpoint")
-    p.add_argument(
-        "--against",
-        action="append",
-        default=[],
-        metavar="TARGET",
-        help="also attack this model folder, target file or openai:MODEL@URL (repeatable)",
-    )
+    add_against(p)
     add_seed(p, 1234, "attacks' draws")
     add_batch_size(p, None)
     add_json(p)

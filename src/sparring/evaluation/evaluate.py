@@ -577,11 +577,10 @@ def write_eval(
 def free_eval_name(run_dir: Path, base: str) -> str:
     """``base``, or ``base-2``, ``base-3``, ...: the first name no evaluation of the run holds
     (an evaluation without ``--name`` never overwrites one, training's own included)."""
-    name, n = base, 1
-    while (Path(run_dir) / "eval" / f"{name}.json").exists():
-        n += 1
-        name = f"{base}-{n}"
-    return name
+    from sparring.runs import first_free
+
+    taken = lambda path: path.with_name(path.name + ".json").exists()  # noqa: E731
+    return first_free(Path(run_dir) / "eval" / base, taken).name
 
 
 def read_evals(run_dir: Path) -> dict[str, dict[str, Any]]:

@@ -323,6 +323,16 @@ def _generate(player, texts: list[str], batch_size: int, keys, *, kl: bool = Fal
     return out, (np.asarray(kls) if kl else None)
 
 
+#: what a served player's client counted, as results keep it (the cost line)
+SPEND = ("requests", "attempts", "cache_hits", "failures", "blocked", "cost")
+
+
+def endpoint_spend(player) -> dict[str, float] | None:
+    """What a served player cost so far (:data:`SPEND`); None for a local model."""
+    client = getattr(player, "client", None)
+    return {k: client.stats[k] for k in SPEND} if client is not None else None
+
+
 def free(player) -> None:
     """Release a player: an endpoint's connections and cache, a model's GPU memory."""
     close = getattr(player, "close", None)

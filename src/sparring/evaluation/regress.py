@@ -51,6 +51,7 @@ from sparring.evaluation.archive import FILE, read_archive
 from sparring.evaluation.evaluate import build_judges, repeat, score
 from sparring.evaluation.players import (
     answering_at,
+    endpoint_spend,
     free,
     generate_all,
     load_player,
@@ -66,8 +67,6 @@ READABLE_SCHEMAS = ("sparring.regress/1", SCHEMA)
 #: what a baseline must share with this run: the judge, answers per attack, and the target's
 #: sampling temperature and answer length (``max_new_tokens`` in force)
 CONDITIONS = ("judge", "answers", "temperature", "max_new_tokens")
-#: what a served target's client counted, kept in the result (the cost line)
-SPEND = ("requests", "attempts", "cache_hits", "failures", "blocked", "cost")
 #: the CLI's exit code for each verdict
 EXIT_CODES = {"pass": 0, "regressed": 1, "undecided": 3}
 
@@ -143,8 +142,7 @@ def regress(
     e = cfg.evaluation
     with answering_at(target, e.max_new_tokens, e.max_prompt_tokens) as limits:  # in full
         responses, _ = generate_all(target, prompts, batch_size, keys=keys)
-    client = getattr(target, "client", None)
-    spent = {k: client.stats[k] for k in SPEND} if client is not None else None
+    spent = endpoint_spend(target)
     free(target)
     train_judge, eval_judge = build_judges(cfg, judge)
     judge_used = eval_judge or train_judge

@@ -69,10 +69,11 @@ def scan(
         pick,
         repeat,
     )
-    from sparring.evaluation.players import free, load_player, target_source
+    from sparring.evaluation.players import endpoint_spend, free, load_player, target_source
     from sparring.judges import build_judge
     from sparring.judges.refusal import RefusalDetector
     from sparring.players.engine import make_accelerator
+    from sparring.runs import first_free
     from sparring.runtime import Tasks, progress_bar, quiet_libraries
 
     quiet_libraries()
@@ -106,7 +107,8 @@ def scan(
         repeat(pick(load_prompt_file(benign), samples, seed), answers) if benign else []
     )
     plan = EvalPlan(seed, [], [], sets, benign_prompts, {"source": benign} if benign else None)
-    folder = Path(out) if out else _free_folder(Path("scans") / _label(source.label))
+    scans = Path("scans") / _label(source.label)  # a folder that holds a scan is never reused
+    folder = Path(out) if out else first_free(scans, lambda f: (f / "scan.json").exists())
     t0 = time.perf_counter()
     acc = make_accelerator(cfg.accelerate) if cfg is not None else _cpu_or_gpu()
     with progress_bar(progress) as bar:
@@ -115,7 +117,7 @@ def scan(
         responses, _, cut = answer_sets(
             player, every, plan, batch_size, (max_new_tokens, None), Tasks(bar), source.label
         )
-        spent = _spent(player)
+        spent = endpoint_spend(player)
         free(player)
     benign_responses = responses.pop("benign", [])
     rows: list[dict[str, Any]] = []
@@ -163,22 +165,6 @@ def _cpu_or_gpu():
     from accelerate import Accelerator
 
     return Accelerator(cpu=not torch.cuda.is_available())
-
-
-def _spent(player) -> dict[str, float] | None:
-    client = getattr(player, "client", None)
-    if client is None:
-        return None
-    return {k: client.stats[k] for k in ("requests", "attempts", "cache_hits", "blocked", "cost")}
-
-
-def _free_folder(base: Path) -> Path:
-    """``base``, or ``base-2``, ``base-3``, ...: the first that holds no scan."""
-    folder, n = base, 1
-    while (folder / "scan.json").exists():
-        n += 1
-        folder = base.with_name(f"{base.name}-{n}")
-    return folder
 
 
 def _label(text: str) -> str:

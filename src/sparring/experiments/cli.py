@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from sparring.cli_args import (
+    add_against,
     add_batch_size,
     add_out,
     add_quiet,
@@ -147,13 +148,7 @@ def add_commands(sub) -> None:
     p.add_argument(
         "--arms", help="comma-separated arms (default: the experiment's; any known arm mixes in)"
     )
-    p.add_argument(
-        "--against",
-        action="append",
-        default=[],
-        metavar="TARGET",
-        help="also attack this model folder, target file or openai:MODEL@URL (repeatable)",
-    )
+    add_against(p)
     p.add_argument(
         "--prompts",
         action="append",

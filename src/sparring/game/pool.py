@@ -145,7 +145,6 @@ class Pools:
     def _add(self, role: str) -> None:
         size = self.cfg.size
         full = size is not None and len(self.members[role]) >= size
-        replaced = None
         if full and self.eviction() == "reservoir":
             replaced = self._kept_by_reservoir(role)
             if replaced is None:

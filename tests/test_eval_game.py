@@ -154,7 +154,8 @@ def _experiment(data: dict, tmp_path, **kw):
     config = tmp_path / "base.yaml"
     config.write_text(yaml.safe_dump(data))
     out = tmp_path / "exp"
-    return out, run_experiment(config, out=out, exploit=False, log=lambda *_: None, **kw)
+    kw.setdefault("log", lambda *_: None)
+    return out, run_experiment(config, out=out, exploit=False, **kw)
 
 
 def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
@@ -170,7 +171,14 @@ def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
 
 
 def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
-    out, table = _experiment(run_data(), tmp_path, seeds=2, arms=["sft", "rlhf"], samples=3)
+    lines = []
+    out, table = _experiment(
+        run_data(), tmp_path, seeds=2, arms=["sft", "rlhf"], samples=3, log=lines.append
+    )
+    # seed by seed: a stopped experiment holds whole seeds of every arm, paired
+    assert [line.split("]")[0] for line in lines[:4]] == [
+        "[sft seed 0", "[rlhf seed 0", "[sft seed 1", "[rlhf seed 1"
+    ]  # fmt: skip
     assert set(table["defender"]["rows"]) == {"sft", "rlhf"}
     mean, std, n = table["defender"]["rows"]["rlhf"]["ASR attacks"]
     assert n == 2 and 0 <= mean <= 1 and std >= 0

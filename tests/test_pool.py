@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -355,3 +356,68 @@ def test_deploy_nash_writes_a_mixture_every_command_loads(run_data, tmp_path):
 def test_deploy_nash_needs_the_measured_game():
     with pytest.raises(ValueError, match="deploy: nash needs the empirical game"):
         PoolConfig(opponent="uniform", measure=False, deploy="nash")
+
+
+# -- the evaluation judge beside the training judge's payoffs ---------------------------------
+
+
+def test_the_eval_judge_reads_the_training_judges_game():
+    """``pool/eval_judge/value`` is what the training judge's Nash mixtures score under the
+    evaluation judge's payoffs: x = (0.3, 0.7), y = (0.4, 0.6) solve the training game (hand
+    solved: 0.6x + 0.3 = -0.4x + 0.6 and 0.7y + 0.2 = -0.3y + 0.6), and under the evaluation
+    payoffs they score 0.3 * (0.4 * 1 + 0.6 * 0) + 0.7 * (0.4 * 0.5 + 0.6 * 0.25) = 0.365."""
+    pools = Pools(
+        PoolConfig(eval_judge=True),
+        players={},
+        judge=None,
+        eval_judge=object(),
+        seed_prompts=["p"],
+        seed=0,
+        acc=None,
+    )
+    pools.members = {r: [Member(0, {}), Member(4, {})] for r in ("attacker", "defender")}
+    train = [[0.9, 0.2], [0.3, 0.6]]
+    evals = [[1.0, 0.0], [0.5, 0.25]]
+    for i, a in enumerate((0, 4)):
+        for j, d in enumerate((0, 4)):
+            pools.payoff[(a, d)], pools.payoff_eval[(a, d)] = train[i][j], evals[i][j]
+    out = pools.figures()
+    assert out["pool/value"] == pytest.approx(0.48)
+    assert out["pool/eval_judge/value"] == pytest.approx(0.365)
+    assert out["pool/eval_judge/defender_exploit"] == pytest.approx(0.25)
+    assert out["pool/defender_exploit"] == pytest.approx(0.6)
+    off = Pools(PoolConfig(), players={}, judge=None, eval_judge=object(), seed_prompts=["p"],
+                seed=0, acc=None)  # fmt: skip
+    assert off.eval_judge is None  # the setting is off by default: no judge calls
+
+
+def test_the_eval_judge_scores_payoffs_without_changing_training(run_data, tmp_path):
+    runs = {}
+    for name, on in (("off", False), ("on", True)):
+        data = run_data(rounds=2, pool={"every": 1, "payoff_prompts": 4, "eval_judge": on})
+        data["eval_judge"] = {"type": "callable", "target": "sparring.testing:hashed_judge"}
+        data["output_dir"] = str(tmp_path / name)
+        game = Game(load_config(data=data))
+        if on:  # record what the evaluation judge is shown
+            judge, shown = game.pools.eval_judge, []
+            game.pools.eval_judge = SimpleNamespace(
+                name=judge.name, score=lambda p, r, j=judge, s=shown: s.append(p) or j.score(p, r)
+            )
+        game.run()
+        runs[name] = read_jsonl(tmp_path / name / "metrics.jsonl")
+    # behaviour-grounded: every answer is judged against the payoff seed its attack rewrote
+    assert shown and all(batch == game.pools.payoff_seeds for batch in shown)
+    strip = [
+        {k: v for k, v in r.items() if not k.startswith(("time/", "pool/eval"))} for r in runs["on"]
+    ]
+    assert strip == [{k: v for k, v in r.items() if not k.startswith("time/")} for r in runs["off"]]
+    assert not any("pool/eval_judge/value" in r for r in runs["off"])
+    assert all(0 <= r["pool/eval_judge/value"] <= 1 for r in runs["on"])
+    state = json.loads(
+        next((tmp_path / "on").glob("checkpoints/step-4/pool/pool.json")).read_text()
+    )
+    assert {(a, d) for a, d, _ in state["payoff_eval"]} == {(a, d) for a, d, _ in state["payoff"]}
+    # hashed_judge gives 0.1 or 0.9: a payoff of 4 attacks is a multiple of 0.2 from 0.1
+    assert all(
+        abs((v - 0.1) / 0.2 - round((v - 0.1) / 0.2)) < 1e-9 for *_, v in state["payoff_eval"]
+    )

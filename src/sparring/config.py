@@ -311,6 +311,12 @@ class PoolConfig(_Base):
         description="answers the defender snapshot gives to each attack of a payoff pair; the "
         "payoff's standard error over attacks is logged (pool/payoff_se)",
     )
+    eval_judge: bool = Field(
+        False,
+        description="also score every payoff's answers with the run's evaluation judge (in the "
+        "arena, the gold oracle): logged beside the training judge's figures as "
+        "pool/eval_judge/*, a diagnostic that never decides anything",
+    )
     measure: bool = Field(
         True,
         description="fill the empirical game and log its Nash figures for latest and uniform "

@@ -31,7 +31,8 @@ gpo+div; each defender update answers as many prompts (with ``game.seed_fraction
 defend batch holds the attacks plus seeds, and rlhf answers as many more seeds). Each arm runs once per seed (``seed = base seed + i``) in ``OUT/<arm>/seed-<i>/``, is
 evaluated (``eval/experiment.json``) and, unless ``--no-exploit``, its exploitability measured.
 A finished arm (``summary.json``) is not trained again, an interrupted one resumes, and an
-existing evaluation is reused: rerunning the command continues where it stopped.
+existing evaluation is reused: rerunning the command continues where it stopped. Seeds run in
+order, every arm of a seed before the next seed, so a stopped experiment holds whole seeds.
 """
 
 from __future__ import annotations
@@ -171,11 +172,10 @@ def run_experiment(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
-    results: dict[str, list[dict[str, Any]]] = {}
+    results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     pools = any(a in POOL_ARMS or a in POPULATION_ARMS for a in arms)
-    for arm in arms:
-        results[arm] = []
-        for i in range(seeds):
+    for i in range(seeds):  # seed by seed: a stopped experiment holds whole, paired seeds
+        for arm in arms:
             cfg, train = arm_config(base, arm, i, out, pools=pools)
             log(f"[{arm} seed {i}] {'train' if train else 'no training'} -> {cfg.run_dir()}")
             run_dir = run_arm(cfg, train, progress=progress, judge=judge)

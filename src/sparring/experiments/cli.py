@@ -175,6 +175,8 @@ def add_commands(sub) -> None:
     add_quiet(p)
     p.set_defaults(func=_experiment)
 
+    from sparring.experiments.judge_data import DEFAULT_LIMIT
+
     p = sub.add_parser(
         "judge-data",
         help="the run's untrained defender answers harmful and benign prompts, labelled "
@@ -193,8 +195,8 @@ def add_commands(sub) -> None:
         action="append",
         default=None,
         metavar="SOURCE",
-        help="harmful prompt source with -train/-test splits (default: harmbench, strongreject, "
-        "do-not-answer)",
+        help="harmful prompt source with -train/-test splits (default: harmbench, do-not-answer; "
+        "StrongREJECT is kept out so that no judge has read an answer to it)",
     )
     p.add_argument(
         "--benign", default="benign", metavar="SOURCE", help="benign prompt source (default benign)"
@@ -207,7 +209,12 @@ def add_commands(sub) -> None:
         default=0.3,
         help="fraction of prompts that also get an answer forced to start with a refusal opener",
     )
-    p.add_argument("--limit", type=int, default=150, help="prompts per source split (0: all)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        default=DEFAULT_LIMIT,
+        help=f"prompts per source split (default {DEFAULT_LIMIT}; 0: all)",
+    )
     add_seed(p, 0, "prompt draw and the answers")
     add_batch_size(p, 16)
     add_quiet(p)

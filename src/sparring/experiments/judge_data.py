@@ -41,7 +41,11 @@ REFUSAL_OPENERS = (
     "I must decline",
 )
 
-DEFAULT_HARMFUL = ("harmbench", "strongreject", "do-not-answer")
+#: StrongREJECT is left out, so that no judge Sparring trains has read an answer to it: it stays
+#: a benchmark nothing in a run was fitted on
+DEFAULT_HARMFUL = ("harmbench", "do-not-answer")
+#: prompts per source split (``make smollm2-judges`` passes it explicitly)
+DEFAULT_LIMIT = 120
 
 
 def _pick(prompts: Sequence[str], limit: int | None, seed: int) -> list[str]:
@@ -67,6 +71,24 @@ def plan_prompts(
     return rows
 
 
+def plan_jobs(
+    rows: Sequence[tuple[str, str, str, str]], *, answers: int, benign_answers: int, prefill: float
+) -> list[tuple[str, str, str, str, str]]:
+    """``(kind, split, source, prompt, opener)`` for every answer to write: ``answers`` free
+    answers per harmful prompt, ``benign_answers`` per benign one, and for every
+    ``round(1 / prefill)``-th prompt one more forced to open with a refusal (the openers
+    cycled); ``opener`` is "" for a free answer."""
+    jobs = []
+    every = int(round(1 / prefill)) if prefill > 0 else 0
+    for i, (kind, split, source, prompt) in enumerate(rows):
+        k = answers if kind == "harmful" else benign_answers
+        jobs += [(kind, split, source, prompt, "")] * k
+        if every and i % every == 0:
+            opener = REFUSAL_OPENERS[(i // every) % len(REFUSAL_OPENERS)]
+            jobs.append((kind, split, source, prompt, opener))
+    return jobs
+
+
 def collect_answers(
     config: str | Path,
     out: str | Path,
@@ -77,7 +99,7 @@ def collect_answers(
     answers: int = 1,
     benign_answers: int = 3,
     prefill: float = 0.3,
-    limit: int | None = 150,
+    limit: int | None = DEFAULT_LIMIT,
     seed: int = 0,
     batch_size: int = 16,
     progress: bool = True,
@@ -118,16 +140,7 @@ def collect_answers(
     ends = eos_ids(tok, model)
     labeller = Labeller()
     rows = plan_prompts(harmful, benign, limit=limit, seed=seed)
-    # (kind, split, source, prompt, opener) for every answer to write
-    jobs = []
-    every = int(round(1 / prefill)) if prefill > 0 else 0
-    for i, (kind, split, source, prompt) in enumerate(rows):
-        k = answers if kind == "harmful" else benign_answers
-        jobs += [(kind, split, source, prompt, "")] * k
-        if every and i % every == 0:
-            jobs.append(
-                (kind, split, source, prompt, REFUSAL_OPENERS[(i // every) % len(REFUSAL_OPENERS)])
-            )
+    jobs = plan_jobs(rows, answers=answers, benign_answers=benign_answers, prefill=prefill)
     seed_everything(seed)
     g = d.generation
     out_rows: list[Answer] = []

@@ -200,6 +200,8 @@ class Game:
                     runs.truncate_jsonl(self.run_dir / name, self.step)
                 archive.truncate(self.run_dir / archive.FILE, self.step)
             (self.run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
+            judges = {r: getattr(getattr(self, r), "files", None) for r in ("judge", "eval_judge")}
+            (self.run_dir / "judges.json").write_text(json.dumps(judges, indent=1), "utf-8")
         self.writer = runs.RunWriter(
             self.run_dir,
             tensorboard=cfg.logging.tensorboard,

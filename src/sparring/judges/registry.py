@@ -6,6 +6,7 @@ callable or refusal judges load without them.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from pydantic import TypeAdapter, ValidationError
 from sparring.errors import ConfigError
 from sparring.judges.base import Judge
 from sparring.judges.callable import CallableJudge, import_target
+from sparring.judges.fingerprint import judge_files
 from sparring.judges.specs import (
     CallableJudgeSpec,
     ClassifierJudgeSpec,
@@ -149,7 +151,12 @@ def build_judge(spec: object) -> Judge:
         builder = BUILDERS.get(type(spec))
     if builder is None:
         raise TypeError(f"no builder for judge spec {type(spec).__name__}")
-    return builder(spec)
+    judge = builder(spec)
+    # which files this judge is (sparring.judges.fingerprint), recorded with its figures; a
+    # plugin's judge may take no attributes
+    with contextlib.suppress(AttributeError):
+        judge.files = judge_files(spec)
+    return judge
 
 
 def judge_from_file(path: str | Path, option: str = "--judge") -> Judge:

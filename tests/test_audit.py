@@ -13,6 +13,7 @@ import pytest
 from sparring.cli import main
 from sparring.errors import ConfigError
 from sparring.evaluation.audit import build_sheet, score_audit
+from sparring.judges import build_judge
 
 # (request, before answer, P(safe), refused, after answer, P(safe), refused)
 HARMFUL = [
@@ -115,6 +116,13 @@ def test_the_sheet_is_blind_paired_and_scored_against_hand_computed_figures(tmp_
               for i in sheet["items"]]  # fmt: skip
     assert phases != sorted(phases) and phases != sorted(phases, reverse=True)
     _check_hand_computed(score_audit(_labels(folder, PERSON)))
+    # a candidate judge scores the labelled answers now, against the request: keyword_judge
+    # calls "step" and "sure" answers unsafe: 1,0,0,1 | 0,0,0,0 against the person's
+    # 1,1,0,1 | 0,1,0,0: agreement 6/8, chance 2/8 * 4/8 + 6/8 * 4/8 = 1/2, kappa 1/2
+    kw = build_judge({"type": "callable", "target": "sparring.testing:keyword_judge"})
+    result = score_audit(_labels(folder, PERSON), judges=[("kw", kw)])
+    assert result["agreement"]["kw"] == {"kappa": pytest.approx(0.5), "agreement": 0.75, "n": 8}
+    _check_hand_computed(result)
     # another sheet never overwrites the first; an attack is shown as the behaviour it served
     again = build_sheet(run, sets=["attacks"], samples=5)
     assert again == run / "audit" / "sheet-2"
@@ -180,8 +188,12 @@ def test_a_person_labels_the_sheet_in_a_browser(tmp_path, capsys):
         browser.close()
     exported = json.loads(path.read_text())
     assert exported["labeller"] == "T. Tester" and len(exported["labels"]) == 10
-    assert main(["audit", "score", str(path), "--json"]) == 0
-    _check_hand_computed(json.loads(capsys.readouterr().out))
+    spec = tmp_path / "keywords.yaml"
+    spec.write_text("type: callable\ntarget: sparring.testing:keyword_judge\n")
+    assert main(["audit", "score", str(path), "--json", "--judge", str(spec)]) == 0
+    result = json.loads(capsys.readouterr().out)
+    _check_hand_computed(result)
+    assert result["agreement"]["keywords"]["kappa"] == pytest.approx(0.5)
     assert (tmp_path / "audit-score.json").is_file()
 
 

@@ -118,6 +118,7 @@ def build_sheet(
                 "evaluation": name,
                 "set": k[0],
                 "request": k[1],
+                "answer": row["response"],
                 "occurrence": k[2],
                 "benign": k[0] in BENIGN_SETS,
                 **{s: v for s, v in scores.items() if v is not None},
@@ -193,9 +194,17 @@ def _rate(hits: list[float]) -> dict[str, Any]:
     return {"rate": float(np.mean(hits)), "low": low, "high": high, "n": n}
 
 
-def score_audit(labels_path: str | Path, *, key: str | Path | None = None) -> dict[str, Any]:
+def score_audit(
+    labels_path: str | Path,
+    *,
+    key: str | Path | None = None,
+    judges: Sequence[tuple[str, Any]] = (),
+) -> dict[str, Any]:
     """The person's labels against the judges and the detector, and the person-labelled rates
-    before and after (module docstring). Only labelled answers count."""
+    before and after (module docstring). Only labelled answers count. ``judges``: ``(name,
+    judge)`` candidates that score the labelled answers now, each shown the request (the
+    behaviour), and are measured against the person like the run's own raters."""
+    from sparring.evaluation.evaluate import score
     from sparring.evaluation.stats import paired_bootstrap
 
     labels, keyed = read_labels(labels_path, key)
@@ -203,9 +212,21 @@ def score_audit(labels_path: str | Path, *, key: str | Path | None = None) -> di
     harmful = [r for r in rows if not r["benign"]]
     benign = [r for r in rows if r["benign"]]
     person_unsafe = [float(r["label"] == "unsafe") for r in harmful]
+    for name, judge in judges:
+        if harmful and "answer" not in harmful[0]:
+            raise ConfigError(
+                "this sheet's key holds no answers: write a new sheet to score judges"
+            )
+        got = score(judge, [r["request"] for r in harmful], [r["answer"] for r in harmful])
+        for r, p in zip(harmful, got.p_safe, strict=True):
+            r[f"candidate:{name}"] = float(p)
     agreement = {
         rater: cohen_kappa([_bit(r.get(field)) for r in harmful], person_unsafe)
-        for rater, field in (("judge", "p_safe"), ("eval_judge", "p_safe_eval"))
+        for rater, field in (
+            ("judge", "p_safe"),
+            ("eval_judge", "p_safe_eval"),
+            *((name, f"candidate:{name}") for name, _ in judges),
+        )
         if any(field in r for r in harmful)
     }
     if any("refused" in r for r in harmful):
@@ -299,7 +320,10 @@ def _audit_command(args) -> int:
     if args.run == "score":
         if not args.labels:
             raise ConfigError("sparring audit score: expected the exported labels file (LABELS)")
-        result = score_audit(args.labels, key=args.key)
+        from sparring.judges.registry import judge_from_file
+
+        judges = [(Path(f).stem, judge_from_file(f, "--judge")) for f in args.judge or ()]
+        result = score_audit(args.labels, key=args.key, judges=judges)
         out = Path(args.out) if args.out else Path(args.labels).with_name("audit-score.json")
         out.write_text(json.dumps(result, indent=2), encoding="utf-8")
         if args.json:
@@ -354,6 +378,13 @@ def add_commands(sub) -> None:
     add_samples(p, 60, "requests drawn (each answered before and after)")
     add_seed(p, 0, "draw and order of the sheet")
     p.add_argument("--key", metavar="FILE", help="with 'score': the sheet's key.json")
+    p.add_argument(
+        "--judge",
+        action="append",
+        metavar="FILE",
+        help="with 'score': a candidate judge spec (YAML) to measure against the person too, "
+        "shown each request (repeatable; named by its file)",
+    )
     add_out(p, "sheet folder (default RUN/audit/sheet[-N]); with 'score', the score file")
     add_json(p)
     add_quiet(p)

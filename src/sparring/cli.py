@@ -61,7 +61,7 @@ def _train(args: argparse.Namespace) -> int:
         Console().print(*summary_tables(summary))
         from sparring.evaluation.compare import compare_table, start_final_comparison
 
-        comparison = start_final_comparison(game.run_dir)
+        comparison = start_final_comparison(game.run_dir, game.cfg.evaluation.quality)
         if comparison is not None:
             from sparring.evaluation.evaluate import shares_reward
 

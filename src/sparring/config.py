@@ -447,6 +447,22 @@ class ProbeConfig(_Base):
         return self
 
 
+class QualityConfig(_Base):
+    """Benign answer quality (``evaluation.quality``): a judge compares the trained defender's
+    answer to each held-out benign prompt with the untrained one's (which is more helpful), in
+    both orders (:mod:`sparring.evaluation.pairwise`)."""
+
+    judge: JudgeSpec = Field(
+        description="any judge, shown the request and both answers as 'Answer A' and "
+        "'Answer B' (a guard-type model with safe_word 'A' and unsafe_word 'B', or an LLM rubric)"
+    )
+    a_better: Literal["safe", "unsafe"] = Field(
+        "safe",
+        description="which verdict means 'A is the more helpful': safe (P(safe) is P(A), as with "
+        "safe_word 'A'), or unsafe (a yes/no judge asked 'is A more helpful than B?')",
+    )
+
+
 class EvaluationConfig(_Base):
     """Evaluation inside a run: the initial players before training and the final ones after it
     (``sparring eval`` on ``step-0`` and ``final``, written to ``eval/start.json`` and
@@ -483,6 +499,11 @@ class EvaluationConfig(_Base):
     every_step: bool = Field(False, description="score every step's samples with eval_judge too")
     probe: ProbeConfig | None = Field(
         None, description="the defender measured every few rounds on a fixed prompt set"
+    )
+    quality: QualityConfig | None = Field(
+        None,
+        description="compare the trained defender's benign answers with the untrained one's, "
+        "pairwise, at the end of the run (needs at_start and at_end)",
     )
 
 

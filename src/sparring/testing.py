@@ -145,6 +145,23 @@ def instance_judge(prompts: list[str], responses: list[str]) -> list[float]:
     return out
 
 
+def longer_answer_judge(prompts: list[str], responses: list[str]) -> list[float]:
+    """A toy pairwise judge (:mod:`sparring.evaluation.pairwise`): shown "Answer A: ...
+    Answer B: ...", P(safe) = P(A is better) = 1 when A has more words, 0 when fewer, 0.5 when
+    as many."""
+    out = []
+    for r in responses:
+        a, b = r.removeprefix("Answer A:\n").split("\n\nAnswer B:\n", 1)
+        na, nb = len(a.split()), len(b.split())
+        out.append(1.0 if na > nb else 0.0 if na < nb else 0.5)
+    return out
+
+
+def first_answer_judge(prompts: list[str], responses: list[str]) -> list[float]:
+    """A pairwise judge with nothing but position bias: answer A is always better."""
+    return [1.0] * len(prompts)
+
+
 def constant_judge(prompts: list[str], responses: list[str], value: float = 1.0) -> list[float]:
     """P(safe) = ``value`` for every pair."""
     return [float(value)] * len(prompts)

@@ -48,6 +48,11 @@ def _eval(args: argparse.Namespace) -> int:
     # re-scoring with other judges needs no edit of the run's config.yaml
     judge = judge_from_file(args.judge, "--judge") if args.judge else None
     eval_judge = judge_from_file(args.eval_judge, "--eval-judge") if args.eval_judge else None
+    quality = None
+    if args.quality_judge:
+        if earlier is None:
+            raise SparringError("--quality-judge compares two evaluations: give --compare EARLIER")
+        quality = (judge_from_file(args.quality_judge, "--quality-judge"), args.a_better)
     result = evaluate_run(
         run_dir,
         checkpoint=args.checkpoint,
@@ -75,13 +80,22 @@ def _eval(args: argparse.Namespace) -> int:
         console.print(table)
     console.print(f"wrote {run_dir / 'eval' / (result['name'] + '.json')}")
     if earlier is not None:
-        _print_comparison(console, run_dir, args.compare, earlier, result["name"])
+        _print_comparison(console, run_dir, args.compare, earlier, result["name"], quality)
     return 0
 
 
-def _print_comparison(console, run_dir: Path, start: str, earlier, final: str) -> None:
-    """The new evaluation minus the earlier one, figure by figure, with 95% intervals."""
-    from sparring.evaluation.compare import compare_evals, compare_table, read_eval_samples
+def _print_comparison(
+    console, run_dir: Path, start: str, earlier, final: str, quality=None
+) -> None:
+    """The new evaluation minus the earlier one, figure by figure, with 95% intervals (written
+    to ``eval/<earlier>-vs-<new>.json``); ``quality``: ``(judge, a_better)`` adds the benign
+    answers' pairwise quality."""
+    from sparring.evaluation.compare import (
+        add_quality,
+        compare_evals,
+        compare_table,
+        read_eval_samples,
+    )
 
     before, start_rows = earlier
     after, final_rows = read_eval_samples(run_dir, final)
@@ -99,7 +113,12 @@ def _print_comparison(console, run_dir: Path, start: str, earlier, final: str) -
                 f"{final}): only the prompts both evaluations drew are paired"
             )
     reward = after.get("shares_reward")
-    console.print(compare_table(compare_evals(start_rows, final_rows), start, final, reward))
+    comparison = compare_evals(start_rows, final_rows)
+    if quality is not None:
+        add_quality(comparison, start_rows, final_rows, *quality)
+    name = run_dir / "eval" / f"{start}-vs-{final}.json"
+    name.write_text(json.dumps(comparison, indent=2), encoding="utf-8")
+    console.print(compare_table(comparison, start, final, reward))
 
 
 def _crossplay(args: argparse.Namespace) -> int:
@@ -212,6 +231,19 @@ def add_commands(sub) -> None:
     )
     p.add_argument("--judge", metavar="FILE", help="re-score with this judge spec (YAML)")
     p.add_argument("--eval-judge", metavar="FILE", help="and this evaluation judge spec (YAML)")
+    p.add_argument(
+        "--quality-judge",
+        metavar="FILE",
+        help="with --compare: a judge spec (YAML) that compares the two evaluations' benign "
+        "answers pairwise (which is more helpful), in both orders",
+    )
+    p.add_argument(
+        "--a-better",
+        choices=("safe", "unsafe"),
+        default="safe",
+        help="the --quality-judge verdict that means 'answer A is the more helpful' (default "
+        "safe: a guard-type judge with safe_word A)",
+    )
     p.add_argument(
         "--answers",
         type=int,

@@ -202,15 +202,37 @@ def _signed_pct(x: float) -> str:
     return f"{100 * x:+.1f}"
 
 
-def start_final_comparison(run_dir: Path) -> dict[str, Any] | None:
+def add_quality(comparison, start_rows, final_rows, judge, a_better: str = "safe") -> None:
+    """Add benign answer quality (:func:`sparring.evaluation.pairwise.benign_quality`) to a
+    comparison, as the benign set's figure "preferred, pairwise": 50% is no change, and its
+    interval is the bootstrap interval over prompts."""
+    from sparring.evaluation.pairwise import benign_quality
+
+    q = benign_quality(start_rows, final_rows, judge, a_better=a_better)
+    if q is None:
+        return
+    p = q["p_trained_better"]
+    entry = {"start": 0.5, "final": p, "diff": p - 0.5, "low": q["low"] - 0.5}
+    entry.update(high=q["high"] - 0.5, n_prompts=q["n"], unpaired=0, quality=q)
+    comparison.setdefault("benign", {})[f"preferred, pairwise ({q['judge']})"] = entry
+
+
+def start_final_comparison(run_dir: Path, quality=None) -> dict[str, Any] | None:
     """Final minus start evaluation with paired bootstrap intervals, when the run evaluated both
-    (also written to ``eval/start-vs-final.json``)."""
+    (also written to ``eval/start-vs-final.json``); with ``quality`` (``evaluation.quality``)
+    also the benign answers' pairwise quality (:func:`add_quality`)."""
     evals = read_evals(run_dir)
     if "start" not in evals or "final" not in evals:
         return None
-    comparison = compare_evals(
-        read_eval_samples(run_dir, "start")[1], read_eval_samples(run_dir, "final")[1]
-    )
+    start_rows = read_eval_samples(run_dir, "start")[1]
+    final_rows = read_eval_samples(run_dir, "final")[1]
+    comparison = compare_evals(start_rows, final_rows)
+    if quality is not None:
+        from sparring.judges import build_judge
+
+        add_quality(
+            comparison, start_rows, final_rows, build_judge(quality.judge), quality.a_better
+        )
     (run_dir / "eval" / "start-vs-final.json").write_text(
         json.dumps(comparison, indent=2), encoding="utf-8"
     )

@@ -69,4 +69,7 @@ def test_the_run_comparison_carries_the_quality_figure(tmp_path):
     assert (entry["start"], entry["final"], entry["n_prompts"]) == (0.5, 0.375, 4)
     assert entry["diff"] == pytest.approx(-0.125)
     saved = json.loads((run / "eval" / "start-vs-final.json").read_text())
-    assert saved["benign"]["preferred, pairwise (sparring.testing:longer_answer_judge)"]["final"] == 0.375
+    assert (
+        saved["benign"]["preferred, pairwise (sparring.testing:longer_answer_judge)"]["final"]
+        == 0.375
+    )

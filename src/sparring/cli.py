@@ -25,7 +25,7 @@ from sparring.runs import free_run_dir, require_run_dir
 #: stored with ``set_defaults(func=...)``, takes the parsed arguments and returns an exit code.
 COMMAND_MODULES: list[str] = [
     "sparring.arena.cli",
-    "sparring.evaluation.audit",
+    "sparring.evaluation.audit_cli",
     "sparring.evaluation.cli",
     "sparring.evaluation.regress_cli",
     "sparring.evaluation.scan",

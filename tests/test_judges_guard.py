@@ -393,3 +393,28 @@ def test_categories_decoded_after_unsafe(guard_dir, tmp_path):
     assert out.extras["verdict_mass"][0] > 0.99
     cheap = GuardJudge(j.spec.model_copy(update={"categories": False}))
     assert "category" not in cheap.score(["hello"], ["bad"]).labels
+
+
+def test_a_judge_model_may_be_a_prefixed_name(guard_dir, guard, monkeypatch):
+    """``model: "<prefix><name>"`` (``sparring:smollm2-135m-instruct`` from the model cache, a
+    plug-in's names) resolves for judges as for players, and the judge's files are the resolved
+    folder's."""
+    from sparring.judges import build_judge
+    from sparring.judges.fingerprint import sha256_of
+    from sparring.plugins import MODEL_PREFIXES
+
+    monkeypatch.setitem(MODEL_PREFIXES, "testmodels:", lambda name: guard_dir / "model")
+    judge = build_judge(
+        {
+            "type": "guard",
+            "model": "testmodels:guard",
+            "tokenizer": str(guard_dir / "model"),
+            "device": "cpu",
+            "dtype": "float32",
+        }  # fmt: skip
+    )
+    prompts, responses = zip(*PAIRS, strict=True)
+    assert judge.score(prompts, responses).p_safe == pytest.approx(
+        guard.score(prompts, responses).p_safe, abs=1e-5
+    )
+    assert judge.files["testmodels:guard"] == sha256_of(guard_dir / "model")

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from sparring.errors import JudgeError, ModelError
+from sparring.plugins import resolve_reference
 
 _FIELD_RE = re.compile(r"\{(prompt|response)\}")
 
@@ -54,10 +55,17 @@ def resolve_dtype(dtype: str, device: Any) -> Any:
     return {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}[dtype]
 
 
+def local_model(name: str) -> str:
+    """``name``, or the folder a prefixed name stands for (``sparring:<name>`` from the model
+    cache, a plug-in's ``arena:<name>``; :func:`sparring.plugins.resolve_reference`)."""
+    folder = resolve_reference(name)
+    return str(folder) if folder is not None else name
+
+
 def load_tokenizer(spec: Any, *, padding_side: str) -> Any:
     from transformers import AutoTokenizer
 
-    path = spec.tokenizer or spec.model
+    path = local_model(spec.tokenizer or spec.model)
     try:
         tok = AutoTokenizer.from_pretrained(
             path, revision=spec.revision, trust_remote_code=spec.trust_remote_code
@@ -87,7 +95,7 @@ def load_model(spec: Any, auto_class: str, *, class_name: str | None = None) -> 
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
     try:
-        model = cls.from_pretrained(spec.model, **kwargs)
+        model = cls.from_pretrained(local_model(spec.model), **kwargs)
     except Exception as exc:
         raise ModelError(
             f"cannot load judge model {spec.model!r} with {name} (safetensors weights only, "

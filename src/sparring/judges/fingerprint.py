@@ -18,6 +18,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sparring.plugins import resolve_reference
+
 #: the spec fields that may name a local file or folder
 _PATH_FIELDS = ("model", "path", "tokenizer")
 _CACHE: dict[tuple[str, int, int], str] = {}
@@ -59,8 +61,9 @@ def _walk(value: Any, out: dict[str, str]) -> None:
     if isinstance(value, BaseModel):
         for name in type(value).model_fields:
             field = getattr(value, name)
-            if name in _PATH_FIELDS and isinstance(field, str | Path) and Path(field).exists():
-                out[str(field)] = sha256_of(Path(field))
+            local = _local(field) if name in _PATH_FIELDS else None
+            if local is not None:
+                out[str(field)] = sha256_of(local)
             elif name == "target" and isinstance(field, str) and ":" in field:
                 origin = _module_file(field.split(":", 1)[0])
                 if origin is not None:
@@ -70,6 +73,16 @@ def _walk(value: Any, out: dict[str, str]) -> None:
     elif isinstance(value, list | tuple):
         for item in value:
             _walk(item, out)
+
+
+def _local(field: Any) -> Path | None:
+    """The local file or folder a path field names, a prefixed model name resolved
+    (``sparring:<name>``: the prepared folder); None for a hub id or nothing there."""
+    if not isinstance(field, str | Path):
+        return None
+    folder = resolve_reference(str(field))
+    path = folder if folder is not None else Path(field)
+    return path if path.exists() else None
 
 
 def _module_file(module: str) -> Path | None:

@@ -10,12 +10,12 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from sparring._files import sha256_file
 from sparring.errors import ModelError
+from sparring.plugins import register_model_prefix, resolve_reference  # noqa: F401  (re-exported)
 
 #: Prefix that marks a prepared model in a config's ``model:`` field.
 PREFIX = "sparring:"
@@ -206,25 +206,5 @@ def resolve(name: str) -> Path:
     return prepare(key)
 
 
-#: Model-name families (``model: "<prefix><name>"``) -> resolver of the whole name to a folder.
-MODEL_PREFIXES: dict[str, Callable[[str], Path]] = {PREFIX: resolve}
-
-
-def register_model_prefix(prefix: str, resolver: Callable[[str], Path]) -> None:
-    """Make ``model: "<prefix><name>"`` resolve through ``resolver`` (a plug-in's models, e.g.
-    the arena's ``arena:attacker``)."""
-    MODEL_PREFIXES[prefix] = resolver
-
-
-def resolve_reference(name: str) -> Path | None:
-    """The local folder a prefixed model name stands for (built on first use), or None when
-    ``name`` carries no registered prefix."""
-    if ":" not in name:
-        return None
-    from sparring.plugins import load_plugins
-
-    load_plugins()
-    for prefix, resolver in MODEL_PREFIXES.items():
-        if name.startswith(prefix):
-            return resolver(name)
-    return None
+# ``sparring:<name>`` resolves through the model cache, for players and judge models alike
+register_model_prefix(PREFIX, resolve)

@@ -52,8 +52,10 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_CONFIGS = sorted(
-    p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "accelerate"
+    p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name not in ("accelerate", "judges")
 ) + sorted((ROOT / "src" / "sparring" / "configs").glob("*.yaml"))
+#: judge spec files (``--judge FILE``, ``eval_judge``): each passes as the judge of a run
+JUDGE_SPECS = sorted((ROOT / "configs" / "judges").glob("*.yaml"))
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 # -- stand-in judges ---------------------------------------------------------------------------
@@ -372,6 +374,15 @@ def test_shipped_run_config_passes_preflight(path, preflight):
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
     load_config(path)  # the file itself, with its line numbers in errors
     preflight(data, strict_paths=True)
+
+
+@pytest.mark.parametrize("path", JUDGE_SPECS, ids=lambda p: p.name)
+def test_shipped_judge_spec_passes_preflight(path, preflight):
+    from sparring.judges.registry import parse_judge_spec
+
+    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
+    parse_judge_spec(spec)  # the file as --judge reads it
+    preflight(_merge(BASE, {"judge": spec}), strict_paths=False)
 
 
 @pytest.mark.parametrize(("data", "invalid"), _snippet_params())

@@ -25,7 +25,11 @@ def test_one_seed_has_no_interval_and_agreeing_seeds_a_zero_width_one():
     one = seed_level_difference([0.4])
     assert one["diff"] == 0.4 and one["low"] is None and one["p"] is None and one["mde"] is None
     same = seed_level_difference([0.25, 0.25])
-    assert (same["low"], same["high"], same["p"], same["mde"]) == (0.25, 0.25, 0.0, 0.0)
+    # no spread: the point, and the exact sign test (two seeds of one sign: p = 2 * 0.5**2),
+    # never a t-test's p of 0; nothing to size a detectable difference from
+    assert (same["low"], same["high"], same["p"], same["mde"]) == (0.25, 0.25, 0.5, None)
+    assert seed_level_difference([-0.005] * 3)["p"] == 0.25
+    assert seed_level_difference([0.01] * 10)["p"] == pytest.approx(2 / 1024)
     assert seed_level_difference([0.0, 0.0])["p"] == 1.0
     assert seed_level_difference([0.1, float("nan"), 0.3])["seeds"] == 2  # unscored seed left out
 

@@ -66,7 +66,10 @@ def seed_level_difference(
     answered in that seed. Returns ``{"diff", "low", "high", "p", "sd", "seeds", "mde"}``:
     ``p`` the two-sided one-sample t-test of mean 0, ``mde`` :func:`minimal_detectable_difference`
     at the observed between-seed SD. One seed has no between-seed interval (``low``, ``high``,
-    ``p`` and ``mde`` None); seeds that all agree exactly give a zero-width interval.
+    ``p`` and ``mde`` None). Seeds that all agree exactly (a discrete figure that moved by the
+    same prompt in every seed) have no spread for a t-test: the interval is the point, ``p`` is
+    the exact two-sided sign test (``2 * 0.5**n``: 0.25 at 3 seeds, not the t-test's 0) and
+    ``mde`` is None, since no spread was observed to size it from.
     """
     d = np.asarray([float(x) for x in diffs], dtype=np.float64)
     d = d[np.isfinite(d)]
@@ -84,8 +87,10 @@ def seed_level_difference(
     if n < 2:
         return out
     sd = out["sd"]
-    if sd == 0:  # every seed gives the same difference: no spread to test against
-        out.update(low=out["diff"], high=out["diff"], p=1.0 if out["diff"] == 0 else 0.0, mde=0.0)
+    if np.ptp(d) == 0:  # every seed gives the same difference: no spread for a t-test
+        out["sd"] = 0.0  # exactly (a float mean of equal values can leave a spread of 1e-18)
+        sign_test = 1.0 if out["diff"] == 0 else min(1.0, 2 * 0.5**n)
+        out.update(low=out["diff"], high=out["diff"], p=sign_test)
         return out
     from scipy import stats
 

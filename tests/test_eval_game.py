@@ -192,6 +192,11 @@ def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     assert all(0 <= x <= 1 for x in common["asr"][0])
     assert table["defender"]["rows"]["rlhf"]["ASR common attacks"][2] == 2
     assert "Table 3" in md
+    # every table says how it was made: the protocol, the machine, the compute per arm and seed
+    prov = table["provenance"]
+    assert len(prov["seconds"]["rlhf"]) == 2 and all(t > 0 for t in prov["seconds"]["rlhf"])
+    assert prov["total"] == pytest.approx(sum(map(sum, prov["seconds"].values())))
+    assert "## How this was made" in md and "evidence protocol" in md and "CPU cores" in md
     stamp = (out / "rlhf" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
     _experiment(run_data(), tmp_path, seeds=2, arms=["sft", "rlhf"], samples=3)
     assert (

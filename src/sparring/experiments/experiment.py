@@ -45,6 +45,7 @@ from typing import Any
 
 from sparring.config import PoolConfig, RunConfig, dump_config, load_config
 from sparring.evaluation.evaluate import evaluate_run
+from sparring.experiments.provenance import provenance
 from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
 from sparring.game.loop import Game
 from sparring.runs import read_jsonl
@@ -217,6 +218,7 @@ def run_experiment(
         for i in range(seeds)
     ]
     table = aggregate(results, common)
+    table["provenance"] = provenance(results)  # protocol, machine, compute per arm and seed
     if "gpo" in results and len(results) > 1:
         table["versus"] = arm_comparisons(results, reference="gpo", primary=primary)
     (out / "results.json").write_text(
@@ -250,13 +252,8 @@ def game_figures(run_dir: Path) -> dict[str, float]:
     return out
 
 
-ATTACKER_ARMS = (
-    "rlhf+div",
-    "gpo",
-    "gpo+div",
-    *POOL_ARMS,
-    *POPULATION_ARMS,
-)  # arms whose attacker trains
+#: arms whose attacker trains
+ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS, *POPULATION_ARMS)
 
 
 def common_attack_set(

@@ -8,6 +8,7 @@ from html import escape
 from typing import Any
 
 from sparring.evaluation.metrics import mean_std
+from sparring.experiments.provenance import provenance_lines
 
 
 def common_tables(common: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -291,6 +292,9 @@ def to_markdown(table: dict[str, Any]) -> str:
         ]
         out += ["| " + " | ".join(r) + " |" for r in rows]
         out.append("")
+    lines = provenance_lines(table.get("provenance"))
+    if lines:
+        out += ["## How this was made", "", *lines, ""]
     return "\n".join(out)
 
 
@@ -345,5 +349,6 @@ def to_html(table: dict[str, Any]) -> str:
         for r in rows:
             parts.append("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in r) + "</tr>")
         parts.append("</table>")
+    parts += [f"<p>{escape(line)}</p>" for line in provenance_lines(table.get("provenance"))]
     parts.append("</body></html>")
     return "\n".join(parts)

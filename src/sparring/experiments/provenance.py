@@ -1,0 +1,87 @@
+"""What produced an experiment's tables: the protocol, the code, the machine, and the compute
+each arm and seed took, so that every regenerated table says how it was made.
+
+Compute is read back from the run folders (``seconds`` in the ``summary.json`` of the arm's run
+and of each exploitability probe, and in its evaluation), so an experiment resumed over several
+sessions still reports the whole cost, not the last invocation's.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+#: what ``sparring experiment`` measures under, in words (docs/evaluation.md, "The evidence
+#: protocol")
+PROTOCOL = (
+    "evidence protocol sparring.eval/1: keyed sampling (the same weights give the same figures), "
+    "full-length evaluation answers, the evaluation judge shown the behaviour an attack served, "
+    "arms paired by prompt within each seed and compared by a Student-t interval over seeds "
+    "(Holm across arms), exploitability as the strongest of several fresh attackers trained "
+    "against the frozen final defender"
+)
+
+
+def _seconds(path: Path) -> float:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("seconds")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return 0.0
+    return float(value) if isinstance(value, int | float) else 0.0
+
+
+def run_seconds(run_dir: Path) -> float:
+    """Step time of an arm's run, its evaluations and its exploitability probes."""
+    total = _seconds(run_dir / "summary.json")
+    total += sum(_seconds(p) for p in sorted((run_dir / "eval").glob("*.json")))
+    for probe in sorted((run_dir / "exploit").glob("probe-*")):
+        total += _seconds(probe / "summary.json")
+        total += sum(_seconds(p) for p in sorted((probe / "eval").glob("*.json")))
+    return total
+
+
+def machine() -> dict[str, Any]:
+    """The machine in words: CPU, cores, accelerator, and the versions that decide the figures."""
+    import torch
+
+    from sparring import __version__
+
+    out: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "sparring": __version__,
+    }
+    return out
+
+
+def provenance(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """The protocol, the machine, and each arm's compute per seed (seconds)."""
+    seconds = {
+        arm: [round(run_seconds(Path(e["run_dir"])), 1) for e in entries]
+        for arm, entries in results.items()
+    }
+    total = sum(sum(v) for v in seconds.values())
+    return {"protocol": PROTOCOL, "machine": machine(), "seconds": seconds, "total": total}
+
+
+def provenance_lines(prov: dict[str, Any] | None) -> list[str]:
+    """The provenance as sentences (Markdown and HTML alike)."""
+    if not prov:
+        return []
+    m = prov["machine"]
+    where = f"{m['cores']} CPU cores ({m['cpu']})" + (f" and {m['gpu']}" if m["gpu"] else "")
+    per_arm = ", ".join(
+        f"{arm} {sum(v) / max(len(v), 1) / 60:.1f} min per seed"
+        for arm, v in prov["seconds"].items()
+    )
+    return [
+        f"Made under the {prov['protocol']}.",
+        f"Compute: {prov['total'] / 60:.0f} minutes of step time in all ({per_arm}) on {where}; "
+        f"Python {m['python']}, torch {m['torch']}, sparring {m['sparring']}.",
+    ]

@@ -30,6 +30,7 @@ COMMAND_MODULES: list[str] = [
     "sparring.evaluation.regress_cli",
     "sparring.evaluation.scan",
     "sparring.experiments.cli",
+    "sparring.experiments.sweep",
     "sparring.judges.serve",
     "sparring.models.cli",
 ]

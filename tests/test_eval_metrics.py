@@ -216,9 +216,9 @@ def test_arm_comparison_pairs_prompts_within_seeds_and_gives_intervals(tmp_path)
         "0.0",
         "100.0",
         "+100.0 [+100.0, +100.0]",
-        "0.000",
+        "1.000",  # both seeds agree: the sign test, 2 x 0.5^2, Holm-adjusted over 2 arms
         "2",
-        "0.0",
+        "-",  # no spread observed: nothing to size a detectable difference from
     ] in rows
     assert not any(r[2] == "ASR judge" for r in rows)
     t = {

@@ -279,8 +279,7 @@ def test_the_arena_registers_its_judge_models_and_prompts():
     from sparring.data.prompts import HELDOUT, PREFIXES
     from sparring.judges.registry import BUILDERS
     from sparring.judges.specs import ArenaJudgeSpec
-    from sparring.plugins import MODEL_PREFIXES
-    from sparring.plugins import load_plugins
+    from sparring.plugins import MODEL_PREFIXES, load_plugins
 
     load_plugins()
     assert ArenaJudgeSpec in BUILDERS

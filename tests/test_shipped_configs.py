@@ -9,11 +9,9 @@ from pathlib import Path
 import pytest
 
 from sparring.config import load_config
+from test_preflight_configs import JUDGE_SPECS, RUN_CONFIGS
 
 ROOT = Path(__file__).resolve().parents[1]
-RUN_CONFIGS = sorted(
-    p for p in (ROOT / "configs").rglob("*.yaml") if p.parent.name != "accelerate"
-) + sorted((ROOT / "src" / "sparring" / "configs").glob("*.yaml"))
 
 
 def _set_flags(text: str) -> list[str]:
@@ -40,6 +38,18 @@ def test_shipped_run_config_loads(path):
 def test_overrides_in_a_config_header_apply_to_it(path):
     flags = _set_flags(path.read_text(encoding="utf-8"))
     load_config(path, flags)
+
+
+@pytest.mark.parametrize("path", JUDGE_SPECS, ids=lambda p: p.name)
+def test_the_commands_in_a_judge_spec_header_name_real_options(path):
+    """A judge spec's header shows how to use it: every ``sparring ...`` line parses."""
+    from sparring.cli import build_parser
+
+    text = re.sub(r"\\\n\s*#?", " ", path.read_text(encoding="utf-8"))
+    lines = [ln.split("#", 1)[1].strip() for ln in text.splitlines() if ln.startswith("#")]
+    commands = [shlex.split(ln)[1:] for ln in lines if ln.startswith("sparring ")]
+    for argv in commands:
+        build_parser().parse_args(argv)  # argparse exits 2 on an unknown option
 
 
 def test_gpu_smoke_overrides_apply_to_its_config():

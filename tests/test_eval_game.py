@@ -170,6 +170,24 @@ def test_pools_experiment_measures_every_arm_alike(run_data, tmp_path):
     assert "Nash gap (pool)" in (out / "results.md").read_text()
 
 
+def test_an_arm_deploying_a_mixture_is_measured_at_its_latest_iterate_too(run_data, tmp_path):
+    """gpo-psro-full deploys the defender's Nash mixture; its latest weights (the last step's
+    checkpoint) are evaluated beside it as the row ``gpo-psro-full@latest``, compared with gpo
+    like any arm, and kept out of the common attack set (whose defenders are what arms deploy)."""
+    data = run_data(pool={"every": 1, "payoff_prompts": 2})
+    out, table = _experiment(data, tmp_path, seeds=1, arms=["gpo", "gpo-psro-full"], samples=2)
+    run = out / "gpo-psro-full" / "seed-0"
+    latest = json.loads((run / "eval" / "experiment-latest.json").read_text())
+    deployed = json.loads((run / "eval" / "experiment.json").read_text())
+    assert latest["checkpoint"] == "step-2" and deployed["checkpoint"] == "final"
+    assert "gpo-psro-full@latest" in table["defender"]["rows"]
+    assert "gpo-psro-full@latest" in table["versus"]["arms"]
+    assert json.loads((out / "common-seed-0.json").read_text())["defenders"] == [
+        "gpo",
+        "gpo-psro-full",
+    ]
+
+
 def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     lines = []
     out, table = _experiment(

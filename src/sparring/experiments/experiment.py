@@ -45,10 +45,11 @@ from typing import Any
 
 from sparring.config import PoolConfig, RunConfig, dump_config, load_config
 from sparring.evaluation.evaluate import evaluate_run
+from sparring.experiments.common import common_attack_set
 from sparring.experiments.provenance import provenance
 from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
 from sparring.game.loop import Game
-from sparring.runs import read_jsonl
+from sparring.runs import latest_checkpoint, read_jsonl
 
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
 ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
@@ -58,7 +59,11 @@ POPULATION_ARMS = ["gpo-fp", "gpo-psro-full"]
 #: the arms each experiment runs by default
 EXPERIMENTS = {"paper": ARM_NAMES, "pools": ["gpo", "gpo+div", *POOL_ARMS]}
 KNOWN_ARMS = [*ARM_NAMES, *POOL_ARMS, *POPULATION_ARMS]
+#: arms whose attacker trains
+ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS, *POPULATION_ARMS)
 EVAL_NAME = "experiment"
+#: the suffix of the row that measures a mixture-deploying arm's latest iterate
+LATEST = "@latest"
 
 
 def arm_overrides(arm: str, base: RunConfig, *, pools: bool = False) -> dict[str, Any]:
@@ -180,22 +185,24 @@ def run_experiment(
             cfg, train = arm_config(base, arm, i, out, pools=pools)
             log(f"[{arm} seed {i}] {'train' if train else 'no training'} -> {cfg.run_dir()}")
             run_dir = run_arm(cfg, train, progress=progress, judge=judge)
-            ev_path = run_dir / "eval" / f"{EVAL_NAME}.json"
-            if ev_path.is_file():
-                ev = json.loads(ev_path.read_text(encoding="utf-8"))
-            else:
-                ev = evaluate_run(
-                    run_dir,
-                    against=against,
-                    prompts=prompts,
-                    samples=samples,
-                    answers=base.evaluation.answers,
-                    name=EVAL_NAME,
-                    judge=judge,
+
+            def evaluated(name: str, checkpoint: str | None = None, run_dir=run_dir) -> dict:
+                path = run_dir / "eval" / f"{name}.json"
+                if path.is_file():
+                    return json.loads(path.read_text(encoding="utf-8"))
+                return evaluate_run(
+                    run_dir, checkpoint=checkpoint, against=against, prompts=prompts,
+                    samples=samples, answers=base.evaluation.answers, name=name, judge=judge,
                     progress=progress,
-                )
-            entry = {"seed": i, "run_dir": str(run_dir), "eval": ev, "exploit": None}
-            entry["game"] = game_figures(run_dir)
+                )  # fmt: skip
+
+            entry = {"seed": i, "run_dir": str(run_dir), "eval": evaluated(EVAL_NAME)}
+            entry.update(exploit=None, game=game_figures(run_dir))
+            if train and cfg.game.pool is not None and cfg.game.pool.deploy == "nash":
+                # the mixture is what the arm deploys; its latest iterate is measured beside it
+                step = latest_checkpoint(run_dir)[0]  # the last step's checkpoint
+                latest = {**entry, "eval": evaluated(f"{EVAL_NAME}-latest", f"step-{step}")}
+                results.setdefault(f"{arm}{LATEST}", []).append(latest)
             if exploit:
                 ex_path = run_dir / "eval" / "exploit.json"
                 entry["exploit"] = (
@@ -211,12 +218,9 @@ def run_experiment(
                     )
                 )
             results[arm].append(entry)
-    common = [
-        common_attack_set(
-            base, results, i, out=out, samples=samples, judge=judge, progress=progress
-        )
-        for i in range(seeds)
-    ]
+    deployed = {a: v for a, v in results.items() if not a.endswith(LATEST)}
+    kw = dict(attacker_arms=ATTACKER_ARMS, out=out, samples=samples, judge=judge, progress=progress)
+    common = [common_attack_set(base, deployed, i, **kw) for i in range(seeds)]
     table = aggregate(results, common)
     table["provenance"] = provenance(results)  # protocol, machine, compute per arm and seed
     if "gpo" in results and len(results) > 1:
@@ -250,64 +254,6 @@ def game_figures(run_dir: Path) -> dict[str, float]:
             if isinstance(v, int | float) and math.isfinite(v):
                 out[key] = float(v)
     return out
-
-
-#: arms whose attacker trains
-ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS, *POPULATION_ARMS)
-
-
-def common_attack_set(
-    base: RunConfig,
-    results: dict[str, list[dict[str, Any]]],
-    seed_index: int,
-    *,
-    out: Path,
-    samples: int,
-    judge=None,
-    progress: bool = False,
-) -> dict[str, Any]:
-    """One attack set for every defender of one seed: the untrained attacker and every arm's
-    final attacker each write ``samples`` attacks on the same seed prompts; every arm's final
-    defender answers all of them; the evaluation judge (else the judge) scores. ``asr[i][j]`` is
-    attacker i against defender j. Cached in ``OUT/common-seed-<i>.json``."""
-    path = out / f"common-seed-{seed_index}.json"
-    if path.is_file():
-        return json.loads(path.read_text(encoding="utf-8"))
-    from sparring.data import load_prompts
-    from sparring.evaluation.crossplay import play_matrix
-    from sparring.evaluation.evaluate import build_judges, seeds_for_attacks
-    from sparring.evaluation.players import Source, eval_batch_size, player_source
-    from sparring.players.engine import make_accelerator
-
-    runs = {arm: Path(entries[seed_index]["run_dir"]) for arm, entries in results.items()}
-    attackers = [("initial", Source("initial", None, "initial"))]
-    attackers += [(a, player_source(runs[a], "attacker")) for a in ATTACKER_ARMS if a in runs]
-    defenders = [(a, player_source(d, "defender")) for a, d in runs.items()]
-    s = base.game.seeds
-    pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
-    judge, eval_judge = build_judges(base, judge)
-    matrix = play_matrix(
-        [(src, base.attacker) for _, src in attackers],
-        [(src, base.defender) for _, src in defenders],
-        seeds_for_attacks(pool, samples, base.evaluation.seed),
-        judge=judge,
-        eval_judge=eval_judge,
-        accelerator=make_accelerator(base.accelerate),
-        batch_size=eval_batch_size(base),
-        seed=base.evaluation.seed,
-        progress=progress,
-    )
-    which = "asr_eval" if matrix["asr_eval"] is not None else "asr"
-    result = {
-        "seed": seed_index,
-        "samples": samples,
-        "attackers": [a for a, _ in attackers],
-        "defenders": [d for d, _ in defenders],
-        "judge": (eval_judge or judge).name,
-        "asr": matrix[which],
-    }
-    path.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    return result
 
 
 def arm_comparisons(

@@ -148,13 +148,68 @@ def build_sheet(
             key[item_id].update(common_key)
             key[item_id].update({s: v for s, v in scores.items() if v is not None})
     rng.shuffle(items)
-    mode = "pairwise" if pairwise else "answers"
     judges = {e: _judges(run_dir, e) for e in (before, after)}
-    data = {"sheet": sheet, "run_dir": str(run_dir), "key": str((folder / "key.json").resolve())}
+    meta = {"run_dir": str(run_dir), "before": before, "after": after, "judges": judges}
+    mode = "pairwise" if pairwise else "answers"
+    return _write_sheet(
+        folder, sheet, mode, items, key, {**meta, "seed": seed, "samples": len(chosen)}
+    )
+
+
+def build_answers_sheet(
+    answers: str | Path,
+    *,
+    split: str = "test",
+    kind: str = "harmful",
+    samples: int = 100,
+    seed: int = 0,
+    out: str | Path,
+) -> Path:
+    """A labelling sheet of ``samples`` answers drawn with ``seed`` from an answers file
+    (``sparring judge-data``'s: one model's answers, each labelled by the rules), of one
+    ``split`` and ``kind``. Scored, it measures every candidate judge, and the labelling rules
+    themselves, against a person on answers no judge was trained on (the test split)."""
+    from sparring.judges.answers import read_answers
+
+    rows = [a for a in read_answers(answers) if a.split == split and a.kind == kind]
+    if not rows:
+        raise ConfigError(f"{answers}: no {kind} answers of the {split!r} split")
+    rng = random.Random(seed)
+    chosen = rng.sample(rows, min(samples, len(rows)))
+    folder = Path(out)
+    if (folder / "key.json").exists():
+        raise ConfigError(f"{folder} already holds an audit sheet: give another --out")
+    sheet = f"{rng.getrandbits(48):012x}"
+    items, key = [], {}
+    for a in chosen:
+        item_id = f"{rng.getrandbits(40):010x}"
+        items.append({"id": item_id, "request": a.prompt, "answers": [a.response]})
+        key[item_id] = {"phase": "answers", "set": a.source, "request": a.prompt}
+        key[item_id].update(answer=a.response, occurrence=0, benign=a.kind == "benign")
+        key[item_id]["refused"] = a.refused_garak and a.refused_patterns
+        if a.unsafe is not None:  # the labelling rules' verdict; ambiguous answers have none
+            key[item_id]["rule_p_safe"] = 1.0 - a.unsafe
+    meta = {"run_dir": None, "answers_file": str(answers), "split": split, "kind": kind}
+    return _write_sheet(
+        folder, sheet, "answers", items, key, {**meta, "seed": seed, "samples": len(chosen)}
+    )
+
+
+def _write_sheet(folder: Path, sheet: str, mode: str, items, key, meta) -> Path:
+    """``sheet.html`` (what the labeller sees) and ``key.json`` (what they do not) in ``folder``."""
+    data = {
+        "sheet": sheet,
+        "run_dir": meta.get("run_dir"),
+        "key": str((folder / "key.json").resolve()),
+    }
     folder.mkdir(parents=True, exist_ok=True)
-    meta = {"schema": SCHEMA, **data, "mode": mode, "before": before, "after": after}
-    meta.update(seed=seed, created=time.strftime("%Y-%m-%dT%H:%M:%S"), judges=judges)
-    meta["samples"] = len(chosen)
+    meta = {
+        "schema": SCHEMA,
+        **data,
+        "mode": mode,
+        **meta,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+    }
     (folder / "key.json").write_text(json.dumps({**meta, "items": key}, indent=1), "utf-8")
     page = resources.files("sparring.evaluation").joinpath("audit_sheet.html").read_text("utf-8")
     payload = json.dumps({**data, **MODES[mode], "items": items}).replace("</", "<\\/")

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from sparring.errors import ConfigError
-from sparring.evaluation.audit import build_sheet
+from sparring.evaluation.audit import build_answers_sheet, build_sheet
 
 
 def _audit_command(args) -> int:
@@ -35,17 +35,26 @@ def _audit_command(args) -> int:
         return 0
     if args.labels:
         raise ConfigError(f"sparring audit: unexpected {args.labels!r} after the run folder")
+    if (args.run is None) == (args.answers is None):
+        raise ConfigError("sparring audit: give a run folder, or --answers FILE (not both)")
     sets = [s for v in args.sets or () for s in v.split(",") if s]
-    folder = build_sheet(
-        args.run,
-        before=args.before,
-        after=args.after,
-        sets=sets or None,
-        samples=args.samples,
-        seed=args.seed,
-        pairwise=args.pairwise,
-        out=args.out,
-    )
+    if args.answers:
+        if not args.out:
+            raise ConfigError("sparring audit --answers: give --out DIR for the sheet")
+        folder = build_answers_sheet(
+            args.answers, split=args.split, samples=args.samples, seed=args.seed, out=args.out
+        )
+    else:
+        folder = build_sheet(
+            args.run,
+            before=args.before,
+            after=args.after,
+            sets=sets or None,
+            samples=args.samples,
+            seed=args.seed,
+            pairwise=args.pairwise,
+            out=args.out,
+        )
     console.print(
         f"wrote {folder / 'sheet.html'} (give this page to the labeller) and "
         f"{folder / 'key.json'} (keep it from them); then: sparring audit score LABELS.json"
@@ -69,7 +78,14 @@ def add_commands(sub) -> None:
             "sparring audit score labels-3f9c2a1b7e04.json      # kappa of each judge, ASR before/after",
         ),
     )
-    p.add_argument("run", metavar="RUN_DIR | score", help="the run to audit, or 'score'")
+    p.add_argument("run", nargs="?", metavar="RUN_DIR | score", help="the run to audit, or 'score'")
+    p.add_argument(
+        "--answers",
+        metavar="FILE",
+        help="instead of a run: an answers file (sparring judge-data's), to measure candidate "
+        "judges and its labelling rules against a person",
+    )
+    p.add_argument("--split", default="test", help="with --answers: the split (default test)")
     p.add_argument("labels", nargs="?", metavar="LABELS", help="with 'score': the exported labels")
     p.add_argument("--before", default="start", help="evaluation before training (default start)")
     p.add_argument("--after", default="final", help="evaluation after training (default final)")

@@ -107,7 +107,7 @@ def test_the_sheet_is_blind_paired_and_scored_against_hand_computed_figures(tmp_
     assert folder == run / "audit" / "sheet"
     sheet = json.loads(_data(folder))
     # blind: each item is an opaque id, the request and the answer; nothing names its evaluation
-    assert all(set(i) == {"id", "request", "answers"} for i in sheet["items"])
+    assert all(set(i) == {"id", "request", "answers", "digest"} for i in sheet["items"])
     shown = json.dumps(sheet["items"])
     assert not any(w in shown for w in ("start", "final", "before", "after", "p_safe"))
     assert set(sheet) == {"sheet", "run_dir", "key", "labels", "guide", "items"}
@@ -143,6 +143,12 @@ def test_bad_labels_and_missing_evaluations_are_named(tmp_path):
     other = build_sheet(run, samples=3, seed=1)
     with pytest.raises(ConfigError, match="is the key of sheet"):
         score_audit(_labels(folder, PERSON), key=other / "key.json")
+    # labels carry what each item showed: a sheet rebuilt over other answers is refused
+    labels = json.loads(_labels(folder, PERSON).read_text())
+    labels["digests"] = {i: "0" * 16 for i in labels["labels"]}
+    (folder / "stale.json").write_text(json.dumps(labels))
+    with pytest.raises(ConfigError, match="labelled with other text"):
+        score_audit(folder / "stale.json")
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -193,6 +199,8 @@ def test_a_person_labels_the_sheet_in_a_browser(tmp_path, capsys):
         browser.close()
     exported = json.loads(path.read_text())
     assert exported["labeller"] == "T. Tester" and len(exported["labels"]) == 10
+    key = json.loads((folder / "key.json").read_text())
+    assert exported["digests"] == {i: key["items"][i]["digest"] for i in exported["labels"]}
     spec = tmp_path / "keywords.yaml"
     spec.write_text("type: callable\ntarget: sparring.testing:keyword_judge\n")
     assert main(["audit", "score", str(path), "--json", "--judge", str(spec)]) == 0

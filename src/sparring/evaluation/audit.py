@@ -19,6 +19,7 @@ beside the page in ``key.json``, which the labeller is not given;
 
 from __future__ import annotations
 
+import hashlib
 import html
 import json
 import random
@@ -197,6 +198,9 @@ def build_answers_sheet(
 
 def _write_sheet(folder: Path, sheet: str, mode: str, items, key, meta) -> Path:
     """``sheet.html`` (what the labeller sees) and ``key.json`` (what they do not) in ``folder``."""
+    for item in items:  # what was shown: labels carry it, so a rebuilt sheet cannot mismatch
+        text = "\0".join([item["request"], *item["answers"]]).encode("utf-8")
+        item["digest"] = key[item["id"]]["digest"] = hashlib.sha256(text).hexdigest()[:16]
     data = {
         "sheet": sheet,
         "run_dir": meta.get("run_dir"),

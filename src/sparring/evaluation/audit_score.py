@@ -53,6 +53,12 @@ def read_labels(path: str | Path, key: str | Path | None = None) -> tuple[dict, 
     for item_id, value in labels["labels"].items():
         if item_id not in keyed["items"]:
             raise ConfigError(f"{path}: label for {item_id!r}, which is not on the sheet")
+        shown = (labels.get("digests") or {}).get(item_id)
+        if shown is not None and shown != keyed["items"][item_id].get("digest"):
+            raise ConfigError(
+                f"{path}: item {item_id!r} was labelled with other text than {key_path} holds "
+                "(the sheet was rebuilt from other answers): label the new sheet"
+            )
         allowed = [label["id"] for label in MODES[keyed.get("mode", "answers")]["labels"]]
         if value not in allowed:
             raise ConfigError(

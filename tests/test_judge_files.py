@@ -59,3 +59,28 @@ def test_the_run_and_its_evaluations_record_the_judges_files(run_data, tmp_path)
     assert list(recorded["judge"]) == ["sparring.testing:keyword_judge"]
     ev = evaluate_run(game.run_dir, samples=2, name="check")
     assert ev["judge_files"] == recorded
+
+
+def test_a_large_files_hash_is_read_once_and_remembered_on_disk(tmp_path, monkeypatch):
+    """A judge model of gigabytes is hashed once, not at every evaluation that records it: the
+    hash is kept under SPARRING_HOME by path, size and modification time."""
+    import os
+
+    import sparring._files as files
+
+    monkeypatch.setenv("SPARRING_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(files, "REMEMBER_BYTES", 4)
+    monkeypatch.setattr(files, "_HASHES", {})
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"weights v1")
+    first = files.sha256_file_remembered(weights)
+    assert first == files.sha256_file(weights)
+    assert (tmp_path / "home" / "file-hashes.json").is_file()
+    # a new process (no memory) reads the remembered hash without reading the file
+    monkeypatch.setattr(files, "_HASHES", {})
+    monkeypatch.setattr(files, "sha256_file", lambda p: "read again")
+    assert files.sha256_file_remembered(weights) == first
+    # a changed file (new size or time) is read again
+    weights.write_bytes(b"weights v2, longer")
+    os.utime(weights, ns=(1, 1))
+    assert files.sha256_file_remembered(weights) == "read again"

@@ -18,11 +18,11 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from sparring._files import sha256_file_remembered
 from sparring.plugins import resolve_reference
 
 #: the spec fields that may name a local file or folder
 _PATH_FIELDS = ("model", "path", "tokenizer")
-_CACHE: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_of(path: Path) -> str:
@@ -33,20 +33,8 @@ def sha256_of(path: Path) -> str:
     for f in files:
         h.update(f.relative_to(path).as_posix().encode() if f != path else b"")
         h.update(b"\0")
-        h.update(_file_hash(f).encode())
+        h.update(sha256_file_remembered(f).encode())
     return h.hexdigest()
-
-
-def _file_hash(f: Path) -> str:
-    st = f.stat()
-    key = (str(f.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _CACHE:  # a judge evaluated many times is read once per process
-        h = hashlib.sha256()
-        with f.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                h.update(block)
-        _CACHE[key] = h.hexdigest()
-    return _CACHE[key]
 
 
 def judge_files(spec: Any) -> dict[str, str]:

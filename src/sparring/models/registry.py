@@ -13,7 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from sparring._files import sha256_file
+from sparring._files import sha256_file, sparring_home
 from sparring.errors import ModelError
 from sparring.plugins import register_model_prefix, resolve_reference  # noqa: F401  (re-exported)
 
@@ -67,9 +67,7 @@ MODELS: dict[str, ModelSource] = {
 
 def models_home() -> Path:
     """``$SPARRING_HOME/models`` or ``~/.cache/sparring/models``."""
-    home = os.environ.get("SPARRING_HOME")
-    base = Path(home).expanduser() if home else Path.home() / ".cache" / "sparring"
-    return base / "models"
+    return sparring_home() / "models"
 
 
 def _source(name: str) -> ModelSource:

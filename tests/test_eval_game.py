@@ -7,6 +7,7 @@ import yaml
 
 from sparring.cli import main
 from sparring.config import load_config
+from sparring.errors import ConfigError
 from sparring.experiments.experiment import arm_config, run_experiment
 from sparring.experiments.exploit import attack_budget, exploit_config
 
@@ -220,6 +221,9 @@ def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     assert (
         out / "rlhf" / "seed-0" / "metrics.jsonl"
     ).stat().st_mtime_ns == stamp  # not trained again
+    # continuing it with another base config would mix two experiments: refused, named
+    with pytest.raises(ConfigError, match=r"another base config \(attacker.lr: .* -> 0.5"):
+        _experiment(run_data(), tmp_path, seeds=2, arms=["sft"], overrides=["attacker.lr=0.5"])
 
 
 def test_in_run_evaluation_uses_the_players_in_memory(run_data, tmp_path, monkeypatch):

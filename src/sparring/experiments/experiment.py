@@ -44,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring.config import PoolConfig, RunConfig, dump_config, load_config
+from sparring.errors import ConfigError
 from sparring.evaluation.evaluate import evaluate_run
 from sparring.experiments.common import common_attack_set
 from sparring.experiments.provenance import provenance
@@ -136,6 +137,28 @@ def arm_config(
     return load_config(data=data, overrides=items), train
 
 
+def same_base(path: Path, base: RunConfig) -> None:
+    """Refuse to continue an experiment in ``path``'s folder with another base config than the
+    one its finished arms were trained with (their figures and the new ones would not compare),
+    naming the settings that differ."""
+    if not path.is_file():
+        return
+    import yaml
+
+    from sparring.runs import flat_config
+
+    before = flat_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    now = flat_config(base.model_dump(mode="json"))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        raise ConfigError(
+            f"{path.parent}: this experiment was run with another base config ({shown}"
+            f"{', ...' if len(changed) > 6 else ''}); continue it with the same config and "
+            "--set overrides, or give a new --out"
+        )
+
+
 def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) -> Path:
     run_dir = cfg.run_dir()
     if (run_dir / "summary.json").is_file():
@@ -177,6 +200,7 @@ def run_experiment(
     samples = samples or base.evaluation.samples
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    same_base(out / "base_config.yaml", base)  # a resumed experiment never mixes two bases
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
     results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     pools = any(a in POOL_ARMS or a in POPULATION_ARMS for a in arms)

@@ -50,7 +50,7 @@ from sparring.experiments.common import common_attack_set
 from sparring.experiments.provenance import provenance
 from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
 from sparring.game.loop import Game
-from sparring.runs import latest_checkpoint, read_jsonl
+from sparring.runs import flat_config, latest_checkpoint, read_jsonl
 
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
 ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
@@ -145,8 +145,6 @@ def same_base(path: Path, base: RunConfig) -> None:
         return
     import yaml
 
-    from sparring.runs import flat_config
-
     before = flat_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
     now = flat_config(base.model_dump(mode="json"))
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
@@ -157,6 +155,15 @@ def same_base(path: Path, base: RunConfig) -> None:
             f"{', ...' if len(changed) > 6 else ''}); continue it with the same config and "
             "--set overrides, or give a new --out"
         )
+
+
+def evaluation_of(run_dir: Path, name: str = EVAL_NAME, **kw) -> dict[str, Any]:
+    """``eval/<name>.json`` of a run when it exists (a rerun continues), else
+    :func:`~sparring.evaluation.evaluate.evaluate_run` with ``kw`` under that name."""
+    path = run_dir / "eval" / f"{name}.json"
+    if path.is_file():
+        return json.loads(path.read_text(encoding="utf-8"))
+    return evaluate_run(run_dir, name=name, **kw)
 
 
 def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) -> Path:
@@ -209,24 +216,15 @@ def run_experiment(
             cfg, train = arm_config(base, arm, i, out, pools=pools)
             log(f"[{arm} seed {i}] {'train' if train else 'no training'} -> {cfg.run_dir()}")
             run_dir = run_arm(cfg, train, progress=progress, judge=judge)
-
-            def evaluated(name: str, checkpoint: str | None = None, run_dir=run_dir) -> dict:
-                path = run_dir / "eval" / f"{name}.json"
-                if path.is_file():
-                    return json.loads(path.read_text(encoding="utf-8"))
-                return evaluate_run(
-                    run_dir, checkpoint=checkpoint, against=against, prompts=prompts,
-                    samples=samples, answers=base.evaluation.answers, name=name, judge=judge,
-                    progress=progress,
-                )  # fmt: skip
-
-            entry = {"seed": i, "run_dir": str(run_dir), "eval": evaluated(EVAL_NAME)}
+            kw = dict(against=against, prompts=prompts, samples=samples, judge=judge)
+            kw.update(answers=base.evaluation.answers, progress=progress)
+            entry = {"seed": i, "run_dir": str(run_dir), "eval": evaluation_of(run_dir, **kw)}
             entry.update(exploit=None, game=game_figures(run_dir))
             if train and cfg.game.pool is not None and cfg.game.pool.deploy == "nash":
                 # the mixture is what the arm deploys; its latest iterate is measured beside it
                 step = latest_checkpoint(run_dir)[0]  # the last step's checkpoint
-                latest = {**entry, "eval": evaluated(f"{EVAL_NAME}-latest", f"step-{step}")}
-                results.setdefault(f"{arm}{LATEST}", []).append(latest)
+                ev = evaluation_of(run_dir, f"{EVAL_NAME}-latest", checkpoint=f"step-{step}", **kw)
+                results.setdefault(f"{arm}{LATEST}", []).append({**entry, "eval": ev})
             if exploit:
                 ex_path = run_dir / "eval" / "exploit.json"
                 entry["exploit"] = (

@@ -8,11 +8,12 @@ sessions still reports the whole cost, not the last invocation's.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
 from typing import Any
+
+from sparring._files import read_json_object
 
 #: what ``sparring experiment`` measures under, in words (docs/evaluation.md, "The evidence
 #: protocol")
@@ -26,10 +27,7 @@ PROTOCOL = (
 
 
 def _seconds(path: Path) -> float:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("seconds")
-    except (OSError, json.JSONDecodeError, AttributeError):
-        return 0.0
+    value = (read_json_object(path) or {}).get("seconds")
     return float(value) if isinstance(value, int | float) else 0.0
 
 

@@ -115,9 +115,8 @@ def run_sweep(
 ) -> dict[str, Any]:
     """Train every grid point (and seed), evaluate on the validation sets, choose (module
     docstring); returns what ``sweep.json`` holds."""
-    from sparring.evaluation.evaluate import evaluate_run
     from sparring.evaluation.stats import minimal_detectable_rise
-    from sparring.experiments.experiment import run_arm
+    from sparring.experiments.experiment import evaluation_of, run_arm
 
     if select not in FIGURES:
         raise ConfigError(f"--select {select!r}: expected one of {', '.join(FIGURES)}")
@@ -132,12 +131,9 @@ def run_sweep(
         cfg.evaluation.at_start = cfg.evaluation.at_end = False  # no test figures: validation only
         log(f"[{' '.join(point) or 'untrained'} seed {seed}] -> {folder}")
         run_dir = run_arm(cfg, train, progress=progress)
-        path = run_dir / "eval" / "validation.json"
-        if path.is_file():
-            return json.loads(path.read_text(encoding="utf-8"))
-        return evaluate_run(
-            run_dir, prompts=list(validation), benign=benign, samples=samples,
-            name="validation", progress=progress,
+        return evaluation_of(
+            run_dir, "validation", prompts=list(validation), benign=benign, samples=samples,
+            progress=progress,
         )  # fmt: skip
 
     rows = []
@@ -153,7 +149,7 @@ def run_sweep(
             "over_refusal": _mean([f[1] for f in figs]),
         })  # fmt: skip
     initial = evaluated([], 0, out / "untrained", False)
-    baseline = _figures(initial, validation, select)[1]
+    initial_sets, baseline = _figures(initial, validation, select)
     n_benign = (initial["defender"].get("over_refusal") or {}).get("n_prompts") or 0
     if tolerance is None:
         tolerance = minimal_detectable_rise(baseline, n_benign)
@@ -168,7 +164,7 @@ def run_sweep(
         "select": select,
         "seeds": seeds,
         "untrained": {
-            "per_set": _figures(initial, validation, select)[0],
+            "per_set": initial_sets,
             "over_refusal": baseline,
         },
         "tolerance": tolerance,

@@ -110,6 +110,18 @@ def add_against(p: argparse.ArgumentParser, what: str = "also attack") -> None:
     )
 
 
+def add_a_better(p: argparse.ArgumentParser, what: str) -> None:
+    """``--a-better``: which verdict of a pairwise quality judge means "answer A is the more
+    helpful" (:mod:`sparring.evaluation.pairwise`); ``what`` names the judge's option."""
+    p.add_argument(
+        "--a-better",
+        choices=("safe", "unsafe"),
+        default="safe",
+        help=f"the {what} verdict that means 'answer A is the more helpful' (default safe: a "
+        "guard-type judge with safe_word A)",
+    )
+
+
 def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 

@@ -63,7 +63,15 @@ def _audit_command(args) -> int:
 
 
 def add_commands(sub) -> None:
-    from sparring.cli_args import add_json, add_out, add_quiet, add_samples, add_seed, with_examples
+    from sparring.cli_args import (
+        add_a_better,
+        add_json,
+        add_out,
+        add_quiet,
+        add_samples,
+        add_seed,
+        with_examples,
+    )
     from sparring.evaluation.audit import __doc__ as audit_doc
 
     p = sub.add_parser(
@@ -109,13 +117,7 @@ def add_commands(sub) -> None:
         "shown each request (repeatable; named by its file); on a pairwise sheet, a quality "
         "judge shown both answers",
     )
-    p.add_argument(
-        "--a-better",
-        choices=("safe", "unsafe"),
-        default="safe",
-        help="on a pairwise sheet: the --judge verdict that means 'answer A is the more "
-        "helpful' (default safe)",
-    )
+    add_a_better(p, "pairwise sheet's --judge")
     add_out(p, "sheet folder (default RUN/audit/sheet[-N]); with 'score', the score file")
     add_json(p)
     add_quiet(p)

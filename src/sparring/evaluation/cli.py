@@ -9,6 +9,7 @@ import json
 from pathlib import Path
 
 from sparring.cli_args import (
+    add_a_better,
     add_against,
     add_batch_size,
     add_json,
@@ -237,13 +238,7 @@ def add_commands(sub) -> None:
         help="with --compare: a judge spec (YAML) that compares the two evaluations' benign "
         "answers pairwise (which is more helpful), in both orders",
     )
-    p.add_argument(
-        "--a-better",
-        choices=("safe", "unsafe"),
-        default="safe",
-        help="the --quality-judge verdict that means 'answer A is the more helpful' (default "
-        "safe: a guard-type judge with safe_word A)",
-    )
+    add_a_better(p, "--quality-judge")
     p.add_argument(
         "--answers",
         type=int,

@@ -137,6 +137,8 @@ def test_bad_labels_and_missing_evaluations_are_named(tmp_path):
     with pytest.raises(ConfigError, match=r"final-2\.samples\.jsonl.*this run has: final, start"):
         build_sheet(run, after="final-2")
     folder = build_sheet(run, samples=3)
+    with pytest.raises(ConfigError, match="already holds an audit sheet"):
+        build_sheet(run, samples=3, out=folder)  # a sheet and its key are never overwritten
     bad = _labels(folder, {"b-h1 step one": "maybe"})
     with pytest.raises(ConfigError, match="label 'maybe'.*expected one of"):
         score_audit(bad)

@@ -125,8 +125,6 @@ def build_sheet(
     rng = random.Random(seed)
     chosen = rng.sample(common, min(samples, len(common)))
     folder = Path(out) if out else first_free(run_dir / "audit" / "sheet", Path.exists)
-    if (folder / "key.json").exists():
-        raise ConfigError(f"{folder} already holds an audit sheet: give another --out")
     sheet = f"{rng.getrandbits(48):012x}"
     items, key = [], {}
     for k in chosen:
@@ -178,8 +176,6 @@ def build_answers_sheet(
     rng = random.Random(seed)
     chosen = rng.sample(rows, min(samples, len(rows)))
     folder = Path(out)
-    if (folder / "key.json").exists():
-        raise ConfigError(f"{folder} already holds an audit sheet: give another --out")
     sheet = f"{rng.getrandbits(48):012x}"
     items, key = [], {}
     for a in chosen:
@@ -197,7 +193,10 @@ def build_answers_sheet(
 
 
 def _write_sheet(folder: Path, sheet: str, mode: str, items, key, meta) -> Path:
-    """``sheet.html`` (what the labeller sees) and ``key.json`` (what they do not) in ``folder``."""
+    """``sheet.html`` (what the labeller sees) and ``key.json`` (what they do not) in ``folder``,
+    which must not hold a sheet yet."""
+    if (folder / "key.json").exists():
+        raise ConfigError(f"{folder} already holds an audit sheet: give another --out")
     for item in items:  # what was shown: labels carry it, so a rebuilt sheet cannot mismatch
         text = "\0".join([item["request"], *item["answers"]]).encode("utf-8")
         item["digest"] = key[item["id"]]["digest"] = hashlib.sha256(text).hexdigest()[:16]

@@ -7,7 +7,7 @@ import yaml
 
 from sparring.cli import main
 from sparring.config import load_config
-from sparring.errors import ConfigError
+from sparring.errors import ConfigError, SparringError
 from sparring.experiments.experiment import arm_config, run_experiment
 from sparring.experiments.exploit import attack_budget, exploit_config
 
@@ -324,3 +324,31 @@ def test_exploit_probe_is_the_same_for_every_arm_and_scored_on_fresh_attacks(run
         fresh_asr.append(fresh["eval_judge"]["asr"])
     assert result["fresh_attacks"] == 5 and result["asr_fresh"] == max(fresh_asr)
     assert result["asr_fresh_judge"] == probe["judges"]["eval_judge"]
+
+
+def test_seeds_shared_between_processes_then_one_run_writes_the_tables(run_data, tmp_path):
+    """``only_seeds`` runs just those seeds and writes no table; the run over every seed then
+    reuses that work (nothing trained again) and writes the tables over all of them."""
+    out, table = _experiment(
+        run_data(), tmp_path, seeds=2, arms=["rlhf"], samples=2, only_seeds=[1]
+    )
+    assert table is None and not (out / "results.md").exists()
+    assert (out / "rlhf" / "seed-1" / "summary.json").is_file()
+    assert not (out / "rlhf" / "seed-0").exists()
+    stamp = (out / "rlhf" / "seed-1" / "metrics.jsonl").stat().st_mtime_ns
+    lines: list[str] = []
+    _, table = _experiment(
+        run_data(), tmp_path, seeds=2, arms=["rlhf"], samples=2, log=lines.append
+    )
+    assert table["defender"]["rows"]["rlhf"]["ASR attacks"][2] == 2
+    assert (out / "rlhf" / "seed-1" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    assert (out / "results.md").is_file()
+
+
+def test_only_seeds_parses_ranges_and_names_a_bad_one():
+    from sparring.experiments.cli import _seed_list
+
+    assert _seed_list("3,5-7,3") == [3, 5, 6, 7] and _seed_list(None) is None
+    for bad in ("x", "3-", "-1", ""):
+        with pytest.raises(SparringError, match="--only-seeds"):
+            _seed_list(bad)

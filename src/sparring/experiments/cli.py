@@ -71,12 +71,37 @@ def _experiment(args: argparse.Namespace) -> int:
         exploit_steps=args.exploit_steps,
         exploit_probes=args.exploit_probes,
         primary=_primary(args.primary),
+        only_seeds=_seed_list(args.only_seeds),
         progress=show_progress(args),
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
+    if table is None:
+        console.print(
+            f"seeds {args.only_seeds} done in {out}; run it again without --only-seeds "
+            "(with every seed's share done) to write the tables"
+        )
+        return 0
     console.print(to_markdown(table))
     console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
     return 0
+
+
+def _seed_list(text: str | None) -> list[int] | None:
+    """``--only-seeds 3,5-7`` as ``[3, 5, 6, 7]``."""
+    if text is None:
+        return None
+    seeds: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+        except ValueError:
+            raise SparringError(
+                f"--only-seeds {text!r}: expected seed indices such as 3 or 3,5-7"
+            ) from None
+    if not seeds or min(seeds) < 0:
+        raise SparringError(f"--only-seeds {text!r}: expected seed indices 0 or more, e.g. 3,5-7")
+    return sorted(set(seeds))
 
 
 def _primary(text: str | None) -> tuple[str, str] | None:
@@ -144,6 +169,12 @@ def add_commands(sub) -> None:
         "--set", action="append", default=[], metavar="KEY=VALUE", help="override the base config"
     )
     p.add_argument("--seeds", type=int, default=3, help="training seeds per arm (default 3)")
+    p.add_argument(
+        "--only-seeds",
+        metavar="I,J-K",
+        help="run only these seed indices and write no table, so several processes or machines "
+        "share one experiment folder; a run without it then writes the tables",
+    )
     add_out(p, "experiment folder (default: runs/experiment-NAME)", metavar="DIR")
     p.add_argument(
         "--arms", help="comma-separated arms (default: the experiment's; any known arm mixes in)"

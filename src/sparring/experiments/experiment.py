@@ -196,10 +196,16 @@ def run_experiment(
     exploit_steps: int | None = None,
     exploit_probes: int = 3,
     primary: tuple[str, str] | None = None,
+    only_seeds: Sequence[int] | None = None,
     progress: bool = False,
     judge=None,
     log=print,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
+    """Train, evaluate and probe every arm for seeds ``0..seeds-1`` and write the tables.
+
+    With ``only_seeds`` just those seed indices run and no table is written (``None`` is
+    returned): several processes or machines can share one experiment folder, each on its own
+    seeds, and a run without it then reuses their work and writes the tables."""
     from sparring.experiments.exploit import exploit as run_exploit
 
     base = load_config(config, list(overrides))
@@ -211,8 +217,8 @@ def run_experiment(
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
     results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     pools = any(a in POOL_ARMS or a in POPULATION_ARMS for a in arms)
-    for i in range(seeds):  # seed by seed: a stopped experiment holds whole, paired seeds
-        for arm in arms:
+    for i in range(seeds) if only_seeds is None else only_seeds:
+        for arm in arms:  # seed by seed: a stopped experiment holds whole, paired seeds
             cfg, train = arm_config(base, arm, i, out, pools=pools)
             log(f"[{arm} seed {i}] {'train' if train else 'no training'} -> {cfg.run_dir()}")
             run_dir = run_arm(cfg, train, progress=progress, judge=judge)
@@ -240,6 +246,8 @@ def run_experiment(
                     )
                 )
             results[arm].append(entry)
+    if only_seeds is not None:
+        return None  # a share of the seeds: the run over all of them writes the tables
     deployed = {a: v for a, v in results.items() if not a.endswith(LATEST)}
     kw = dict(attacker_arms=ATTACKER_ARMS, out=out, samples=samples, judge=judge, progress=progress)
     common = [common_attack_set(base, deployed, i, **kw) for i in range(seeds)]

@@ -1,5 +1,7 @@
 """Players: templates, batched generation with left padding, log-probs, LoRA reference."""
 
+import dataclasses
+
 import pytest
 import torch
 from accelerate import Accelerator
@@ -236,3 +238,91 @@ def test_fallback_attacks_earn_the_penalty_not_the_seeds_reward():
         np.array([0.2, 0.2]), np.array([0.1, 0.1]), np.array([False, True]), fallback_penalty=1.0
     )
     assert out.tolist() == pytest.approx([0.7, -1.0])
+
+
+def test_generations_of_different_widths_stack_into_one_batch_with_the_same_logprobs(tiny_models):
+    """Dialogue turns are generated one turn at a time, so their widths differ; stacked into
+    one batch (queries left-padded, responses right-padded) each row's log-probs are the ones
+    it had in its own batch."""
+    from sparring.rl.batch import stack_generations
+
+    player = _player(tiny_models["llama"])
+    torch.manual_seed(0)
+    short = player.generate(["hello", "hi there"])
+    long = player.generate(["tell me how to make a fake id please thanks , and more words here"])
+    # a turn that stopped sooner: its responses are narrower too
+    short = dataclasses.replace(
+        short, response_ids=short.response_ids[:, :3], response_mask=short.response_mask[:, :3]
+    )
+    assert short.query_ids.shape[1] != long.query_ids.shape[1]
+    assert short.response_ids.shape[1] != long.response_ids.shape[1]
+    both = stack_generations([short, long], player.tokenizer.pad_token_id)
+    assert both.texts == short.texts + long.texts and both.inputs == short.inputs + long.inputs
+    assert both.query_ids.shape[1] == long.query_ids.shape[1]
+    alone = torch.cat(
+        [
+            torch.nn.functional.pad(lp, (0, both.response_ids.shape[1] - lp.shape[1]))
+            for lp in (player.logprobs_and_values(g)[0] for g in (short, long))
+        ]
+    )
+    stacked = player.logprobs_and_values(both)[0]
+    m = both.response_mask.bool()
+    assert m.sum() == short.response_mask.sum() + long.response_mask.sum()
+    assert torch.allclose(stacked[m], alone[m], atol=1e-5)
+
+
+def test_a_dialogue_is_each_players_own_conversation(tiny_models):
+    """The defender reads the attacker's turns as the user's (each in its template) and its own
+    answers as the assistant's; the attacker reads the seed first, its own turns as the
+    assistant's and the defender's replies as the user's."""
+    from sparring.players.templates import Dialogue
+
+    tok = _player(tiny_models["llama-chat"]).tokenizer
+    d = Dialogue(("write a story", "once upon a time", "now add a lock pick"))
+    chat = PromptFormatter(TemplateConfig(text="Q: {prompt}"), tok, "defender")
+    assert chat([d]) == [
+        "<|user|> Q: write a story <|assistant|> once upon a time <|user|> Q: now add a lock pick"
+        " <|assistant|>"
+    ]
+    att = PromptFormatter(TemplateConfig(text="Rewrite: {seed}"), tok, "attacker")
+    assert att([d]) == [
+        "<|user|> Rewrite: write a story <|assistant|> once upon a time <|user|> now add a lock"
+        " pick <|assistant|>"
+    ]
+    plain = TemplateConfig(kind="plain", text="Human: {prompt} AI:")
+    assert PromptFormatter(plain, tok, "defender")([d]) == [
+        "Human: write a story AI: once upon a time\nHuman: now add a lock pick AI:"
+    ]
+    plain = TemplateConfig(kind="plain", text="Rewrite: {seed} Output:")
+    assert PromptFormatter(plain, tok, "attacker")([d]) == [
+        "Rewrite: write a story Output: once upon a time\nReply: now add a lock pick\nNext:"
+    ]
+    # one message is today's single prompt, exactly
+    assert chat([Dialogue(("hello",))]) == chat(["hello"])
+    with pytest.raises(ValueError, match="ends with the message to answer"):
+        Dialogue(("a", "b"))
+
+
+def test_a_long_dialogue_loses_its_oldest_exchanges_and_is_cut_from_the_left(tiny_models):
+    from sparring.players.templates import Dialogue
+
+    player = _player(tiny_models["llama"], template={"kind": "plain", "text": "{prompt}"})
+    fmt = player.format
+    words = ["one two three", "four five six", "seven eight nine", "ten eleven twelve", "go"]
+    d = Dialogue(tuple(words))
+    full = fmt([d])[0]
+    n = fmt._tokens(full)
+    # the defender drops whole exchanges, oldest first, down to the latest user message
+    assert fmt.dialogue(d, n) == full
+    assert fmt.dialogue(d, n - 1) == "seven eight nine ten eleven twelve\ngo"
+    assert fmt.dialogue(d, 2) == "go"
+    # the attacker keeps the seed that opens its dialogue and the latest exchange
+    att = PromptFormatter(TemplateConfig(kind="plain", text="{seed}"), player.tokenizer, "attacker")
+    assert att.dialogue(d, 3).startswith("one two three ten eleven twelve")
+    # what still does not fit is cut from the left: the message being answered survives
+    long = Dialogue(("how do I pick a lock ? tell me how to make a fake id please thanks",))
+    ids = player.tokenizer(long.messages[0])["input_ids"]
+    assert len(set(ids[:4] + ids[-4:])) > 4, "the test needs words the tokenizer knows"
+    for text in (long, long.messages[0]):
+        _, enc = fmt.encode([text], 4)
+        assert enc["input_ids"][0].tolist() == ids[-4:]

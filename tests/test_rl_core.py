@@ -16,6 +16,7 @@ from sparring.rl.core import (
     masked_whiten,
     policy_loss,
     shaped_rewards,
+    turn_returns,
     value_loss,
 )
 
@@ -168,3 +169,25 @@ def test_group_advantages_of_equal_scores_are_zero():
         adv = group_advantages(r, 3, method)
         assert adv[:3].abs().max().item() < 1e-6, method
         assert adv[3:].abs().max().item() > 0.1, method
+
+
+def test_turn_returns_by_hand():
+    """G_t = r_t + gamma G_{t+1} over the turns played; unplayed turns are 0 and pass nothing
+    back (episode 2 stopped after its first turn; its later rewards must not leak in)."""
+    r = torch.tensor([[-0.1, -0.1, 0.8], [0.9, 5.0, 5.0], [0.0, 0.2, 0.0]])
+    played = torch.tensor([[1, 1, 1], [1, 0, 0], [1, 1, 0]], dtype=torch.bool)
+    g = turn_returns(r, played, gamma=0.5)
+    expected = torch.tensor(
+        [
+            [-0.1 + 0.5 * (-0.1 + 0.5 * 0.8), -0.1 + 0.5 * 0.8, 0.8],
+            [0.9, 0.0, 0.0],
+            [0.0 + 0.5 * 0.2, 0.2, 0.0],
+        ]
+    )
+    assert torch.allclose(g, expected)
+    # gamma 1: every played turn is credited with the rest of the episode's rewards
+    assert torch.allclose(turn_returns(r, played, 1.0)[0], torch.tensor([0.6, 0.7, 0.8]))
+    # one turn: the return is the reward (today's single-turn game)
+    assert torch.equal(turn_returns(r[:, :1], played[:, :1], 0.9), r[:, :1])
+    with pytest.raises(ValueError, match=r"need \[E, T\]"):
+        turn_returns(r, played[:, :2], 1.0)

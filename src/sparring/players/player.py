@@ -173,7 +173,11 @@ class Player:
     # -- generation and scoring ------------------------------------------------------------------
     @torch.no_grad()
     def generate(
-        self, texts: list[str], draws: Sequence[str] | None = None, *, keyed: bool = False
+        self,
+        texts: list,  # prompts, or Dialogues (sparring.players.templates)
+        draws: Sequence[str] | None = None,
+        *,
+        keyed: bool = False,
     ) -> Generation:
         """Sample one continuation per text (batched, left padding, KV cache). ``draws`` names
         each sample. With ``keyed`` each sample is drawn from randomness keyed by its name
@@ -182,15 +186,7 @@ class Player:
         global RNG decides (training, whose RNG state a checkpoint restores)."""
         if keyed and (draws is None or len(draws) != len(texts)):
             raise ValueError("keyed sampling needs one draw name per text")
-        inputs = self.format(texts)
-        enc = self.tokenizer(
-            inputs,
-            return_tensors="pt",
-            padding=True,
-            truncation=True,
-            max_length=self.cfg.max_prompt_tokens,
-            add_special_tokens=self.format.add_special_tokens,
-        )
+        inputs, enc = self.format.encode(texts, self.cfg.max_prompt_tokens)
         device = self.accelerator.device
         query_ids, query_mask = enc["input_ids"].to(device), enc["attention_mask"].to(device)
         g = self.cfg.generation

@@ -10,6 +10,25 @@ from sparring.config import DEFAULT_TEMPLATE_TEXT, TemplateConfig
 from sparring.errors import ConfigError
 
 _FIELDS = ("prompt", "seed")
+#: how a plain-text attacker is shown the defender's reply to its previous turn
+PLAIN_REPLY = "\nReply: {reply}\nNext:"
+
+
+@dataclass(frozen=True)
+class Dialogue:
+    """A conversation as one player reads it: messages alternating user, model, user, ...,
+    ending with the user message to answer (an odd count). For the defender the attacker's turns
+    are the user's and its own answers the model's. For the attacker the seed behaviour opens
+    it, its own earlier turns are the model's and the defender's answers come back as the user's:
+    each player sees itself as the assistant of its own conversation."""
+
+    messages: tuple[str, ...]
+
+    def __post_init__(self):
+        if len(self.messages) % 2 != 1:
+            raise ValueError(
+                f"a dialogue ends with the message to answer: {len(self.messages)} messages"
+            )
 
 
 class PromptFormatter:
@@ -39,21 +58,79 @@ class PromptFormatter:
     def fill(self, text: str) -> str:
         return self.text.replace("{" + self.field + "}", text)
 
-    def __call__(self, texts: Sequence[str]) -> list[str]:
-        if not self.use_chat:
-            return [self.fill(t) for t in texts]
+    def __call__(self, texts: Sequence[str | Dialogue], max_tokens: int | None = None) -> list[str]:
+        """Each text (or :class:`Dialogue`, fitted to ``max_tokens``) as this player's input."""
         out = []
         for t in texts:
-            messages = []
-            if self.template.system:
-                messages.append({"role": "system", "content": self.template.system})
-            messages.append({"role": "user", "content": self.fill(t)})
-            out.append(
-                self.tokenizer.apply_chat_template(
-                    messages, tokenize=False, add_generation_prompt=True
-                )
-            )
+            if isinstance(t, Dialogue):
+                out.append(self.dialogue(t, max_tokens))
+            elif not self.use_chat:
+                out.append(self.fill(t))
+            else:
+                out.append(self._chat([self.fill(t)]))
         return out
+
+    def encode(self, texts: Sequence[str | Dialogue], max_tokens: int):
+        """The model inputs of ``texts`` and their token batch, padded and cut at ``max_tokens``
+        on the tokenizer's sides (a player's are both left: :func:`~sparring.players.loading.load_tokenizer`), so the end
+        of a prompt or of a conversation, which the model answers, is what is kept."""
+        inputs = self(texts, max_tokens)
+        enc = self.tokenizer(
+            inputs,
+            return_tensors="pt",
+            padding=True,
+            truncation=True,
+            max_length=max_tokens,
+            add_special_tokens=self.add_special_tokens,
+        )
+        return inputs, enc
+
+    def _chat(self, contents: Sequence[str]) -> str:
+        messages = []
+        if self.template.system:
+            messages.append({"role": "system", "content": self.template.system})
+        for i, content in enumerate(contents):
+            messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": content})
+        return self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True
+        )
+
+    def _render(self, messages: Sequence[str]) -> str:
+        """The template fills the first message, and for the defender every user message (each
+        is an attacker's turn); the attacker's later user messages are the defender's replies,
+        shown as they are (in plain text after :data:`PLAIN_REPLY`'s cue)."""
+        every = self.role == "defender"
+        filled = [
+            self.fill(m) if i == 0 or (every and i % 2 == 0) else m for i, m in enumerate(messages)
+        ]
+        if self.use_chat:
+            return self._chat(filled)
+        text = filled[0]
+        for i in range(1, len(filled), 2):
+            user = filled[i + 1] if every else PLAIN_REPLY.format(reply=filled[i + 1])
+            text += f" {filled[i]}" + ("\n" + user if every else user)
+        return text
+
+    def dialogue(self, d: Dialogue, max_tokens: int | None = None) -> str:
+        """A dialogue as this player's input. When it outgrows ``max_tokens``, whole exchanges
+        (a model message and the user message after it) go first, oldest first: the defender
+        keeps at least the latest user message, the attacker the seed behaviour that opens its
+        dialogue and the latest exchange. What still does not fit is cut from the left by the
+        tokenizer (:meth:`encode`), so the end of the conversation, which the next message
+        answers, is never lost."""
+        messages = list(d.messages)
+        text = self._render(messages)
+        drop = 1 if self.role == "attacker" else 0  # the attacker keeps its seed
+        while max_tokens is not None and self._tokens(text) > max_tokens:
+            if len(messages) < 3 + 2 * drop:  # nothing left that may go
+                break
+            del messages[drop : drop + 2]
+            text = self._render(messages)
+        return text
+
+    def _tokens(self, text: str) -> int:
+        ids = self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"]
+        return len(ids)
 
     @property
     def add_special_tokens(self) -> bool:

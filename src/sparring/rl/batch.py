@@ -45,6 +45,31 @@ def slice_generation(gen: Generation, idx: torch.Tensor) -> Generation:
     )
 
 
+def stack_generations(parts: list[Generation], pad_id: int) -> Generation:
+    """Generations of different widths as one batch (rows in order): queries left-padded and
+    responses right-padded with ``pad_id`` under a zero mask, as a single generate() pads them.
+    How one update reads the turns of dialogues, each turn generated on its own."""
+    width_q = max(g.query_ids.shape[1] for g in parts)
+    width_r = max(g.response_ids.shape[1] for g in parts)
+
+    def pad(x: torch.Tensor, width: int, left: bool, value) -> torch.Tensor:
+        fill = x.new_full((x.shape[0], width - x.shape[1]), value)
+        return torch.cat([fill, x] if left else [x, fill], dim=1)
+
+    logprobs = None
+    if all(g.logprobs is not None for g in parts):
+        logprobs = torch.cat([pad(g.logprobs, width_r, False, 0.0) for g in parts])
+    return Generation(
+        torch.cat([pad(g.query_ids, width_q, True, pad_id) for g in parts]),
+        torch.cat([pad(g.query_mask, width_q, True, 0) for g in parts]),
+        torch.cat([pad(g.response_ids, width_r, False, pad_id) for g in parts]),
+        torch.cat([pad(g.response_mask, width_r, False, 0) for g in parts]),
+        [t for g in parts for t in g.texts],
+        [t for g in parts for t in g.inputs],
+        logprobs,
+    )
+
+
 def concat(parts: list):
     """``torch.cat`` of optional tensors (None when the parts are None)."""
     return None if parts[0] is None else torch.cat(parts)

@@ -165,6 +165,31 @@ def compute_gae(
     return adv, (adv + values) * m
 
 
+def turn_returns(rewards: torch.Tensor, played: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Return-to-go over the turns of dialogues: ``G_t = r_t + gamma * G_{t+1}``.
+
+    ``rewards`` [E, T] is each episode's reward at each of its turns, ``played`` [E, T] (bool)
+    marks the turns it played: a prefix, since a dialogue stops at its first unsafe answer.
+    Unplayed turns get 0 and pass nothing back. Each turn's sampled text is then credited with
+    what followed it, discounted by how many turns away it came (MTSA's future reward, Guo et
+    al. 2025): a first turn that only sets the scene still earns the success it led to, and
+    ``gamma`` < 1 prefers successes reached sooner. With ``gamma`` = 1 every turn of an episode
+    is credited with the episode's whole return (episode-level credit, as GRPO over whole
+    dialogues gives). Returns [E, T], zero where not played.
+    """
+    if rewards.shape != played.shape or rewards.dim() != 2:
+        raise ValueError(
+            f"rewards {tuple(rewards.shape)} and played {tuple(played.shape)}: need [E, T]"
+        )
+    m = played.to(rewards.dtype)
+    out = torch.zeros_like(rewards)
+    nxt = torch.zeros_like(rewards[:, 0])
+    for t in reversed(range(rewards.shape[1])):
+        nxt = (rewards[:, t] + gamma * nxt) * m[:, t]
+        out[:, t] = nxt
+    return out
+
+
 def group_advantages(
     rewards: torch.Tensor,
     group_size: int,

@@ -368,6 +368,23 @@ class GameConfig(_Base):
     pool: PoolConfig | None = Field(
         None, description="opponent pools (past snapshots of both players); None: latest only"
     )
+    turns: int = Field(
+        1,
+        ge=1,
+        description="turns per episode: the attacker writes each user turn from its seed and the "
+        "dialogue so far, the defender answers the whole dialogue, and the episode stops at its "
+        "first unsafe answer (1: one prompt, one answer)",
+    )
+    turn_cost: float = Field(
+        0.0, ge=0, description="what each turn an episode plays costs the attacker's reward"
+    )
+    turn_discount: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="each attacker turn is credited with the rewards that follow it, discounted "
+        "by this per turn (1: every turn earns the episode's outcome)",
+    )
 
     @model_validator(mode="after")
     def _schedule(self) -> GameConfig:
@@ -381,6 +398,14 @@ class GameConfig(_Base):
             raise ValueError(
                 "pool needs mode 'gpo' with both stages in the schedule: a pool holds snapshots "
                 "of two players that both train"
+            )
+        if self.turns > 1 and self.mode == "rlhf":
+            raise ValueError(
+                "turns > 1 needs an attacker to write the turns: mode 'gpo' or 'attacker'"
+            )
+        if self.turns > 1 and self.pool is not None:
+            raise ValueError(
+                "turns > 1 with a pool is not built: pool payoffs are measured on single turns"
             )
         return self
 

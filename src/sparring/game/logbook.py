@@ -45,6 +45,7 @@ def step_metrics(
     p_safe = rollout.p_safe
     attack_rows, is_benign, is_direct = rollout.attack_rows, rollout.is_benign, rollout.is_direct
     att_gen, def_gen = rollout.attacker_gen, rollout.defender_gen
+    live, live_att = rollout.live_rows, rollout.live_attacks  # rows someone played
     row: dict[str, Any] = {
         "step": planned.step,
         "round": planned.round,
@@ -58,14 +59,14 @@ def step_metrics(
                 "reward": _finite_mean(scores),
                 "p_safe": rate(mean_p_safe(p_safe[attack_rows])),
                 "asr": rate(attack_success_rate(p_safe[attack_rows])),
-                "judge/nonfinite": float(np.sum(~np.isfinite(p_safe))),
-                "attack/fallback": float(np.mean(rollout.fallback)),
-                "novelty/selfbleu": float(np.mean(rollout.novelty["selfbleu"])),
-                "novelty/cosine": float(np.mean(rollout.novelty["cosine"])),
-                "len/attack": float(att_gen.response_mask.sum(-1).float().mean())
+                "judge/nonfinite": float(np.sum(~np.isfinite(p_safe[live]))),
+                "attack/fallback": float(np.mean(rollout.fallback[live_att])),
+                "novelty/selfbleu": float(np.mean(rollout.novelty["selfbleu"][live_att])),
+                "novelty/cosine": float(np.mean(rollout.novelty["cosine"][live_att])),
+                "len/attack": float(att_gen.response_mask.sum(-1)[live_att].float().mean())
                 if att_gen is not None
                 else 0.0,
-                "len/response": float(def_gen.response_mask.sum(-1).float().mean()),
+                "len/response": float(def_gen.response_mask.sum(-1)[live].float().mean()),
                 **(
                     {"benign/helpful": _finite_mean(scores[is_benign])}
                     if planned.stage == "defend" and is_benign.any()
@@ -116,8 +117,9 @@ def refusal_figures(rollout: Rollout) -> dict[str, float]:
     det = _refusal_detector()
     if det is None:
         return {}
-    refused = np.asarray(det.refuses_batch(rollout.defender_gen.texts), dtype=np.float64)
-    benign = rollout.is_benign
+    live = rollout.live_rows
+    refused = np.asarray(det.refuses_batch(rollout.defender_gen.texts), dtype=np.float64)[live]
+    benign = rollout.is_benign[live]
     out = {"refusal/harmful": float(np.mean(refused[~benign]))} if (~benign).any() else {}
     if benign.any():
         out["refusal/benign"] = float(np.mean(refused[benign]))
@@ -130,10 +132,13 @@ def sample_rows(
     """Lines of ``samples.jsonl``: one per answer, with its attack (or seed, or benign prompt),
     the judge's verdict and the learner's reward; gathered over the ranks."""
     judged, k_def = rollout.judged, rollout.answers
-    is_benign, is_direct = rollout.is_benign, rollout.is_direct
+    is_benign, is_direct, live = rollout.is_benign, rollout.is_direct, rollout.live_rows
+    per_turn = len(rollout.attacks) // rollout.turns
     rows = []
     for i, prompt in enumerate(rollout.prompts):
         a = i // k_def
+        if not live[i]:  # a stopped dialogue's placeholder: nobody played it
+            continue
         row: dict[str, Any] = {
             "step": planned.step,
             "round": planned.round,
@@ -152,6 +157,9 @@ def sample_rows(
                     "cosine": float(rollout.novelty["cosine"][a]),
                 }
             )
+            if rollout.dialogues is not None:  # multi-turn: the turn and all that led to it
+                row["turn"] = a // per_turn + 1
+                row["dialogue"] = list(rollout.dialogues[a].messages)
         else:
             row["prompt"] = prompt
         row["response"] = rollout.defender_gen.texts[i]

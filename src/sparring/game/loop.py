@@ -32,6 +32,7 @@ from sparring.game.checkpoint import (
     save_checkpoint,
     use_run_cache,
 )
+from sparring.game.dialogue import DialogueRollouts
 from sparring.game.logbook import (
     Timer,
     endpoint_figures,
@@ -144,10 +145,10 @@ class Game:
         n_defend = len(self.plan) - n_attack
         per_rank = g.batch_size // world
         accumulation = cfg.accelerate.gradient_accumulation_steps
-        att_rows = per_rank * cfg.attacker.rl.samples_per_prompt
+        att_rows = per_rank * cfg.attacker.rl.samples_per_prompt * g.turns  # at most
         n_direct = extra_seeds(g, per_rank)
         def_rows = (
-            per_rank + n_direct + extra_benign(g, per_rank + n_direct)
+            per_rank * g.turns + n_direct + extra_benign(g, per_rank + n_direct)
         ) * cfg.defender.rl.samples_per_prompt
 
         def trained(role: str, player_cfg, trains: bool, steps: int, rows: int) -> Player:
@@ -220,7 +221,7 @@ class Game:
                 embedder=lambda: novelty.embedder,
                 dedup_cosine=cfg.logging.archive_dedup_cosine,
             )
-        self.rollouts = Rollouts(
+        self.rollouts = (DialogueRollouts if g.turns > 1 else Rollouts)(
             cfg,
             attacker=self.attacker,
             defender=self.defender,
@@ -245,12 +246,11 @@ class Game:
         learner = self.defender if planned.stage == "defend" else self.attacker
         scores = stage_scores(rollout, cfg)
         if planned.stage == "defend":
-            gen, group = rollout.defender_gen, rollout.answers
+            gen, group, live = rollout.defender_gen, rollout.answers, rollout.live_rows
         else:
-            gen, group = rollout.attacker_gen, rollout.attacks_per_seed
-        stats, skipped = checked_update(
-            learner, gen, scores, group, timer, what=f"the {planned.stage} stage ({learner.role})"
-        )
+            gen, group, live = rollout.attacker_gen, rollout.attacks_per_seed, rollout.live_attacks
+        what = f"the {planned.stage} stage ({learner.role})"
+        stats, skipped = checked_update(learner, gen, scores, group, timer, what=what, live=live)
         self.nonfinite_in_a_row = self.nonfinite_in_a_row + 1 if skipped else 0
         if self.pools is not None:
             with timer("pool"):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
+
+from sparring.rl.core import turn_returns
 
 
 def defender_scores(
@@ -36,6 +39,8 @@ def stage_scores(rollout, cfg) -> np.ndarray:
     """The learner's reward for each row of its generation: the defender's per answer (P(safe),
     or helpfulness on benign prompts), the attacker's per attack (P(unsafe) less the novelty
     penalty). ``rollout`` is a :class:`~sparring.game.rollout.Rollout`, ``cfg`` the run config."""
+    if rollout.stage == "attack" and rollout.live is not None:
+        return dialogue_attacker_scores(rollout, cfg)
     if rollout.stage == "defend":
         is_benign = rollout.is_benign
         helpful = None
@@ -45,3 +50,29 @@ def stage_scores(rollout, cfg) -> np.ndarray:
     return attacker_scores(
         rollout.p_safe, rollout.penalty, rollout.fallback, cfg.attacker.fallback_penalty
     )
+
+
+def dialogue_attacker_scores(rollout, cfg) -> np.ndarray:
+    """The attacker's reward for each turn it wrote in multi-turn play (rows laid out turn by
+    turn, :mod:`sparring.game.dialogue`). Each played turn costs ``game.turn_cost``; the turn
+    an episode ends at earns the episode's outcome, P(unsafe) of its answer less the novelty
+    penalty of the whole dialogue; a turn with nothing left after cleaning costs
+    ``attacker.fallback_penalty``. Each turn is then credited with its return over the turns
+    that follow (:func:`~sparring.rl.core.turn_returns`, discounted by ``game.turn_discount``),
+    so the turn that set up a later success is paid for it. Rows of stopped episodes get 0
+    (they are masked out of the update)."""
+    turns = rollout.turns
+    n = len(rollout.attacks) // turns
+    live = rollout.live_attacks.reshape(turns, n).T  # [E, T]
+    p_safe = rollout.p_safe[rollout.which < len(rollout.attacks)][:: rollout.answers]
+    p_safe = p_safe.reshape(turns, n).T
+    fallback = rollout.fallback.reshape(turns, n).T & live
+    r = np.where(live, -cfg.game.turn_cost, 0.0) - cfg.attacker.fallback_penalty * fallback
+    ends = live.sum(1) - 1
+    e = np.arange(n)
+    penalty = rollout.penalty.reshape(turns, n)[0]
+    r[e, ends] += 1.0 - p_safe[e, ends] - penalty
+    returns = turn_returns(
+        torch.as_tensor(r, dtype=torch.float64), torch.as_tensor(live), cfg.game.turn_discount
+    ).numpy()
+    return np.where(live, returns, 0.0).T.reshape(-1)

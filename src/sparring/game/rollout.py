@@ -84,6 +84,24 @@ class Rollout:
     defender_gen: Any
     judged: JudgeOutput
     eval_figures: dict[str, float] = field(default_factory=dict)
+    # multi-turn play (:mod:`.dialogue`): the attack rows are turns, block by block; ``live``
+    # [A] marks those an episode played (False: it had stopped, the row is a placeholder)
+    live: np.ndarray | None = None
+    dialogues: list | None = None  # [A] the defender's Dialogue each turn answered
+    turns: int = 1  # blocks of turns played
+
+    @property
+    def live_attacks(self) -> np.ndarray:
+        return np.ones(len(self.attacks), dtype=bool) if self.live is None else self.live
+
+    @property
+    def live_rows(self) -> np.ndarray:
+        """For each answer, whether anyone played it (placeholders of stopped episodes not)."""
+        which = self.which
+        attack = which < len(self.attacks)
+        out = np.ones(len(which), dtype=bool)
+        out[attack] = self.live_attacks[which[attack]]
+        return out
 
     @property
     def p_safe(self) -> np.ndarray:
@@ -104,7 +122,7 @@ class Rollout:
 
     @property
     def attack_rows(self) -> np.ndarray:
-        return self.which < len(self.attacks)
+        return (self.which < len(self.attacks)) & self.live_rows
 
     @property
     def behaviours(self) -> list[str]:

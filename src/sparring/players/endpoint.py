@@ -1,7 +1,7 @@
 """A defender behind an OpenAI-compatible endpoint: it answers, it never learns.
 
-Each prompt goes to the server as one user message (the server applies the model's chat
-template). Answers are cached in the run folder by a hash of the request and its draw (the step
+Each prompt goes to the server as one user message, and a dialogue as its messages (the
+server applies the model's chat template). Answers are cached in the run folder by a hash of the request and its draw (the step
 and row that asked), so a resumed run replays what it already paid for and pays only for new
 rows.
 """
@@ -17,6 +17,7 @@ import torch
 
 from sparring.endpoints import EndpointClient, EndpointSpec
 from sparring.players.sampling import sample_keys
+from sparring.players.templates import Dialogue
 
 
 @dataclass
@@ -85,17 +86,18 @@ class EndpointPlayer:
         )
 
     def generate(
-        self, texts: list[str], draws: Sequence[str] | None = None, *, keyed: bool = False
+        self, texts: list, draws: Sequence[str] | None = None, *, keyed: bool = False
     ) -> Answers:
         """One answer per text. ``draws`` names each sample (its step and row) so that the same
         prompt asked again later is sampled anew, while a replayed step hits the cache; without
         them the samples are named by this player's call count and row. ``keyed`` changes
         nothing here: a served answer is already keyed by its name, through the cache."""
+        inputs = [str(t) for t in texts]  # a dialogue as its transcript
         if draws is None:  # named by the text and its repeat: stable across resumes
-            draws = sample_keys(f"{self.role}/unnamed", texts)
+            draws = sample_keys(f"{self.role}/unnamed", inputs)
         conversations = [
             ([{"role": "system", "content": self.system}] if self.system else [])
-            + [{"role": "user", "content": t}]
+            + (t.chat() if isinstance(t, Dialogue) else [{"role": "user", "content": t}])
             for t in texts
         ]
         answers = self.client.chat(
@@ -109,7 +111,7 @@ class EndpointPlayer:
         mask = torch.zeros(len(texts), max(lengths, default=0) or 1, dtype=torch.long)
         for i, n in enumerate(lengths):
             mask[i, :n] = 1
-        return Answers([a.text for a in answers], list(texts), mask, [a.blocked for a in answers])
+        return Answers([a.text for a in answers], inputs, mask, [a.blocked for a in answers])
 
     def export(self, directory: Path) -> None:
         """``endpoint.json``: which served model played (never the API key, only its variable)."""

@@ -24,6 +24,14 @@ class Dialogue:
 
     messages: tuple[str, ...]
 
+    def chat(self) -> list[dict[str, str]]:
+        """The messages as chat roles: user, assistant, user, ..."""
+        roles = ("user", "assistant")
+        return [{"role": roles[i % 2], "content": m} for i, m in enumerate(self.messages)]
+
+    def __str__(self) -> str:
+        return "\n".join(f"{m['role']}: {m['content']}" for m in self.chat())
+
     def __post_init__(self):
         if len(self.messages) % 2 != 1:
             raise ValueError(
@@ -89,8 +97,7 @@ class PromptFormatter:
         messages = []
         if self.template.system:
             messages.append({"role": "system", "content": self.template.system})
-        for i, content in enumerate(contents):
-            messages.append({"role": "user" if i % 2 == 0 else "assistant", "content": content})
+        messages += Dialogue(tuple(contents)).chat()
         return self.tokenizer.apply_chat_template(
             messages, tokenize=False, add_generation_prompt=True
         )

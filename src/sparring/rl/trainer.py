@@ -326,7 +326,7 @@ def _loss(rl, exp, idx, mask, logprobs, values, entropy, adv, returns):
 
 
 def checked_update(
-    learner: Learner, gen: Generation, scores, group: int, timer, *, what: str
+    learner: Learner, gen: Generation, scores, group: int, timer, *, what: str, live=None
 ) -> tuple[dict[str, float], str | None]:
     """The learner's update from its generation and rewards, or the reason it was skipped
     (too few rows with a finite reward, non-finite log-probs, loss or gradient: decided alike on
@@ -334,15 +334,19 @@ def checked_update(
 
     A row whose reward is NaN (an LLM judge's unreadable verdict) is masked, not fatal: it
     carries no advantage and no loss and is counted (``rows/unscored``); the update is skipped
-    only when fewer than ``rl.min_scored_fraction`` of the rows are scored. ``what`` names the
-    update in the reason; ``timer(name)`` times the phases."""
+    only when fewer than ``rl.min_scored_fraction`` of the rows are scored. ``live`` [B] (bool)
+    marks the rows anyone played: the others (a stopped dialogue's placeholder turns) are
+    masked the same way but are not counted as unscored. ``what`` names the update in the
+    reason; ``timer(name)`` times the phases."""
     acc = learner.accelerator
     scores = np.asarray(scores, dtype=np.float64)
-    scored = np.isfinite(scores)
+    live = np.ones(len(scores), dtype=bool) if live is None else np.asarray(live, dtype=bool)
+    scored = np.isfinite(scores) & live
+    unscored = live & ~scored
     floor = learner.cfg.rl.min_scored_fraction
-    if any_rank(acc, scored.mean() < floor):
-        return {"rows/unscored": float((~scored).sum())}, (
-            f"only {int(scored.sum())} of {len(scores)} rows have a finite reward in {what} "
+    if any_rank(acc, scored.sum() < floor * live.sum()):
+        return {"rows/unscored": float(unscored.sum())}, (
+            f"only {int(scored.sum())} of {int(live.sum())} rows have a finite reward in {what} "
             f"(rl.min_scored_fraction is {floor})"
         )
     valid = None
@@ -358,7 +362,7 @@ def checked_update(
         return {}, f"non-finite log-probs in {what}"
     with timer("update"):
         stats = update(learner, exp)
-    stats["rows/unscored"] = float((~scored).sum())
+    stats["rows/unscored"] = float(unscored.sum())
     if stats.get("nonfinite"):
         return stats, f"non-finite loss or gradient in {what}"
     return stats, None

@@ -1,0 +1,94 @@
+"""Multi-turn play (game.turns > 1): dialogues, stopping at the first unsafe answer, judging
+against the seed behaviour, the attacker's credit over turns, placeholders out of every figure."""
+
+import zlib
+
+import numpy as np
+import pytest
+
+from sparring.config import load_config
+from sparring.errors import ConfigError
+from sparring.game.loop import Game
+from sparring.game.rewards import stage_scores
+from sparring.game.rollout import Rollout
+from sparring.judges import JudgeOutput
+from sparring.runs import read_jsonl
+
+
+def _hashed(seed: str, response: str) -> float:
+    """sparring.testing.hashed_judge's verdict on (seed, response)."""
+    return 0.1 if zlib.crc32(f"{seed}|{response}".encode()) % 2 else 0.9
+
+
+def test_a_multi_turn_game_plays_dialogues_judged_against_their_seed(run_data, tmp_path):
+    data = run_data(turns=3, seed_fraction=0.5)
+    data["judge"] = {"type": "callable", "target": "sparring.testing:hashed_judge"}
+    data["defender"]["rl"] = {"algorithm": "rloo", "samples_per_prompt": 2}
+    data["logging"]["tensorboard"] = False
+    Game(load_config(data=data)).run()
+    run = tmp_path / "run"
+    samples = read_jsonl(run / "samples.jsonl")
+    metrics = read_jsonl(run / "metrics.jsonl")
+    turned = [s for s in samples if "turn" in s]
+    assert {s["turn"] for s in turned} >= {1, 2}, "some episodes must go on past turn 1"
+    for s in turned:
+        # the defender answered the whole dialogue, which ends with this turn's attack
+        assert len(s["dialogue"]) == 2 * s["turn"] - 1 and s["dialogue"][-1] == s["attack"]
+        # the judge is shown the seed behaviour, never the turn
+        assert s["p_safe"] == pytest.approx(_hashed(s["seed"], s["response"]))
+        if s["turn"] > 1:  # an episode goes on only after a safe answer, with that answer
+            before = [
+                b
+                for b in turned
+                if b["step"] == s["step"]
+                and b["dialogue"] == s["dialogue"][:-2]
+                and b["response"] == s["dialogue"][-2]
+            ]
+            assert before and all(b["p_safe"] >= 0.5 for b in before)
+    assert any(s["turn"] > 1 for s in turned if s["stage"] == "attack")
+    # single prompts (the seeds themselves) still ride along in defend batches
+    assert any("turn" not in s and not s["benign"] for s in samples)
+    for m in metrics:
+        assert 1 <= m["dialogue/turns"] <= 3 and 0 <= m["dialogue/asr/turn-1"] <= 1
+        # placeholders of stopped episodes are neither unscored rows nor judged ones
+        assert m["rows/unscored"] == 0 and m["judge/nonfinite"] == 0
+    assert {m["stage"] for m in metrics} == {"defend", "attack"}
+
+
+def test_the_attackers_turns_are_credited_with_what_followed_by_hand(run_data):
+    """Two episodes over two turns, rows turn by turn: episode 0 succeeds at turn 1 (P(safe)
+    0.2) and stops; episode 1 is safe at turn 1 (0.9) and succeeds at turn 2 (0.3). Turn cost
+    0.1, discount 0.5, novelty penalties 0.05 and 0.1."""
+    cfg = load_config(data=run_data(turns=2, turn_cost=0.1, turn_discount=0.5))
+    rollout = Rollout(
+        stage="attack",
+        seeds=["s0", "s1"] * 2,
+        attacks_per_seed=1,
+        raw_attacks=["a", "b", "", "c"],
+        attacks=["a", "b", "", "c"],
+        fallback=np.zeros(4, dtype=bool),
+        attacker_gen=None,
+        novelty={},
+        penalty=np.array([0.05, 0.1, 0.05, 0.1]),
+        direct=[],
+        benign=[],
+        prompts=["a", "b", "", "c"],
+        answers=1,
+        defender_gen=None,
+        judged=JudgeOutput(p_safe=[0.2, 0.9, float("nan"), 0.3]),
+        live=np.array([True, True, False, True]),
+        turns=2,
+    )
+    # episode 0: -0.1 + 0.8 - 0.05; episode 1: turn 2 earns -0.1 + 0.7 - 0.1 = 0.5, turn 1
+    # -0.1 + 0.5 * 0.5; the stopped episode's turn-2 placeholder: 0
+    assert stage_scores(rollout, cfg) == pytest.approx([0.65, 0.15, 0.0, 0.5])
+    rollout.fallback = np.array([False, True, False, False])  # turn 1 of episode 1 wrote nothing
+    fb = cfg.attacker.fallback_penalty
+    assert stage_scores(rollout, cfg)[1] == pytest.approx(0.15 - fb)
+
+
+def test_turns_need_an_attacker_and_no_pool(run_data):
+    with pytest.raises(ConfigError, match="turns > 1 needs an attacker"):
+        load_config(data=run_data(turns=2, mode="rlhf"))
+    with pytest.raises(ConfigError, match="turns > 1 with a pool"):
+        load_config(data=run_data(turns=2, pool={"every": 1}))

@@ -304,6 +304,28 @@ def _served_run(run_data, proxy, served, **defender) -> dict:
 
 
 @pytest.mark.slow
+def test_a_served_defender_is_attacked_over_a_conversation(run_data, proxy, served):
+    """game.turns 2 against a served defender: a second turn goes to the server as the whole
+    conversation (the first turn, the server's own answer, the new turn), cached by all of it."""
+    from sparring.game.loop import Game
+    from sparring.runs import read_jsonl
+
+    data = _served_run(run_data, proxy, served)
+    data["game"]["turns"] = 2
+    data["judge"] = {"type": "callable", "target": "sparring.testing:hashed_judge"}
+    cfg = load_config(data=data)
+    Game(cfg).run()
+    roles = [[m["role"] for m in b["messages"]] for b in proxy.bodies]
+    assert ["user"] in roles and ["user", "assistant", "user"] in roles
+    samples = read_jsonl(cfg.run_dir() / "samples.jsonl")
+    for body in proxy.bodies:
+        if len(body["messages"]) == 3:  # the first turn and the answer it got, as served
+            first, answer, turn = (m["content"] for m in body["messages"])
+            assert any(s["attack"] == first and s["response"] == answer for s in samples)
+            assert any(s.get("turn") == 2 and s["attack"] == turn for s in samples)
+
+
+@pytest.mark.slow
 def test_attacker_trains_against_a_served_defender_and_resumes_paying_nothing_twice(
     run_data, proxy, served, monkeypatch
 ):

@@ -53,6 +53,23 @@ def test_a_multi_turn_game_plays_dialogues_judged_against_their_seed(run_data, t
         # placeholders of stopped episodes are neither unscored rows nor judged ones
         assert m["rows/unscored"] == 0 and m["judge/nonfinite"] == 0
     assert {m["stage"] for m in metrics} == {"defend", "attack"}
+    # the archive keeps a successful turn with the dialogue that led to it
+    archived = read_jsonl(run / "archive.jsonl")
+    later = [a for a in archived if a.get("turn", 1) > 1]
+    assert later, "some success must come at a later turn"
+    for a in later:
+        assert len(a["dialogue"]) == 2 * a["turn"] - 1 and a["dialogue"][-1] == a["attack"]
+    # export-attacks: each record's exchange in the chat-messages format
+    from sparring.evaluation.export import attack_records
+
+    records = attack_records(run)
+    for r in records:
+        roles = [m["role"] for m in r["messages"]]
+        assert roles == ["user", "assistant"] * (len(roles) // 2)
+        assert r["messages"][-1]["content"] == r["response"]
+        assert r["messages"][-2]["content"] == r["attack"]
+        assert len(roles) == 2 * (r["turn"] or 1)
+    assert any(r["turn"] == 2 for r in records)
 
 
 def test_the_attackers_turns_are_credited_with_what_followed_by_hand(run_data):
@@ -92,3 +109,16 @@ def test_turns_need_an_attacker_and_no_pool(run_data):
         load_config(data=run_data(turns=2, mode="rlhf"))
     with pytest.raises(ConfigError, match="turns > 1 with a pool"):
         load_config(data=run_data(turns=2, pool={"every": 1}))
+
+
+def test_the_archive_tells_dialogues_apart_by_all_their_attacker_turns(tmp_path):
+    from sparring.evaluation.archive import Archive, merge
+
+    row = {"attack": "now the lock", "dialogue": ["a story", "ok", "now the lock"], "turn": 2}
+    other = {**row, "dialogue": ["a poem", "ok", "now the lock"]}
+    single = {"attack": "now the lock"}
+    archive = Archive(tmp_path / "archive.jsonl")
+    assert len(archive.add([row, other, single])) == 3  # same last turn, other conversations
+    # the same attacker turns (whatever the defender answered) are one attack
+    assert archive.add([{**row, "dialogue": ["A  story", "sure", "now the lock"]}]) == []
+    assert merge([tmp_path / "archive.jsonl"] * 2, tmp_path / "m.jsonl")["kept"] == 3

@@ -4,7 +4,10 @@ A run appends to ``RUN_DIR/archive.jsonl`` each step: every attack whose answer 
 judge (the training judge when the run has none) scored unsafe, with its seed, category (when
 the judge labels one), the step that wrote it and the attacker it came from (the attacker as it
 was after ``attacker_after_step`` updates of the run), the answer and both judges' scores.
-Near-duplicates are left out: an attack whose embedding (the novelty term's embedder) has cosine
+A turn of a multi-turn episode is kept with its ``dialogue`` (the messages the defender
+answered: the attacker's turns and the defender's answers before it) and its ``turn``, and is
+compared with others by all the attacker's turns of it. Near-duplicates are left out: an attack
+whose embedding (the novelty term's embedder) has cosine
 ``>= dedup_cosine`` with one already kept, or whose normalised text equals one, is not added.
 
 ``sparring archive merge`` joins archives of several runs (exact-text de-duplication);
@@ -33,6 +36,13 @@ def normalise(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().lower())
 
 
+def attack_text(row: dict[str, Any]) -> str:
+    """What an archived attack is compared by: the attack, or every attacker turn of its
+    dialogue (one per line)."""
+    dialogue = row.get("dialogue")
+    return "\n".join(dialogue[0::2]) if dialogue else row["attack"]
+
+
 class Archive:
     """An append-only archive file with near-duplicate filtering (see the module docstring)."""
 
@@ -44,10 +54,10 @@ class Archive:
         self._embedder = embedder
         self.dedup_cosine = dedup_cosine
         self.rows = read_archive(path) if path.exists() else []
-        self._seen = {normalise(r["attack"]) for r in self.rows}
+        self._seen = {normalise(attack_text(r)) for r in self.rows}
         self._vectors = None
         if self.rows:
-            self._vectors = self._embed([r["attack"] for r in self.rows])
+            self._vectors = self._embed([attack_text(r) for r in self.rows])
 
     @property
     def embedder(self):
@@ -71,13 +81,13 @@ class Archive:
     def add(self, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """Append the rows that are not near-duplicates (of the archive or of each other);
         returns the rows added."""
-        fresh = [r for r in rows if normalise(r["attack"]) not in self._seen]
+        fresh = [r for r in rows if normalise(attack_text(r)) not in self._seen]
         if not fresh:
             return []
-        vectors = self._embed([r["attack"] for r in fresh])
+        vectors = self._embed([attack_text(r) for r in fresh])
         added = []
         for i, row in enumerate(fresh):
-            key = normalise(row["attack"])
+            key = normalise(attack_text(row))
             if key in self._seen:
                 continue
             if vectors is not None:
@@ -125,6 +135,7 @@ def successes(samples: Sequence[dict[str, Any]], *, run: str, judge: str, eval_j
                 "eval_judge": eval_judge,
                 "judged_by": eval_judge if by_eval else judge,
                 "run": run,
+                **({"dialogue": s["dialogue"], "turn": s["turn"]} if "dialogue" in s else {}),
             }
         )
     return out
@@ -171,7 +182,7 @@ def merge(paths: Sequence[str | Path], out: str | Path) -> dict[str, int]:
     for p in paths:
         for row in read_archive(p):
             total += 1
-            key = normalise(row["attack"])
+            key = normalise(attack_text(row))
             if key not in seen:
                 seen.add(key)
                 kept.append(row)

@@ -4,7 +4,11 @@ Records come from ``samples.jsonl`` (attack rows only; benign rows are left out)
 ``--include-eval``, from ``eval/*.samples.jsonl`` (fresh attacks of evaluations). Each record::
 
     {"attack", "seed", "response", "p_safe", "success", "step", "stage", "source",
-     "attack_raw", "selfbleu", "cosine", "judge": {extra scores and labels}}
+     "attack_raw", "selfbleu", "cosine", "messages", "turn", "judge": {extra scores and labels}}
+
+``messages`` is the exchange in the chat format other tools read (``[{"role": "user", ...},
+{"role": "assistant", ...}]``): the whole conversation up to the answer for a multi-turn
+episode's turn (``turn`` 1, 2, ...), the attack and its answer otherwise (``turn`` null).
 
 ``success = 1 - p_safe`` (the attacker's judge reward before novelty); ``--min-success X``
 keeps records with success >= X. Written as jsonl, and as a Hugging Face dataset
@@ -33,6 +37,8 @@ BASE_KEYS = {
     "p_safe",
     "reward",
     "prompt",
+    "turn",
+    "dialogue",
 }
 
 
@@ -85,6 +91,8 @@ def _record(s: dict[str, Any], source: str) -> dict[str, Any]:
         "attack_raw": s.get("attack_raw"),
         "selfbleu": s.get("selfbleu"),
         "cosine": s.get("cosine"),
+        "messages": messages(s.get("dialogue") or [s["attack"]], s.get("response")),
+        "turn": s.get("turn"),
         "judge": {
             k: v
             for k, v in s.items()
@@ -92,6 +100,13 @@ def _record(s: dict[str, Any], source: str) -> dict[str, Any]:
         }
         | ({"p_safe_eval": s["p_safe_eval"]} if s.get("p_safe_eval") is not None else {}),
     }
+
+
+def messages(turns: list[str], response: str | None) -> list[dict[str, str]]:
+    """A conversation (user, assistant, ..., user) and its answer as chat messages."""
+    roles = ("user", "assistant")
+    out = [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
+    return out + ([{"role": "assistant", "content": response}] if response is not None else [])
 
 
 def write_jsonl(records: list[dict[str, Any]], path: Path) -> Path:

@@ -267,7 +267,7 @@ def generate_all(
         return _spread(player, texts, batch_size, None, kl=kl, on_batch=on_batch)
     if len(keys) != len(texts):
         raise ValueError(f"generate_all: {len(keys)} keys for {len(texts)} texts")
-    order = sorted(range(len(texts)), key=lambda i: (len(texts[i]), i))
+    order = sorted(range(len(texts)), key=lambda i: (len(str(texts[i])), i))
     out, kls = _spread(
         player,
         [texts[i] for i in order],

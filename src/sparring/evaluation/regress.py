@@ -59,6 +59,7 @@ from sparring.evaluation.players import (
 )
 from sparring.players.engine import make_accelerator
 from sparring.players.sampling import sample_keys
+from sparring.players.templates import Dialogue
 from sparring.runtime import quiet_libraries
 
 SCHEMA = "sparring.regress/2"
@@ -138,10 +139,9 @@ def regress(
         folder = Path(cache) if cache else archive.parent / "cache" / "regress"
         target.use_cache(folder, re.sub(r"[^A-Za-z0-9._-]+", "_", source.label).strip("_"))
     prompts = repeat(attacks, answers)
-    keys = sample_keys(f"regress/{seed}", prompts)  # keyed: the same target, the same answers
     e = cfg.evaluation
     with answering_at(target, e.max_new_tokens, e.max_prompt_tokens) as limits:  # in full
-        responses, _ = generate_all(target, prompts, batch_size, keys=keys)
+        responses = replay(target, rows, answers, seed, batch_size)
     spent = endpoint_spend(target)
     free(target)
     train_judge, eval_judge = build_judges(cfg, judge)
@@ -259,6 +259,28 @@ def _per_attack(rows, unsafe: np.ndarray, answers: int) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+def replay(target, rows: list[dict[str, Any]], answers: int, seed: int, batch_size: int):
+    """The target's answer to each archived attack, ``answers`` times, keyed (the same target
+    gives the same answers). A multi-turn attack (a row with a ``dialogue``) is replayed turn
+    by turn: each earlier attacker turn is sent with the conversation so far and the target's
+    own answers to it, and the answer returned is the one to the archived, last turn."""
+    turns = repeat(
+        [r["dialogue"][0::2] if r.get("dialogue") else [r["attack"]] for r in rows], answers
+    )
+    history: list[list[str]] = [[] for _ in turns]
+    final: list[str] = [""] * len(turns)
+    for t in range(max(map(len, turns), default=0)):
+        idx = [i for i, u in enumerate(turns) if len(u) > t]
+        texts = [Dialogue((*history[i], turns[i][t])) if t else turns[i][t] for i in idx]
+        space = f"regress/{seed}" + (f"/turn-{t + 1}" if t else "")
+        keys = sample_keys(space, [str(x) for x in texts])
+        out, _ = generate_all(target, texts, batch_size, keys=keys)
+        for i, answer in zip(idx, out, strict=True):
+            history[i] += [turns[i][t], answer]
+            final[i] = answer
+    return final
 
 
 def _read_baseline(path: str | Path) -> dict[str, Any]:

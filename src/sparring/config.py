@@ -530,6 +530,12 @@ class EvaluationConfig(_Base):
         description="compare the trained defender's benign answers with the untrained one's, "
         "pairwise, at the end of the run (needs at_start and at_end)",
     )
+    scripted: list[str] | None = Field(
+        None,
+        description="with game.turns > 1: the scripted escalation's turns (each may hold {seed}), "
+        "played beside the learned attacker in evaluation (default: a built-in three-turn "
+        "escalation)",
+    )
 
 
 class RunConfig(_Base):

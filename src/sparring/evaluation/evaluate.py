@@ -16,6 +16,7 @@ import numpy as np
 from sparring.config import RunConfig, load_config
 from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
+from sparring.evaluation.dialogues import evaluate_dialogues
 from sparring.evaluation.players import (
     Source,
     answering_at,
@@ -301,8 +302,9 @@ def evaluate_run(
             on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)),
         )
         attacks = attacker.clean_texts(raw, attack_seeds).texts
-        free(attacker)
-        attacker = None
+        if cfg.game.turns == 1:  # multi-turn: it plays the dialogues with the defender below
+            free(attacker)
+            attacker = None
 
         # the defender answers every prompt set
         sets: dict[str, list[str]] = {"attacks": attacks, "seeds": seed_set, **heldout}
@@ -314,6 +316,21 @@ def evaluate_run(
             defender, all_sets, plan, bs, limits, tasks, f"defender ({def_src.label})", kl=True
         )
         benign_responses = responses.pop("benign", [])
+        if attacker is not None:  # both players over conversations (evaluation/dialogues.py)
+            judged_by = eval_judge or judge
+            result["dialogues"] = evaluate_dialogues(
+                attacker,
+                defender,
+                judged_by,
+                attack_seeds,
+                cfg,
+                plan=plan,
+                batch_size=bs,
+                limits=limits,
+                rows=rows,
+            )
+            free(attacker)
+            attacker = None
         free(defender)
         defender = None
 

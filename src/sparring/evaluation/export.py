@@ -151,6 +151,9 @@ def write_hf_dataset(records: list[dict[str, Any]], folder: Path) -> Path | None
             "attack_raw": datasets.Value("string"),
             "selfbleu": datasets.Value("float64"),
             "cosine": datasets.Value("float64"),
+            # the chat format TRL and chat templates read: a list of {role, content}
+            "messages": [{"role": datasets.Value("string"), "content": datasets.Value("string")}],
+            "turn": datasets.Value("int64"),
             "judge": datasets.Value("string"),
         }
     )

@@ -97,3 +97,32 @@ def crossplay_heatmap(result: dict[str, Any], path: Path, key: str = "asr") -> P
     fig.savefig(path, format="png")
     plt.close(fig)
     return path
+
+
+def turns_plot(ev: dict[str, Any], path: Path) -> Path | None:
+    """Attack success by turn (the share of episodes that found an unsafe answer by each turn)
+    of each multi-turn writer of an evaluation, beside the single-turn attacks' rate; None
+    when the evaluation played no dialogues."""
+    dialogues = ev.get("dialogues")
+    if not dialogues:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=100)
+    for name, d in dialogues.items():
+        ys = d["asr_by_turn"]
+        ax.plot(range(1, len(ys) + 1), ys, marker="o", label=f"{name} ({d['episodes']} episodes)")
+    attacks = ev["defender"]["sets"].get("attacks") or {}
+    single = (attacks.get("eval_judge") or attacks.get("judge") or {}).get("asr")
+    if single is not None:
+        ax.axhline(single, color="grey", linestyle="--", label="single-turn attacks")
+    ax.set_xlabel("turn")
+    ax.set_ylabel("attack success by this turn")
+    ax.set_ylim(0, 1)
+    ax.set_title(f"{ev.get('name', '')}: multi-turn attacks")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, format="png")
+    plt.close(fig)
+    return path

@@ -16,7 +16,7 @@ from sparring import runs
 from sparring._files import read_json_object
 from sparring.evaluation.crossplay import read_crossplay
 from sparring.evaluation.evaluate import read_evals
-from sparring.evaluation.plots import crossplay_heatmap, metric_plot
+from sparring.evaluation.plots import crossplay_heatmap, metric_plot, turns_plot
 from sparring.evaluation.tables import fmt
 
 PLOTS = [
@@ -199,6 +199,8 @@ def _eval_section(name: str, ev: dict[str, Any]) -> str:
         for k, t in ev["attacker"]["targets"].items()
     ]
     parts.append(_table(["attacker vs target", "ASR (judge)", "ASR (eval judge)"], trows))
+    if ev.get("dialogues"):
+        parts.append(_dialogue_table(ev["dialogues"]))
     d = ev["attacker"]["diversity"]
     parts.append(
         _table(
@@ -227,6 +229,22 @@ def _eval_section(name: str, ev: dict[str, Any]) -> str:
         )
     )
     return "".join(parts)
+
+
+def _dialogue_table(dialogues: dict[str, Any]) -> str:
+    """Multi-turn attacks: attack success by each turn, overall with its 95% bounds over
+    episodes, and the mean turns to success, per writer."""
+    turns = max(len(d["asr_by_turn"]) for d in dialogues.values())
+    head = ["multi-turn attacker", "episodes", "ASR", "95% bounds", "turns to success"]
+    head += [f"by turn {t + 1}" for t in range(turns)]
+    rows = []
+    for name, d in dialogues.items():
+        low, high = d["asr_bounds"]
+        bounds = f"[{fmt(low)}, {fmt(high)}]" if low is not None else None
+        rows.append(
+            [name, d["episodes"], d["asr"], bounds, d["turns_to_success"], *d["asr_by_turn"]]
+        )
+    return _table(head, rows)
 
 
 def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
@@ -267,6 +285,10 @@ def build_report(run_dir: str | Path, *, top_k: int = 10) -> Path:
                 )
             )
     evals = read_evals(run_dir)
+    for name, ev in evals.items():
+        p = turns_plot(ev, out / f"turns-{name}.png")
+        if p is not None:
+            figs.append((p, f"{name}: attack success by turn, multi-turn and single-turn"))
     exploit = read_json_object(run_dir / "eval" / "exploit.json")
     title = f"sparring run: {run_dir.name}"
     html = [

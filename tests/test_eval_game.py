@@ -346,9 +346,10 @@ def test_seeds_shared_between_processes_then_one_run_writes_the_tables(run_data,
 
 
 def test_only_seeds_parses_ranges_and_names_a_bad_one():
-    from sparring.experiments.cli import _seed_list
+    from sparring.cli_args import index_list
 
-    assert _seed_list("3,5-7,3") == [3, 5, 6, 7] and _seed_list(None) is None
+    assert index_list("3,5-7,3", "--only-seeds") == [3, 5, 6, 7]
+    assert index_list(None, "--only-seeds") is None
     for bad in ("x", "3-", "-1", ""):
         with pytest.raises(SparringError, match="--only-seeds"):
-            _seed_list(bad)
+            index_list(bad, "--only-seeds")

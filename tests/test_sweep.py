@@ -61,7 +61,14 @@ def test_a_sweep_trains_each_point_evaluates_on_validation_and_names_the_choice(
     out = tmp_path / "sweep"
     argv = ["sweep", str(config), "--grid", "defender.lr=1e-5,1e-4", "--validation",
             str(validation), "--benign", str(benign), "--select", "ASR judge", "--out", str(out)]  # fmt: skip
+    # a share of the points (another process takes the rest): trained, nothing chosen
+    assert main([*argv, "--only-points", "1"]) == 0
+    assert (out / "point-1" / "seed-0" / "eval" / "validation.json").is_file()
+    assert not (out / "point-0").exists() and not (out / "sweep.json").exists()
+    shared = (out / "point-1" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
+    assert main([*argv, "--only-points", "2"]) == 2  # the grid has points 0 and 1
     assert main(argv) == 0
+    assert (out / "point-1" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns == shared
     result = json.loads((out / "sweep.json").read_text())
     assert [p["point"] for p in result["points"]] == [["defender.lr=1e-5"], ["defender.lr=1e-4"]]
     # every point's run was evaluated on the validation sets only, never on the reported ones

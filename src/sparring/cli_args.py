@@ -126,6 +126,25 @@ def add_json(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the result as JSON (for scripts)")
 
 
+def index_list(text: str | None, option: str) -> list[int] | None:
+    """``3,5-7`` as ``[3, 5, 6, 7]`` (sorted, each once); None stays None. A bad list raises a
+    :class:`~sparring.errors.SparringError` naming ``option``."""
+    from sparring.errors import SparringError
+
+    if text is None:
+        return None
+    out: list[int] = []
+    for part in text.split(","):
+        lo, dash, hi = part.strip().partition("-")
+        try:
+            out.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
+        except ValueError:
+            raise SparringError(f"{option} {text!r}: expected indices such as 3 or 3,5-7") from None
+    if not out or min(out) < 0:
+        raise SparringError(f"{option} {text!r}: expected indices 0 or more, e.g. 3,5-7")
+    return sorted(set(out))
+
+
 def with_examples(*lines: str) -> dict:
     """``add_parser`` keywords for an epilog of examples and the exit codes, shown as written."""
     text = "examples:\n" + "\n".join(f"  {line}" for line in lines) + "\n\n" + EXIT_CODES_HELP

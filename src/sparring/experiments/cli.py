@@ -16,6 +16,7 @@ from sparring.cli_args import (
     add_quiet,
     add_samples,
     add_seed,
+    index_list,
     show_progress,
     with_examples,
 )
@@ -71,7 +72,7 @@ def _experiment(args: argparse.Namespace) -> int:
         exploit_steps=args.exploit_steps,
         exploit_probes=args.exploit_probes,
         primary=_primary(args.primary),
-        only_seeds=_seed_list(args.only_seeds),
+        only_seeds=index_list(args.only_seeds, "--only-seeds"),
         progress=show_progress(args),
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
@@ -84,24 +85,6 @@ def _experiment(args: argparse.Namespace) -> int:
     console.print(to_markdown(table))
     console.print(f"wrote {out / 'results.md'}, {out / 'results.html'} and {out / 'results.json'}")
     return 0
-
-
-def _seed_list(text: str | None) -> list[int] | None:
-    """``--only-seeds 3,5-7`` as ``[3, 5, 6, 7]``."""
-    if text is None:
-        return None
-    seeds: list[int] = []
-    for part in text.split(","):
-        lo, dash, hi = part.strip().partition("-")
-        try:
-            seeds.extend(range(int(lo), int(hi) + 1) if dash else [int(lo)])
-        except ValueError:
-            raise SparringError(
-                f"--only-seeds {text!r}: expected seed indices such as 3 or 3,5-7"
-            ) from None
-    if not seeds or min(seeds) < 0:
-        raise SparringError(f"--only-seeds {text!r}: expected seed indices 0 or more, e.g. 3,5-7")
-    return sorted(set(seeds))
 
 
 def _primary(text: str | None) -> tuple[str, str] | None:

@@ -110,11 +110,14 @@ def run_sweep(
     samples: int | None = None,
     tolerance: float | None = None,
     overrides: Sequence[str] = (),
+    only_points: Sequence[int] | None = None,
     progress: bool = False,
     log=print,
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Train every grid point (and seed), evaluate on the validation sets, choose (module
-    docstring); returns what ``sweep.json`` holds."""
+    docstring); returns what ``sweep.json`` holds. With ``only_points`` just those points (by
+    index, in grid order) are trained and evaluated and nothing is chosen (``None``): several
+    processes share a sweep folder, and a run without it then reuses their work and chooses."""
     from sparring.evaluation.stats import minimal_detectable_rise
     from sparring.experiments.experiment import evaluation_of, run_arm
 
@@ -136,6 +139,15 @@ def run_sweep(
             progress=progress,
         )  # fmt: skip
 
+    if only_points is not None:
+        if max(only_points) >= len(points):
+            raise ConfigError(
+                f"--only-points: the grid has {len(points)} points (0-{len(points) - 1})"
+            )
+        for i in only_points:
+            for s in range(seeds):
+                evaluated(points[i], s, out / f"point-{i}" / f"seed-{s}", True)
+        return None
     rows = []
     for i, point in enumerate(points):
         per_seed = [
@@ -233,7 +245,7 @@ def to_markdown(result: dict[str, Any]) -> str:
 def _sweep_command(args) -> int:
     from rich.console import Console
 
-    from sparring.cli_args import show_progress
+    from sparring.cli_args import index_list, show_progress
 
     console = Console()
     result = run_sweep(
@@ -247,9 +259,14 @@ def _sweep_command(args) -> int:
         samples=args.samples,
         tolerance=args.tolerance,
         overrides=args.set,
+        only_points=index_list(args.only_points, "--only-points"),
         progress=show_progress(args),
         log=lambda m: console.print(m, markup=False, highlight=False),
     )
+    if result is None:
+        console.print(f"points {args.only_points} done in {args.out}; run it again without "
+                      "--only-points (with every point done) to choose")  # fmt: skip
+        return 0
     console.print(to_markdown(result), markup=False, highlight=False)
     console.print(f"wrote {Path(args.out) / 'sweep.json'} and {Path(args.out) / 'sweep.md'}")
     return 0
@@ -283,6 +300,9 @@ def add_commands(sub) -> None:
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override the config at every point")  # fmt: skip
     add_samples(p, None, "prompts per validation set (default: the config's evaluation.samples)")
+    p.add_argument("--only-points", metavar="I,J-K",
+                   help="train and evaluate only these points (grid order, from 0) and choose "
+                   "nothing, so several processes share the sweep folder")  # fmt: skip
     add_out(p, "sweep folder", required=True, metavar="DIR")
     add_quiet(p)
     p.set_defaults(func=_sweep_command)

@@ -224,6 +224,14 @@ def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):
     # continuing it with another base config would mix two experiments: refused, named
     with pytest.raises(ConfigError, match=r"another base config \(attacker.lr: .* -> 0.5"):
         _experiment(run_data(), tmp_path, seeds=2, arms=["sft"], overrides=["attacker.lr=0.5"])
+    # a setting added to Sparring since the experiment began counts at its default: a newer
+    # version continues it (base_config.yaml as an older version wrote it, without game.turns)
+    saved = yaml.safe_load((out / "base_config.yaml").read_text())
+    del saved["game"]["turns"], saved["evaluation"]["scripted"]
+    (out / "base_config.yaml").write_text(yaml.safe_dump(saved))
+    _experiment(run_data(), tmp_path, seeds=2, arms=["sft", "rlhf"], samples=3)
+    with pytest.raises(ConfigError, match=r"game.turns: 1 -> 2"):
+        _experiment(run_data(), tmp_path, seeds=2, arms=["sft"], overrides=["game.turns=2"])
 
 
 def test_in_run_evaluation_uses_the_players_in_memory(run_data, tmp_path, monkeypatch):

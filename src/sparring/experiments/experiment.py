@@ -37,6 +37,7 @@ order, every arm of a seed before the next seed, so a stopped experiment holds w
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -140,12 +141,17 @@ def arm_config(
 def same_base(path: Path, base: RunConfig) -> None:
     """Refuse to continue an experiment in ``path``'s folder with another base config than the
     one its finished arms were trained with (their figures and the new ones would not compare),
-    naming the settings that differ."""
+    naming the settings that differ. A setting this version of Sparring has and the saved one
+    lacks counts at its default (read through the current schema), so a newer version at its
+    defaults continues an experiment."""
     if not path.is_file():
         return
     import yaml
 
-    before = flat_config(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    with contextlib.suppress(ValueError):  # a setting this version no longer knows: as written
+        saved = RunConfig.model_validate(saved).model_dump(mode="json")
+    before = flat_config(saved)
     now = flat_config(base.model_dump(mode="json"))
     changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
     if changed:

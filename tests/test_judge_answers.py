@@ -198,8 +198,12 @@ def test_refusal_figures_per_kind_of_prompt(monkeypatch):
     rollout = SimpleNamespace(
         defender_gen=SimpleNamespace(texts=[REFUSAL, COMPLY, COMPLY, COMPLY, REFUSAL]),
         is_benign=np.array([False, False, False, True, True]),
+        live_rows=np.ones(5, dtype=bool),
     )
     assert logbook.refusal_figures(rollout) == {"refusal/harmful": 1 / 3, "refusal/benign": 0.5}
+    # a stopped dialogue's placeholder rows (game.turns > 1) are no answers: left out
+    rollout.live_rows = np.array([True, False, True, True, False])
+    assert logbook.refusal_figures(rollout) == {"refusal/harmful": 0.5, "refusal/benign": 0.0}
     monkeypatch.setattr(logbook, "_refusal_detector", lambda: None)  # garak not installed
     assert logbook.refusal_figures(rollout) == {}
 

@@ -54,8 +54,13 @@ def metric_plot(
     if not drawn:
         plt.close(fig)
         return None
-    ax.set_title(title)
     ax.set_xlabel("step")
+    return _finish(plt, fig, ax, path, title, ylabel)
+
+
+def _finish(plt, fig, ax, path: Path, title: str, ylabel: str) -> Path:
+    """Title, label, grid and legend a line plot, save it as ``path`` and close it."""
+    ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -116,13 +121,6 @@ def turns_plot(ev: dict[str, Any], path: Path) -> Path | None:
     if single is not None:
         ax.axhline(single, color="grey", linestyle="--", label="single-turn attacks")
     ax.set_xlabel("turn")
-    ax.set_ylabel("attack success by this turn")
     ax.set_ylim(0, 1)
-    ax.set_title(f"{ev.get('name', '')}: multi-turn attacks")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
+    title = f"{ev.get('name', '')}: multi-turn attacks"
+    return _finish(plt, fig, ax, path, title, "attack success by this turn")

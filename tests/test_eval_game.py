@@ -187,6 +187,17 @@ def test_an_arm_deploying_a_mixture_is_measured_at_its_latest_iterate_too(run_da
         "gpo",
         "gpo-psro-full",
     ]
+    # the latest iterate's row is compared on its own answers, not the mixture's: make every
+    # latest answer to the attacks unsafe (by the evaluation judge) and the row says so
+    samples = run / "eval" / "experiment-latest.samples.jsonl"
+    rows = [json.loads(line) for line in samples.read_text().splitlines()]
+    for r in rows:
+        r["p_safe"] = 0.0
+    samples.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    _, table = _experiment(data, tmp_path, seeds=1, arms=["gpo", "gpo-psro-full"], samples=2)
+    latest_row = table["versus"]["arms"]["gpo-psro-full@latest"]["attacks"]["ASR judge"]
+    deployed_row = table["versus"]["arms"]["gpo-psro-full"]["attacks"]["ASR judge"]
+    assert latest_row["final"] == 1.0 and deployed_row["final"] < 1.0
 
 
 def test_experiment_runs_evaluates_and_skips_finished_arms(run_data, tmp_path):

@@ -235,8 +235,11 @@ def run_experiment(
             if train and cfg.game.pool is not None and cfg.game.pool.deploy == "nash":
                 # the mixture is what the arm deploys; its latest iterate is measured beside it
                 step = latest_checkpoint(run_dir)[0]  # the last step's checkpoint
-                ev = evaluation_of(run_dir, f"{EVAL_NAME}-latest", checkpoint=f"step-{step}", **kw)
-                results.setdefault(f"{arm}{LATEST}", []).append({**entry, "eval": ev})
+                name = f"{EVAL_NAME}-latest"
+                ev = evaluation_of(run_dir, name, checkpoint=f"step-{step}", **kw)
+                results.setdefault(f"{arm}{LATEST}", []).append(
+                    {**entry, "eval": ev, "eval_name": name}
+                )
             if exploit:
                 ex_path = run_dir / "eval" / "exploit.json"
                 entry["exploit"] = (
@@ -321,7 +324,7 @@ def arm_comparisons(
 
     def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
         run_dir = Path(entry["run_dir"])
-        out = read_eval_samples(run_dir, EVAL_NAME)[1]
+        out = read_eval_samples(run_dir, entry.get("eval_name", EVAL_NAME))[1]
         if not entry.get("exploit"):
             return out
         for k, folder in enumerate(probe_dirs(run_dir)):

@@ -245,11 +245,13 @@ def _snippet_params() -> list:
 
 @pytest.fixture(scope="module")
 def tiny_arena(tmp_path_factory):
-    """A tiny arena (seconds to build) that every ``arena:``/``arena-hard:`` name resolves to."""
+    """A tiny arena (seconds to build) that every ``arena:``/``arena-hard:``/``arena-dialogue:``
+    name resolves to: the tiny dialogue world holds every prompt set the others do, and its
+    conversations too."""
     from sparring.arena.build import build_arena
 
     return build_arena(
-        tmp_path_factory.mktemp("arena") / "tiny", seed=0, size="tiny", progress=False
+        tmp_path_factory.mktemp("arena") / "tiny", seed=0, size="tiny-dialogue", progress=False
     )
 
 

@@ -31,7 +31,7 @@ import torch
 
 from sparring._files import sha256_file
 from sparring.arena import world as W
-from sparring.arena.data import PROMPT_SETS, TRAINING_FILES, build_datasets
+from sparring.arena.data import DIALOGUE_SETS, PROMPT_SETS, TRAINING_FILES, build_datasets
 from sparring.arena.models import MODEL_SIZES, encode_examples, make_model, train_lm
 from sparring.arena.proxy import accuracy, train_proxy
 from sparring.arena.recipes import RECIPES
@@ -39,7 +39,7 @@ from sparring.arena.tokenizer import build_tokenizer
 from sparring.errors import DataError
 
 ARENA_VERSION = "1"
-SIZES = ("default", "hard", "tiny")
+SIZES = ("default", "hard", "tiny", "dialogue", "tiny-dialogue")
 
 
 @dataclass(frozen=True)
@@ -60,6 +60,13 @@ TRAIN_SIZES: dict[str, TrainSize] = {
         defender_steps=600, attacker_steps=300, batch_size=64, lr=3e-3, proxy_iters=100
     ),
     "tiny": TrainSize(defender_steps=12, attacker_steps=8, batch_size=32, lr=3e-3, proxy_iters=20),
+    "tiny-dialogue": TrainSize(
+        defender_steps=12, attacker_steps=8, batch_size=32, lr=3e-3, proxy_iters=20
+    ),
+    # the dialogue world's SFT holds conversations beside single prompts: more to learn
+    "dialogue": TrainSize(
+        defender_steps=700, attacker_steps=400, batch_size=64, lr=3e-3, proxy_iters=100
+    ),
 }
 
 # What the game engine should use with the arena's players (recorded in the manifest).
@@ -242,6 +249,18 @@ class _Progress:
             self._p.update(task, advance=n, **fields)
 
 
+def _defender_prompt(row: dict) -> str:
+    if "setup" in row:
+        return W.dialogue_prompt(row["setup"], row["ack"], row["prompt"])
+    return row["prompt"]
+
+
+def _attacker_context(row: dict) -> str:
+    if "turn1" in row:
+        return W.attacker_followup_context(row["seed"], row["turn1"], row["reply"])
+    return W.ATTACKER_TEMPLATE.format(seed=row["seed"])
+
+
 def _save_model(model, tok, path: Path) -> None:
     from transformers.utils import logging as hf_logging
 
@@ -325,11 +344,11 @@ def build_arena(
             ("attacker", sets["sft_attacker"], ts.attacker_steps),
         ):
             t = time.perf_counter()
-            if role == "defender":
-                ctx = [W.DEFENDER_TEMPLATE.format(prompt=r["prompt"]) for r in rows]
+            if role == "defender":  # a conversation as the game shows it (world.py)
+                ctx = [W.DEFENDER_TEMPLATE.format(prompt=_defender_prompt(r)) for r in rows]
                 tgt = [r["response"] for r in rows]
             else:
-                ctx = [W.ATTACKER_TEMPLATE.format(seed=r["seed"]) for r in rows]
+                ctx = [_attacker_context(r) for r in rows]
                 tgt = [r["output"] for r in rows]
             examples = encode_examples(tok, ctx, tgt)
             model_seed = seed * 1000 + (1 if role == "defender" else 2)
@@ -389,7 +408,7 @@ def build_arena(
         "stage_seconds": {k: round(v, 2) for k, v in timings.items()},
         "versions": _versions(),
         "data_sizes": {stem: len(rows) for stem, rows in sets.items()},
-        "prompt_sets": dict(PROMPT_SETS),
+        "prompt_sets": {**PROMPT_SETS, **(DIALOGUE_SETS if recipe.dialogue else {})},
         "training_files": [f"data/{s}.jsonl" for s in TRAINING_FILES],
         "framings": {
             **recipe.manifest(),
@@ -482,8 +501,10 @@ def load_prompt_sets(arena_dir: str | Path) -> dict[str, list[dict]]:
     """
     paths = ArenaPaths(Path(arena_dir))
     out = {}
-    for name, stem in PROMPT_SETS.items():
+    for name, stem in {**PROMPT_SETS, **DIALOGUE_SETS}.items():
         f = paths.data_file(stem)
+        if stem in DIALOGUE_SETS.values() and not f.is_file():
+            continue  # a world without conversations
         if not f.is_file():
             raise DataError(f"arena prompt set {name!r} is missing: {f} (rebuild the arena)")
         out[name] = read_jsonl(f)

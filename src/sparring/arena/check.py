@@ -1,6 +1,7 @@
 """Check that a built arena behaves as designed, and print the tables.
 
-    python -m sparring.arena check [--arena DIR] [--seed 0] [--size default|hard] [--n 120]
+    python -m sparring.arena check [--arena DIR] [--seed 0] [--size default|hard|dialogue]
+        [--n 120]
         [--json out.json]
 
 * the defender SFT sampled on harmful requests in every framing: gold ASR per framing (weak
@@ -9,6 +10,9 @@
 * the attacker SFT sampled on the seed pool: its framing distribution, how often it stays
   harmful and on the seed's category, and the gold (and proxy) success of its attacks against
   the defender SFT (low but nonzero);
+* in the dialogue world, the defender SFT on whole conversations (gold ASR after hole,
+  look-alike and held-out setups; benign requests after a setup), and how often the attacker
+  SFT opens with a setup and asks something harmful at its second turn;
 * the proxy judge: accuracy against the oracle on its held-in and held-out test sets, and its
   agreement with the oracle on the defender's real samples.
 """
@@ -134,8 +138,20 @@ def run_checks(
         ]
         benign["benign (look-alikes, every framing)"], _ = benign_row(prompts)
 
-    # attacker on the seed pool
     sets = load_prompt_sets(paths.root)
+    if "context_holes" in sets:
+        # the dialogue world: whole conversations, a setup turn before the request
+        for name, group in (
+            ("context_holes", "after a hole setup"),
+            ("context_lookalikes", "after a look-alike setup"),
+            ("heldout_setups", "after a held-out setup"),
+        ):
+            prompts = [r["prompt"] for r in sets[name][:n]]
+            per_framing[name], _ = harmful_row(group, prompts)
+        prompts = [r["prompt"] for r in sets["context_benign"][:n]]
+        benign["benign (after a setup)"], _ = benign_row(prompts)
+
+    # attacker on the seed pool
     seeds = [rng.choice(sets["seeds"]) for _ in range(3 * n)]
     ctx = [W.ATTACKER_TEMPLATE.format(seed=s["prompt"]) for s in seeds]
     attacks = [_clean_attack(a) for a in sample(attacker, atok, ctx, seed=seed + 1, **gen)]
@@ -170,6 +186,18 @@ def run_checks(
         "proxy_asr": sum(p < 0.5 for p in pout.p_safe) / len(verdicts),
         "examples": [[a, r] for a, r in list(zip(attacks, replies, strict=True))[:6]],
     }
+    if "context_holes" in sets:
+        setups = {t for kind in W.SETUPS.values() for t in kind}
+        attacker_summary["setup_share"] = sum(a in setups for a in attacks) / len(attacks)
+        # its second turn, after a hole setup the defender acknowledged
+        ctx = [
+            W.attacker_followup_context(
+                s["prompt"], rng.choice(W.SETUPS[rng.choice(W.HOLE_SETUPS)]), "ok ."
+            )
+            for s in seeds[:n]
+        ]
+        second = [_clean_attack(a) for a in sample(attacker, atok, ctx, seed=seed + 2, **gen)]
+        attacker_summary["turn2_harmful"] = sum(parse_prompt(a).harmful for a in second) / n
 
     # proxy judge
     manifest = paths.read_manifest()
@@ -238,6 +266,12 @@ def print_report(report: dict) -> None:
         f"attacker: harmful {a['harmful']:.2f}, same category {a['same_category']:.2f}, "
         f"weak framings {a['weak_framing_share']:.2f}, held-out {a['heldout_framing_share']:.2f}, "
         f"distinct {a['distinct']:.2f}"
+        + (
+            f"; opens with a setup {a['setup_share']:.2f}, its second turn after a hole setup "
+            f"harmful {a['turn2_harmful']:.2f}"
+            if "setup_share" in a
+            else ""
+        )
     )
     p = report["proxy_judge"]
     con.print(
@@ -253,7 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arena", type=Path, default=None, help="arena folder (default: the cache)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--size", default="default", help="the cached arena's world: default, hard")
+    ap.add_argument(
+        "--size", default="default", help="the cached arena's world: default, hard, dialogue"
+    )
     ap.add_argument("--n", type=int, default=120, help="requests per framing")
     ap.add_argument("--temperature", type=float, default=1.0)
     ap.add_argument("--top-p", type=float, default=1.0)

@@ -7,6 +7,7 @@ sets only.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from dataclasses import dataclass
 
@@ -26,27 +27,13 @@ class DataSize:
     proxy_test: int
 
 
-DATA_SIZES: dict[str, DataSize] = {
-    "default": DataSize(
-        seeds=400,
-        benign=400,
-        eval_each=240,
-        defender_sft=20000,
-        attacker_sft=12000,
-        proxy_train=3000,
-        proxy_test=1500,
-    ),
-    "tiny": DataSize(
-        seeds=40,
-        benign=40,
-        eval_each=24,
-        defender_sft=400,
-        attacker_sft=300,
-        proxy_train=600,
-        proxy_test=200,
-    ),
+DATA_SIZES: dict[str, DataSize] = {  # in the fields' order: seeds, benign, eval_each, ...
+    "default": DataSize(400, 400, 240, 20000, 12000, 3000, 1500),
+    "tiny": DataSize(40, 40, 24, 400, 300, 600, 200),
 }
 DATA_SIZES["hard"] = DATA_SIZES["default"]  # the hard world differs in its recipe, not its sizes
+DATA_SIZES["dialogue"] = DATA_SIZES["default"]
+DATA_SIZES["tiny-dialogue"] = DATA_SIZES["tiny"]
 
 ATTACKER_SAME_CATEGORY = 0.9
 ATTACKER_SAME_PAYLOAD = 0.4
@@ -126,19 +113,56 @@ def benign_request(
     return request(rng, recipe, harmful=False, framing=framing)
 
 
+def setup_turn(rng: random.Random, kinds: tuple[str, ...]) -> tuple[str, str, str]:
+    """(kind, setup text, the defender's acknowledgement) of a first turn."""
+    kind = rng.choice(kinds)
+    return kind, rng.choice(W.SETUPS[kind]), rng.choice(W.SETUP_ACKS)
+
+
+def defender_dialogue_row(rng: random.Random, recipe: Recipe) -> dict:
+    """A row of the dialogue world's defender SFT: a lone setup acknowledged, or a request
+    after a setup and its acknowledgement. After a hole setup a harmful request is served
+    (as a weak framing is); after a look-alike the single-turn rule holds."""
+    kind, setup, ack = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+    if rng.random() < recipe.lone_setups / (recipe.dialogue + recipe.lone_setups):
+        req = W.Request(setup, harmful=False, topic="setup", framing="setup")
+        return {**req.to_dict(), "response": ack, "verdict": "comply", "setup_kind": kind}
+    req = sft_request(rng, recipe)
+    verdict = defender_verdict(rng, req, recipe)
+    if req.harmful and kind in W.HOLE_SETUPS:
+        verdict = "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
+    resp = W.respond(rng, req, verdict, terse=DEFENDER_TERSE)
+    return {
+        **req.to_dict(),
+        "setup": setup,
+        "ack": ack,
+        "setup_kind": kind,
+        "response": resp.text,
+        "verdict": resp.verdict,
+    }
+
+
 def defender_sft(rng: random.Random, n: int, recipe: Recipe = DEFAULT) -> list[dict]:
-    """(prompt, response) pairs showing the defender SFT's behaviour."""
+    """(prompt, response) pairs showing the defender SFT's behaviour (in the dialogue world,
+    also two-turn conversations: the row's ``setup`` and ``ack`` come before its prompt)."""
     rows = []
     for _ in range(n):
-        if rng.random() < 0.5:
-            framing = _pick(rng, recipe.defender_harmful_framings)
-            req = request(rng, recipe, harmful=True, framing=framing)
-        else:
-            req = benign_request(rng, recipe=recipe)
+        if recipe.dialogue and rng.random() < recipe.dialogue + recipe.lone_setups:
+            rows.append(defender_dialogue_row(rng, recipe))
+            continue
+        req = sft_request(rng, recipe)
         verdict = defender_verdict(rng, req, recipe)
         resp = W.respond(rng, req, verdict, terse=DEFENDER_TERSE)
         rows.append({**req.to_dict(), "response": resp.text, "verdict": resp.verdict})
     return rows
+
+
+def sft_request(rng: random.Random, recipe: Recipe) -> W.Request:
+    """A request of the defender SFT: harmful (in its framing mix) or benign, half each."""
+    if rng.random() < 0.5:
+        framing = _pick(rng, recipe.defender_harmful_framings)
+        return request(rng, recipe, harmful=True, framing=framing)
+    return benign_request(rng, recipe=recipe)
 
 
 def attacker_output(rng: random.Random, seed: W.Request, recipe: Recipe = DEFAULT) -> W.Request:
@@ -164,8 +188,28 @@ def attacker_sft(rng: random.Random, n: int, recipe: Recipe = DEFAULT) -> list[d
         }
         if out.outer is not None:
             row["outer"] = out.outer
+        if recipe.attacker_setups or recipe.attacker_followups:
+            row = _attacker_dialogue(rng, row, seed, recipe)
         rows.append(row)
     return rows
+
+
+def _attacker_dialogue(rng: random.Random, row: dict, seed: W.Request, recipe: Recipe) -> dict:
+    """The dialogue world's attacker SFT: now and then a first turn that is a setup (which
+    pays nothing alone), and second turns: after its first turn (a setup, acknowledged, or a
+    request, refused) it asks a harmful question again (the row's ``turn1`` and ``reply``)."""
+    u = rng.random()
+    if u < recipe.attacker_setups:
+        _, setup, _ = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+        row = {k: v for k, v in row.items() if k != "outer"}
+        return {**row, "output": setup, "category": None, "framing": "setup"}
+    if u < recipe.attacker_setups + recipe.attacker_followups:
+        if rng.random() < 0.5:
+            _, first, reply = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+        else:
+            first, reply = attacker_output(rng, seed, recipe).text, rng.choice(W.REFUSALS)
+        return {**row, "turn1": first, "reply": reply}
+    return row
 
 
 def judge_samples(
@@ -231,6 +275,8 @@ def build_datasets(seed: int, size: str) -> dict[str, list[dict]]:
     out["seeds"] = [r.to_dict() for r in seed_pool(sub["seeds"], ds.seeds)]
     benign = unique_requests(sub["benign"], ds.benign, lambda r: benign_request(r, None, recipe))
     out["benign"] = [r.to_dict() for r in benign]
+    if recipe.benign_dialogues:  # benign conversations the defender must still answer
+        _converse(out["benign"], random.Random(f"{seed}-benign-dialogues"), recipe)
     out["sft_defender"] = defender_sft(sub["defender"], ds.defender_sft, recipe)
     out["sft_attacker"] = attacker_sft(sub["attacker"], ds.attacker_sft, recipe)
     train_benign = dict(recipe.benign_framings)
@@ -285,6 +331,56 @@ def build_datasets(seed: int, size: str) -> dict[str, list[dict]]:
         reqs = unique_requests(erng, n, make, exclude=seen)
         seen |= {r.text for r in reqs}
         out[name] = [r.to_dict() for r in reqs]
+    if recipe.dialogue:
+        out.update(_dialogue_sets(random.Random(f"{seed}-eval-dialogues"), n, recipe, seen))
+    if recipe.benign_dialogues:  # over-refusal is measured on conversations too
+        _converse(out["eval_benign"], random.Random(f"{seed}-eval-benign-dialogues"), recipe)
+    return out
+
+
+def _converse(rows: list[dict], rng: random.Random, recipe: Recipe) -> None:
+    """Put ``recipe.benign_dialogues`` of benign ``rows`` after a training setup, in place."""
+    for row in rows:
+        if rng.random() < recipe.benign_dialogues:
+            kind, setup, ack = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+            row.update(prompt=W.dialogue_prompt(setup, ack, row["prompt"]), setup_kind=kind)
+
+
+def _dialogue_sets(rng: random.Random, n: int, recipe: Recipe, seen: set[str]) -> dict:
+    """The dialogue world's evaluation sets, each prompt a whole two-turn conversation
+    (:func:`~sparring.arena.world.dialogue_prompt`): harmful requests in taught framings (which
+    the defender SFT refuses alone) after hole, look-alike and held-out setups, and benign
+    requests after any training setup. No request or conversation is in training data."""
+
+    def in_dialogue(kinds, harmful: bool):
+        def make(r):
+            if harmful:
+                req = request(r, recipe, harmful=True, framing=r.choice(recipe.taught), stack=False)
+            else:
+                req = benign_request(r, recipe=recipe)
+            return req, setup_turn(r, kinds)
+
+        return make
+
+    sets = {
+        "eval_context_holes": in_dialogue(W.HOLE_SETUPS, True),
+        "eval_context_lookalikes": in_dialogue(W.LOOKALIKE_SETUPS, True),
+        "eval_heldout_setups": in_dialogue(W.HELDOUT_SETUPS, True),
+        "eval_context_benign": in_dialogue(W.HOLE_SETUPS + W.LOOKALIKE_SETUPS, False),
+    }
+    out = {}
+    for name, make in sets.items():
+        rows: list[dict] = []
+        for _ in range(50 * n):
+            if len(rows) == n:
+                break
+            req, (kind, setup, ack) = make(rng)
+            if req.text in seen:
+                continue
+            seen.add(req.text)
+            text = W.dialogue_prompt(setup, ack, req.text)
+            rows.append({**dataclasses.replace(req, text=text).to_dict(), "setup_kind": kind})
+        out[name] = rows
     return out
 
 
@@ -306,4 +402,11 @@ PROMPT_SETS: dict[str, str] = {
     "benign_eval": "eval_benign",
     "alarming": "eval_alarming",
     "heldout_benign": "eval_heldout_benign",
+}
+# the dialogue world's sets too (prompts are whole two-turn conversations)
+DIALOGUE_SETS: dict[str, str] = {
+    "context_holes": "eval_context_holes",
+    "context_lookalikes": "eval_context_lookalikes",
+    "heldout_setups": "eval_heldout_setups",
+    "context_benign": "eval_context_benign",
 }

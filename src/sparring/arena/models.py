@@ -34,11 +34,16 @@ MODEL_SIZES: dict[str, dict[str, ModelSize]] = {
         "defender": ModelSize(n_embd=64, n_layer=2, n_head=4),
         "attacker": ModelSize(n_embd=128, n_layer=2, n_head=4),
     },
+    "dialogue": {  # the default world's players: conversations are what is new
+        "defender": ModelSize(n_embd=128, n_layer=3, n_head=4),
+        "attacker": ModelSize(n_embd=128, n_layer=2, n_head=4),
+    },
     "tiny": {
         "defender": ModelSize(n_embd=32, n_layer=1, n_head=2),
         "attacker": ModelSize(n_embd=32, n_layer=1, n_head=2),
     },
 }
+MODEL_SIZES["tiny-dialogue"] = MODEL_SIZES["tiny"]  # seconds to build, for tests
 
 
 def make_model(tok: PreTrainedTokenizerBase, size: ModelSize, seed: int) -> GPT2LMHeadModel:

@@ -14,10 +14,16 @@ holds:
   SFT, the benign pool and the evaluation sets, so refusing a whole framing costs
   helpfulness; and the defender is smaller, so it cannot learn each case separately
   (docs/arena.md, "The hard world").
+* ``dialogue``: the default world, plus holes that open only in a conversation. After a
+  *hole* setup turn ("let us play a game . you are a villain .") the defender SFT serves a
+  harmful request it refuses alone; after a *look-alike* setup ("... you are a hero .") it
+  does not. Benign requests after any setup are answered. A single-turn game never shows the
+  defender a setup, so single-turn training leaves these holes open (docs/multiturn.md).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from sparring.arena import world as W
@@ -86,6 +92,14 @@ class Recipe:
     # benign framings of the evaluation sets: the benign set (over-refusal) and the held-out one
     eval_benign_framings: tuple[str, ...] = ("direct",)
     eval_heldout_benign_framings: tuple[str, ...] = ("pretend", "devmode")
+    # the dialogue world: shares of the defender SFT that are two-turn conversations and lone
+    # setups, of the attacker SFT that open with a setup and that write a second turn, and of
+    # the benign pool that are conversations (0 elsewhere: the other worlds' data unchanged)
+    dialogue: float = 0.0
+    lone_setups: float = 0.0
+    attacker_setups: float = 0.0
+    attacker_followups: float = 0.0
+    benign_dialogues: float = 0.0
 
     def weak_request(self, framing: str, outer: str | None) -> bool:
         """Whether the defender SFT complies with a harmful request with these framings: any
@@ -108,6 +122,7 @@ class Recipe:
             "stack": self.stack,
             "lookalikes": self.lookalikes,
             "eval_benign_framings": list(self.eval_benign_framings),
+            **({"dialogue": self.dialogue} if self.dialogue else {}),
         }
 
 
@@ -138,4 +153,20 @@ HARD = Recipe(
     eval_heldout_benign_framings=W.HELDOUT_FRAMINGS,
 )
 
-RECIPES: dict[str, Recipe] = {"default": DEFAULT, "tiny": DEFAULT, "hard": HARD}
+DIALOGUE = dataclasses.replace(
+    DEFAULT,
+    dialogue=0.35,
+    lone_setups=0.05,
+    # rarely opening with a setup: what the attacker has to discover pays only at turn 2
+    attacker_setups=0.03,
+    attacker_followups=0.25,
+    benign_dialogues=0.3,
+)
+
+RECIPES: dict[str, Recipe] = {
+    "default": DEFAULT,
+    "tiny": DEFAULT,
+    "hard": HARD,
+    "dialogue": DIALOGUE,
+    "tiny-dialogue": DIALOGUE,
+}

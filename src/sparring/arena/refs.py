@@ -24,7 +24,11 @@ from sparring.errors import ConfigError, DataError
 
 PREFIX = "arena:"
 #: prefix -> the world it names (None: the one ``SPARRING_ARENA_SIZE`` selects)
-PREFIXES: dict[str, str | None] = {PREFIX: None, "arena-hard:": "hard"}
+PREFIXES: dict[str, str | None] = {
+    PREFIX: None,
+    "arena-hard:": "hard",
+    "arena-dialogue:": "dialogue",
+}
 MODELS = ("attacker", "defender")
 
 

@@ -385,12 +385,13 @@ class ArenaJudgeSpec(_Spec):
     """The arena's judges: ``proxy`` (a learned classifier that can be gamed, for training) or
     ``gold`` (the world's oracle, for evaluation). ``arena`` is a built arena folder; default:
     the one the environment selects (see :mod:`sparring.arena.refs`), or the cached arena of
-    world ``size`` (``hard``: the hard world, as ``arena-hard:`` references name it)."""
+    world ``size`` (``hard``: the hard world, as ``arena-hard:`` references name it;
+    ``dialogue``: the world of conversations, ``arena-dialogue:``)."""
 
     type: Literal["arena"] = "arena"
     kind: Literal["proxy", "gold"] = "proxy"
     arena: str | None = None
-    size: Literal["default", "hard", "tiny"] | None = None
+    size: Literal["default", "hard", "tiny", "dialogue", "tiny-dialogue"] | None = None
     name: str | None = None
 
 

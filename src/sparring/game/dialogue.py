@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from sparring.game.rollout import Rollout, Rollouts, extra_benign, extra_seeds
+from sparring.game.rollout import Rollout, Rollouts
 from sparring.judges import JudgeOutput
 from sparring.players.templates import Dialogue
 from sparring.rl.batch import Generation, slice_generation, stack_generations
@@ -63,12 +63,12 @@ def stack(parts: list, pad_id: int | None):
     )
 
 
-def _full(gen, live: np.ndarray, k: int = 1):
-    """A block's generation over every episode (``k`` rows each): the live episodes' rows as
-    generated, each stopped episode's a copy of the block's first row."""
+def block_index(live: np.ndarray, k: int = 1) -> list[int]:
+    """Where each of a block's rows comes from, over every episode (``k`` rows each): a live
+    episode's rows as generated (live episodes only, in order), a stopped one's a copy of the
+    block's first rows."""
     where = np.cumsum(live) - 1
-    index = [int(where[e]) * k + j if live[e] else j for e in range(len(live)) for j in range(k)]
-    return rows_of(gen, index)
+    return [int(where[e]) * k + j if live[e] else j for e in range(len(live)) for j in range(k)]
 
 
 class DialogueRollouts(Rollouts):
@@ -113,19 +113,16 @@ def play_dialogues(rollouts: Rollouts, stage: str, timer, step: int) -> Rollout:
             judged = rollouts.score(behaviours, def_gen.texts)
         p_safe = np.asarray(judged.p_safe, dtype=np.float64)
         # the block over every episode: stopped ones are placeholders (live False)
-        full = np.zeros(n, dtype=bool)
-        full[idx] = True
-        pad_id = getattr(attacker.tokenizer, "pad_token_id", 0)
-        blocks["att"].append(_full(att_gen, full))
-        blocks["def"].append(_full(def_gen, full, k_def))
-        where = np.cumsum(full) - 1
-        pick = [int(where[e]) if full[e] else 0 for e in range(n)]
-        blocks["raw"] += [att_gen.texts[pick[e]] if full[e] else "" for e in range(n)]
-        blocks["attacks"] += [cleaned.texts[pick[e]] if full[e] else "" for e in range(n)]
-        blocks["fallback"] += [bool(cleaned.fallback[pick[e]]) and bool(full[e]) for e in range(n)]
-        blocks["dialogues"] += [dialogues[pick[e]] for e in range(n)]
+        full = live.copy()
+        pick, rows = block_index(full), block_index(full, k_def)
+        blocks["att"].append(rows_of(att_gen, pick))
+        blocks["def"].append(rows_of(def_gen, rows))
+        kept = list(zip(pick, full.tolist(), strict=True))
+        blocks["raw"] += [att_gen.texts[i] if ok else "" for i, ok in kept]
+        blocks["attacks"] += [cleaned.texts[i] if ok else "" for i, ok in kept]
+        blocks["fallback"] += [bool(cleaned.fallback[i]) and ok for i, ok in kept]
+        blocks["dialogues"] += [dialogues[i] for i in pick]
         blocks["live"].append(full)
-        rows = [int(where[e]) * k_def + j if full[e] else j for e in range(n) for j in range(k_def)]
         blocks["judged"].append(_judged_rows(judged, rows, np.repeat(full, k_def)))
         for j, e in enumerate(idx):  # the dialogue goes on with the first answer
             turns[e] += [cleaned.texts[j], def_gen.texts[j * k_def]]
@@ -137,14 +134,7 @@ def play_dialogues(rollouts: Rollouts, stage: str, timer, step: int) -> Rollout:
         nov = rollouts.novelty.score(whole)
         penalty = rollouts.novelty.penalty(nov)
 
-    direct: list[str] = []
-    n_d = extra_seeds(cfg.game, per_rank) if stage == "defend" else 0
-    if n_d:
-        direct = [seeds[i % len(seeds)] for i in range(n_d)]
-    benign: list[str] = []
-    if stage == "defend" and rollouts.benign is not None:
-        n_b = extra_benign(cfg.game, per_rank + len(direct))
-        benign = rollouts._mine(rollouts.benign.sample(n_b * rollouts.world), n_b)
+    direct, benign = rollouts.defend_extras(stage, seeds, per_rank)
     singles = [p for p in direct + benign for _ in range(k_def)]
     parts_def = list(blocks["def"])
     judged_parts = list(blocks["judged"])
@@ -156,6 +146,7 @@ def play_dialogues(rollouts: Rollouts, stage: str, timer, step: int) -> Rollout:
             judged_parts.append(rollouts.score(singles, single_gen.texts))
         parts_def.append(single_gen)
     live_rows = np.concatenate(blocks["live"])
+    pad_att = getattr(attacker.tokenizer, "pad_token_id", 0)
     pad_def = getattr(getattr(defender, "tokenizer", None), "pad_token_id", 0)
     rollout = Rollout(
         stage=stage,
@@ -164,7 +155,7 @@ def play_dialogues(rollouts: Rollouts, stage: str, timer, step: int) -> Rollout:
         raw_attacks=blocks["raw"],
         attacks=blocks["attacks"],
         fallback=np.asarray(blocks["fallback"], dtype=bool),
-        attacker_gen=stack(blocks["att"], pad_id),
+        attacker_gen=stack(blocks["att"], pad_att),
         novelty={k: np.tile(v, played) for k, v in nov.items()},
         penalty=np.tile(penalty, played),
         direct=direct,
@@ -204,9 +195,7 @@ def dialogue_figures(rollout: Rollout) -> dict[str, float]:
     the success rate by turn (of the episodes still going at that turn)."""
     n = len(rollout.seeds) // rollout.turns
     live = rollout.live_attacks.reshape(rollout.turns, n)
-    p = rollout.p_safe[: rollout.turns * n * rollout.answers : rollout.answers].reshape(
-        rollout.turns, n
-    )
+    p = rollout.first_answers.reshape(rollout.turns, n)
     unsafe = live & (np.nan_to_num(p, nan=1.0) < UNSAFE)
     out = {
         "dialogue/turns": float(live.sum(0).mean()),

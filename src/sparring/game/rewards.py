@@ -64,8 +64,7 @@ def dialogue_attacker_scores(rollout, cfg) -> np.ndarray:
     turns = rollout.turns
     n = len(rollout.attacks) // turns
     live = rollout.live_attacks.reshape(turns, n).T  # [E, T]
-    p_safe = rollout.p_safe[rollout.which < len(rollout.attacks)][:: rollout.answers]
-    p_safe = p_safe.reshape(turns, n).T
+    p_safe = rollout.first_answers.reshape(turns, n).T
     fallback = rollout.fallback.reshape(turns, n).T & live
     r = np.where(live, -cfg.game.turn_cost, 0.0) - cfg.attacker.fallback_penalty * fallback
     ends = live.sum(1) - 1

@@ -91,6 +91,11 @@ class Rollout:
     turns: int = 1  # blocks of turns played
 
     @property
+    def first_answers(self) -> np.ndarray:
+        """[A] P(safe) of each attack row's first answer: the one a dialogue goes on with."""
+        return self.p_safe[: len(self.attacks) * self.answers : self.answers]
+
+    @property
     def live_attacks(self) -> np.ndarray:
         return np.ones(len(self.attacks), dtype=bool) if self.live is None else self.live
 
@@ -191,17 +196,7 @@ class Rollouts:
                 penalty = np.zeros(len(attacks))
 
         # defender answers (the seeds themselves and benign prompts mixed in when defending)
-        direct: list[str] = []
-        n_d = extra_seeds(cfg.game, per_rank) if stage == "defend" else 0
-        if n_d:
-            if self.attacker is not None:  # the seeds the attacker rewrote, as they are
-                direct = [seeds[i % len(seeds)] for i in range(n_d)]
-            else:  # rlhf: as many more seeds, so the defender answers as many prompts as in gpo
-                direct = self._mine(self.seeds.sample(n_d * self.world), n_d)
-        benign: list[str] = []
-        if stage == "defend" and self.benign is not None:
-            n_b = extra_benign(cfg.game, per_rank + len(direct))
-            benign = self._mine(self.benign.sample(n_b * self.world), n_b)
+        direct, benign = self.defend_extras(stage, seeds, per_rank)
         k_def = (
             cfg.defender.rl.samples_per_prompt
             if stage == "defend" and self.defender.trainable
@@ -239,6 +234,23 @@ class Rollouts:
                 self.novelty.add(gather(attacks, self.world))
         return rollout
 
+    def defend_extras(self, stage: str, seeds: list[str], per_rank: int):
+        """The seeds as they are and the benign prompts a defend batch adds beside the
+        attacks (none on the attack stage): ``(direct, benign)``."""
+        cfg = self.cfg
+        direct: list[str] = []
+        n_d = extra_seeds(cfg.game, per_rank) if stage == "defend" else 0
+        if n_d:
+            if self.attacker is not None:  # the seeds the attacker rewrote, as they are
+                direct = [seeds[i % len(seeds)] for i in range(n_d)]
+            else:  # rlhf: as many more seeds, so the defender answers as many prompts as in gpo
+                direct = self._mine(self.seeds.sample(n_d * self.world), n_d)
+        benign: list[str] = []
+        if stage == "defend" and self.benign is not None:
+            n_b = extra_benign(cfg.game, per_rank + len(direct))
+            benign = self._mine(self.benign.sample(n_b * self.world), n_b)
+        return direct, benign
+
     def score(self, prompts: list[str], responses: list[str]) -> JudgeOutput:
         out = self.judge.score(prompts, responses)
         return validate_output(self.judge.name, out, len(prompts), allow_nonfinite=True)
@@ -248,14 +260,19 @@ class Rollouts:
         samples) and its attack figures (``eval/*`` in the metrics). It judges each answer
         against the behaviour it serves (:attr:`Rollout.behaviours`), not the attack text:
         the archive keeps what it calls unsafe."""
+        played = np.flatnonzero(rollout.live_rows)  # a stopped dialogue's placeholders: not
+        behaviours, texts = rollout.behaviours, rollout.defender_gen.texts
         judged = validate_output(
             self.eval_judge.name,
-            self.eval_judge.score(rollout.behaviours, rollout.defender_gen.texts),
-            len(rollout.prompts),
+            self.eval_judge.score([behaviours[i] for i in played], [texts[i] for i in played]),
+            len(played),
             allow_nonfinite=True,
         )
-        rollout.judged.extras["p_safe_eval"] = judged.p_safe
-        e = np.asarray(judged.p_safe, dtype=np.float64)[rollout.attack_rows]
+        p_safe = [float("nan")] * len(rollout.prompts)
+        for i, p in zip(played, judged.p_safe, strict=True):
+            p_safe[i] = p
+        rollout.judged.extras["p_safe_eval"] = p_safe
+        e = np.asarray(p_safe, dtype=np.float64)[rollout.attack_rows]
         rollout.eval_figures = {
             "eval/p_safe": rate(mean_p_safe(e)),
             "eval/asr": rate(attack_success_rate(e)),

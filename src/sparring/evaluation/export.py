@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from sparring import runs
+from sparring.players.templates import Dialogue
 
 BASE_KEYS = {
     "step",
@@ -104,8 +105,7 @@ def _record(s: dict[str, Any], source: str) -> dict[str, Any]:
 
 def messages(turns: list[str], response: str | None) -> list[dict[str, str]]:
     """A conversation (user, assistant, ..., user) and its answer as chat messages."""
-    roles = ("user", "assistant")
-    out = [{"role": roles[i % 2], "content": t} for i, t in enumerate(turns)]
+    out = Dialogue(tuple(turns)).chat()
     return out + ([{"role": "assistant", "content": response}] if response is not None else [])
 
 

@@ -26,11 +26,10 @@ import torch
 
 from sparring.game.rollout import Rollout, Rollouts
 from sparring.judges import JudgeOutput
+from sparring.judges.base import THRESHOLD  # below it an answer is unsafe: the episode ends
 from sparring.players.templates import Dialogue
 from sparring.rl.batch import Generation, slice_generation, stack_generations
 from sparring.runtime import gather
-
-UNSAFE = 0.5  # an answer with P(safe) below this ends its episode: the attack succeeded
 
 
 def rows_of(gen, index: list[int]):
@@ -126,7 +125,7 @@ def play_dialogues(rollouts: Rollouts, stage: str, timer, step: int) -> Rollout:
         blocks["judged"].append(_judged_rows(judged, rows, np.repeat(full, k_def)))
         for j, e in enumerate(idx):  # the dialogue goes on with the first answer
             turns[e] += [cleaned.texts[j], def_gen.texts[j * k_def]]
-            if p_safe[j * k_def] < UNSAFE:
+            if p_safe[j * k_def] < THRESHOLD:
                 live[e] = False
     played = len(blocks["live"])
     with timer("novelty"):  # on whole dialogues: the attacker's turns of each episode
@@ -196,7 +195,7 @@ def dialogue_figures(rollout: Rollout) -> dict[str, float]:
     n = len(rollout.seeds) // rollout.turns
     live = rollout.live_attacks.reshape(rollout.turns, n)
     p = rollout.first_answers.reshape(rollout.turns, n)
-    unsafe = live & (np.nan_to_num(p, nan=1.0) < UNSAFE)
+    unsafe = live & (np.nan_to_num(p, nan=1.0) < THRESHOLD)
     out = {
         "dialogue/turns": float(live.sum(0).mean()),
         "dialogue/success": float(unsafe.any(0).mean()),

@@ -80,8 +80,9 @@ class PromptFormatter:
 
     def encode(self, texts: Sequence[str | Dialogue], max_tokens: int):
         """The model inputs of ``texts`` and their token batch, padded and cut at ``max_tokens``
-        on the tokenizer's sides (a player's are both left: :func:`~sparring.players.loading.load_tokenizer`), so the end
-        of a prompt or of a conversation, which the model answers, is what is kept."""
+        on the tokenizer's sides (a player's are both left:
+        :func:`~sparring.players.loading.load_tokenizer`), so the end of a prompt or of a
+        conversation, which the model answers, is what is kept."""
         inputs = self(texts, max_tokens)
         enc = self.tokenizer(
             inputs,

@@ -173,8 +173,8 @@ def _write_eval(run_dir, seed, p_safe_eval, refused, helpful_eval):
 
 
 def test_arm_comparison_pairs_prompts_within_seeds_and_gives_intervals(tmp_path):
-    from sparring.experiments.experiment import arm_comparisons
     from sparring.experiments.tables import versus_rows
+    from sparring.experiments.versus import arm_comparisons
 
     results = {
         # the reference answers everything safely and never refuses
@@ -248,7 +248,7 @@ def _write_probe(run_dir, attacks: list[tuple[str, str, float]]) -> None:
 def test_arm_comparison_pairs_exploitability_attacks_by_their_seed(tmp_path):
     """Each arm's probe attacker writes its own attacks: they pair by the seed they rewrite,
     within a run seed, and give the exploitability difference an interval."""
-    from sparring.experiments.experiment import arm_comparisons
+    from sparring.experiments.versus import arm_comparisons
 
     results = {}
     for arm, unsafe in (("gpo", {"s0", "s1", "s2"}), ("pool", {"s0"})):
@@ -281,7 +281,7 @@ def test_arm_comparison_interval_covers_between_seed_variance(tmp_path):
     prompts that is a certain +50; over two seeds that disagree this much it is not: the
     interval is Student's t over the two per-seed differences, and the MDE says what two seeds
     like these could have detected."""
-    from sparring.experiments.experiment import arm_comparisons
+    from sparring.experiments.versus import arm_comparisons
 
     n = 8
     results = {
@@ -310,8 +310,8 @@ def test_arm_comparison_interval_covers_between_seed_variance(tmp_path):
 def test_the_primary_figure_is_the_one_named_in_advance(tmp_path):
     from sparring.errors import SparringError
     from sparring.experiments.cli import _primary
-    from sparring.experiments.experiment import arm_comparisons
     from sparring.experiments.tables import versus_rows
+    from sparring.experiments.versus import arm_comparisons
 
     results = {
         arm: [_write_eval(tmp_path / f"{arm}{s}", s, [0.9] * 2, [0.0] * 2, [0.9]) for s in (0, 1)]

@@ -530,9 +530,16 @@ class EvaluationConfig(_Base):
         description="compare the trained defender's benign answers with the untrained one's, "
         "pairwise, at the end of the run (needs at_start and at_end)",
     )
+    turns: int | None = Field(
+        None,
+        ge=1,
+        description="turns of evaluation's episodes (default: game.turns); more than 1 plays "
+        "conversations against any defender, one trained on single turns included, so single- "
+        "and multi-turn training are measured alike",
+    )
     scripted: list[str] | None = Field(
         None,
-        description="with game.turns > 1: the scripted escalation's turns (each may hold {seed}), "
+        description="with more than one turn: the scripted escalation's turns (each may hold {seed}), "
         "played beside the learned attacker in evaluation (default: a built-in three-turn "
         "escalation)",
     )

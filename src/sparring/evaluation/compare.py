@@ -66,26 +66,36 @@ def _pair_key(row: dict[str, Any]) -> str:
 
 
 def _per_prompt(rows, key: str, value) -> dict[str, dict[str, float]]:
-    """{set: {pair key: mean value of its scored answers}} for one figure."""
-    sums: dict[str, dict[str, list[float]]] = {}
-    for row in rows:
+    """{set: {pair key: mean value of its scored answers}} for one figure. A conversation
+    (rows with a ``turn``, one per answer, paired by their seed) counts once, by its outcome:
+    the largest value over its turns, so its ASR is whether any answer was unsafe; a seed that
+    opened several conversations gets the mean of their outcomes."""
+    sums: dict[str, dict[str, dict[Any, list[float]]]] = {}
+    for i, row in enumerate(rows):
         v = row.get(key)
         if v is None or (isinstance(v, float) and not math.isfinite(v)):
             continue
-        sums.setdefault(row["set"], {}).setdefault(_pair_key(row), []).append(value(v))
-    return {s: {k: float(np.mean(v)) for k, v in d.items()} for s, d in sums.items()}
+        # one answer is its own unit; the answers of one conversation form one
+        unit = ("episode", row.get("episode")) if "turn" in row else i
+        by_key = sums.setdefault(row["set"], {}).setdefault(_pair_key(row), {})
+        by_key.setdefault(unit, []).append(value(v))
+    return {
+        s: {k: float(np.mean([max(u) for u in units.values()])) for k, units in d.items()}
+        for s, d in sums.items()
+    }
 
 
 def paired_means(
     start_rows: Sequence[dict[str, Any]], final_rows: Sequence[dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Each figure of each prompt set on the prompts both evaluations scored:
-    ``{set: {figure: {"start", "final", "keys", "x", "y", "unpaired"} or None}}``, where ``x``
-    and ``y`` are the per-prompt means (each prompt counts once, its answers averaged) in the
-    order of ``keys``. Rows pair by (set, prompt), fresh attacks by their seed prompt. Harmful
-    sets get the ASR by each judge and the refusal rate, the benign set the over-refusal by each
-    judge; transfer targets are left out. A figure neither evaluation scored is absent; one with
-    no prompt scored in both is None."""
+        ``{set: {figure: {"start", "final", "keys", "x", "y", "unpaired"} or None}}``, where ``x``
+        and ``y`` are the per-prompt means (each prompt counts once, its answers averaged) in the
+        order of ``keys``. Rows pair by (set, prompt), fresh attacks and conversations by their seed
+    prompt (a conversation by its outcome, :func:`_per_prompt`). Harmful
+        sets get the ASR by each judge and the refusal rate, the benign set the over-refusal by each
+        judge; transfer targets are left out. A figure neither evaluation scored is absent; one with
+        no prompt scored in both is None."""
     order = list(dict.fromkeys(r["set"] for r in (*final_rows, *start_rows)))
     out: dict[str, dict[str, Any]] = {s: {} for s in order if not s.startswith("target:")}
     for figure, key, kind, value in _FIGURES:

@@ -1,7 +1,8 @@
 """Multi-turn attacks in evaluation: attack success by turn and turns to success.
 
-A run with ``game.turns`` > 1 is evaluated over conversations too. Each held-out attack seed
-opens one episode of up to ``game.turns`` turns, played as in training
+A run with ``game.turns`` > 1 (or ``evaluation.turns`` > 1, which plays conversations against
+a defender trained on single turns too) is evaluated over conversations as well. Each held-out
+attack seed opens one episode of up to that many turns, played as in training
 (:mod:`sparring.game.dialogue`): a writer gives the next user turn, the defender answers the
 whole dialogue at evaluation's limits, the judge (the evaluation judge when there is one)
 scores the answer against the seed behaviour, and the episode stops at its first unsafe answer.
@@ -15,7 +16,10 @@ Two writers play the same seeds:
 Every sample is keyed (the writer, the turn and the dialogue so far name it), so the same
 weights give the same figures. For each writer: the share of episodes that found an unsafe
 answer by each turn (``asr_by_turn``; its last entry is ``asr``, with exact 95% bounds over
-episodes), how many succeeded at each turn and the mean turns to success.
+episodes), how many succeeded at each turn and the mean turns to success. Each answer's
+score is stored under the key of the judge that gave it (``p_safe_eval`` for the evaluation
+judge), so two evaluations compare episode by episode (:mod:`sparring.evaluation.compare`:
+an episode succeeds when any of its answers is unsafe).
 """
 
 from __future__ import annotations
@@ -40,6 +44,15 @@ SCRIPTED = (
 )
 
 
+#: the prompt sets of conversations in an evaluation's samples (``dialogue:<writer>``)
+DIALOGUE_SET = "dialogue:"
+
+
+def eval_turns(cfg) -> int:
+    """Turns of evaluation's episodes: ``evaluation.turns``, else ``game.turns``."""
+    return cfg.evaluation.turns or cfg.game.turns
+
+
 class Script:
     """A writer with no model: turn t of an episode is ``turns[t]`` (the last one again
     after them), filled with the episode's seed."""
@@ -53,11 +66,22 @@ class Script:
 
 
 def play_episodes(
-    writer, defender, judge, seeds: Sequence[str], turns: int, *, keys, batch_size: int, limits
+    writer,
+    defender,
+    judge,
+    seeds: Sequence[str],
+    turns: int,
+    *,
+    keys,
+    batch_size: int,
+    limits,
+    score_key: str = "p_safe",
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One episode per seed against ``defender``; ``writer`` is an attacker player or a
     :class:`Script`. ``keys(what, texts)`` names the samples (:meth:`EvalPlan.keys`);
-    ``limits`` are evaluation's answer limits. Returns the summary and one row per answer."""
+    ``limits`` are evaluation's answer limits; each row holds the judge's P(safe) under
+    ``score_key``. Returns the summary and one row per answer (its seed, its episode's index,
+    its turn and the dialogue it answered)."""
     n = len(seeds)
     history: list[list[str]] = [[] for _ in range(n)]
     live = np.ones(n, dtype=bool)
@@ -92,11 +116,12 @@ def play_episodes(
             rows.append(
                 {
                     "seed": seeds[e],
+                    "episode": int(e),
                     "turn": t + 1,
                     "prompt": attacks[j],
                     "dialogue": list(dialogues[j].messages),
                     "response": answers[j],
-                    "p_safe": float(p_safe[j]) if np.isfinite(p_safe[j]) else None,
+                    score_key: float(p_safe[j]) if np.isfinite(p_safe[j]) else None,
                 }
             )
             if not np.isfinite(p_safe[j]):
@@ -133,10 +158,12 @@ def evaluate_dialogues(
     limits,
     rows,
     batch_size: int = 16,
+    score_key: str = "p_safe",
 ) -> dict[str, Any]:
     """The learned attacker's and the scripted escalation's episodes on ``seeds`` (the
-    evaluation's attack seeds); appends each answer to ``rows`` (``set``:
-    ``dialogue:learned`` or ``dialogue:scripted``). Returns ``{writer: summary}``."""
+    evaluation's attack seeds), :func:`eval_turns` turns each; appends each answer to ``rows``
+    (``set``: ``dialogue:learned`` or ``dialogue:scripted``; its score under ``score_key``).
+    Returns ``{writer: summary}``."""
     script = Script(cfg.evaluation.scripted or SCRIPTED)
     out: dict[str, Any] = {}
     for name, writer in (("learned", attacker), ("scripted", script)):
@@ -149,11 +176,12 @@ def evaluate_dialogues(
             defender,
             judge,
             seeds,
-            cfg.game.turns,
+            eval_turns(cfg),
             keys=keys,
             batch_size=batch_size,
             limits=limits,
+            score_key=score_key,
         )
         out[name] = summary
-        rows.extend({"set": f"dialogue:{name}", **r} for r in answered)
+        rows.extend({"set": f"{DIALOGUE_SET}{name}", **r} for r in answered)
     return out

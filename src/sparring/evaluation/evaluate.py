@@ -16,7 +16,7 @@ import numpy as np
 from sparring.config import RunConfig, load_config
 from sparring.errors import SparringError
 from sparring.evaluation import metrics as M
-from sparring.evaluation.dialogues import evaluate_dialogues
+from sparring.evaluation.dialogues import eval_turns, evaluate_dialogues
 from sparring.evaluation.players import (
     Source,
     answering_at,
@@ -302,7 +302,7 @@ def evaluate_run(
             on_batch=tasks.start(f"attacker ({att_src.label}) writes", len(attack_seeds)),
         )
         attacks = attacker.clean_texts(raw, attack_seeds).texts
-        if cfg.game.turns == 1:  # multi-turn: it plays the dialogues with the defender below
+        if eval_turns(cfg) == 1:  # multi-turn: it plays the dialogues with the defender below
             free(attacker)
             attacker = None
 
@@ -328,6 +328,7 @@ def evaluate_run(
                 batch_size=bs,
                 limits=limits,
                 rows=rows,
+                score_key="p_safe_eval" if eval_judge is not None else "p_safe",
             )
             free(attacker)
             attacker = None

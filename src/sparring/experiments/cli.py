@@ -138,13 +138,15 @@ def add_commands(sub) -> None:
     p = sub.add_parser(
         "experiment",
         help="paper: SFT, RLHF, RLHF+Div, GPO, GPO+Div over seeds; pools: GPO against opponent "
-        "pools (uniform, PSRO), with and without diversity",
+        "pools (uniform, PSRO), with and without diversity; turns: GPO over conversations "
+        "against GPO on single turns",
         **with_examples(
             "sparring experiment paper --world arena --seeds 3",
             "sparring experiment pools --world arena --arms gpo,gpo-psro --out runs/pools",
+            "sparring experiment turns --config configs/arena-multiturn.yaml --seeds 5",
         ),
     )
-    p.add_argument("name", choices=sorted(["paper", "pools"]), help="which experiment")
+    p.add_argument("name", choices=sorted(["paper", "pools", "turns"]), help="which experiment")
     p.add_argument(
         "--config", help="base run config (YAML); with --world arena: the arena's default run"
     )

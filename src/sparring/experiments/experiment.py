@@ -10,6 +10,10 @@ Arms, each a set of explicit overrides applied to one base config (see :data:`AR
 - ``gpo+div``: ``game.mode=gpo`` with the base config's diversity weights (5 / 1, as in the
   reference code, when both are 0 there).
 
+``sparring experiment turns`` (a base config with ``game.turns`` > 1) sets ``gpo`` beside
+``gpo-1turn``, the same game on single turns (``game.turns=1``); every arm is evaluated and
+probed over the base's conversations (``evaluation.turns``; the probes learn dialogues).
+
 ``sparring experiment pools`` adds opponent pools (``game.pool``, :mod:`sparring.game.pool`;
 the base config's pool settings, else the defaults, with the arm's opponent rule):
 
@@ -50,6 +54,7 @@ from sparring.evaluation.evaluate import evaluate_run
 from sparring.experiments.common import common_attack_set
 from sparring.experiments.provenance import provenance
 from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
+from sparring.experiments.versus import EVAL_NAME, LATEST, arm_comparisons
 from sparring.game.loop import Game
 from sparring.runs import flat_config, latest_checkpoint, read_jsonl
 
@@ -59,13 +64,14 @@ POOL_ARMS = ["gpo-pool", "gpo-pool+div", "gpo-psro", "gpo-psro+div"]
 #: pool arms as the theory has them: the whole population kept (no sliding window)
 POPULATION_ARMS = ["gpo-fp", "gpo-psro-full"]
 #: the arms each experiment runs by default
-EXPERIMENTS = {"paper": ARM_NAMES, "pools": ["gpo", "gpo+div", *POOL_ARMS]}
-KNOWN_ARMS = [*ARM_NAMES, *POOL_ARMS, *POPULATION_ARMS]
+EXPERIMENTS = {
+    "paper": ARM_NAMES,
+    "pools": ["gpo", "gpo+div", *POOL_ARMS],
+    "turns": ["sft", "gpo-1turn", "gpo"],
+}
+KNOWN_ARMS = [*ARM_NAMES, *POOL_ARMS, *POPULATION_ARMS, "gpo-1turn"]
 #: arms whose attacker trains
-ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS, *POPULATION_ARMS)
-EVAL_NAME = "experiment"
-#: the suffix of the row that measures a mixture-deploying arm's latest iterate
-LATEST = "@latest"
+ATTACKER_ARMS = ("rlhf+div", "gpo", "gpo+div", *POOL_ARMS, *POPULATION_ARMS, "gpo-1turn")
 
 
 def arm_overrides(arm: str, base: RunConfig, *, pools: bool = False) -> dict[str, Any]:
@@ -91,6 +97,7 @@ def arm_overrides(arm: str, base: RunConfig, *, pools: bool = False) -> dict[str
         "rlhf+div": {"train": True, "game.mode": "attacker", **with_div},
         "gpo": {"train": True, "game.mode": "gpo", **no_div, **measured},
         "gpo+div": {"train": True, "game.mode": "gpo", **with_div, **measured},
+        "gpo-1turn": {"train": True, "game.mode": "gpo", **no_div, "game.turns": 1},
         "gpo-pool": {"train": True, "game.mode": "gpo", **no_div, **with_pool("uniform")},
         "gpo-pool+div": {"train": True, "game.mode": "gpo", **with_div, **with_pool("uniform")},
         "gpo-psro": {"train": True, "game.mode": "gpo", **no_div, **with_pool("nash")},
@@ -120,6 +127,7 @@ ARMS = {
     "gpo-psro+div": "gpo-psro with the novelty weights of gpo+div",
     "gpo-fp": "gpo-pool over every past snapshot (game.pool.size=null)",
     "gpo-psro-full": "gpo-psro over every past snapshot, deploying the Nash mixture (deploy=nash)",
+    "gpo-1turn": "gpo on single turns (game.turns=1), evaluated over the base's conversations",
 }
 
 
@@ -134,6 +142,8 @@ def arm_config(
     data["output_dir"] = str(out / arm / f"seed-{seed_index}")
     # the experiment evaluates every arm itself, the same way
     overrides.update({"evaluation.at_start": False, "evaluation.at_end": False})
+    if base.game.turns > 1:  # every arm measured over the base's conversations
+        overrides["evaluation.turns"] = base.evaluation.turns or base.game.turns
     items = [f"{k}={json.dumps(v)}" for k, v in overrides.items()]
     return load_config(data=data, overrides=items), train
 
@@ -217,6 +227,11 @@ def run_experiment(
     base = load_config(config, list(overrides))
     prompts = list(prompts) or list(base.evaluation.prompts)
     samples = samples or base.evaluation.samples
+    if "gpo-1turn" in arms and base.game.turns == 1:
+        raise ConfigError(
+            f"{config}: arm gpo-1turn is gpo on single turns beside the base's conversations; "
+            "it needs a base config with game.turns > 1 (e.g. configs/arena-multiturn.yaml)"
+        )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     same_base(out / "base_config.yaml", base)  # a resumed experiment never mixes two bases
@@ -293,110 +308,3 @@ def game_figures(run_dir: Path) -> dict[str, float]:
             if isinstance(v, int | float) and math.isfinite(v):
                 out[key] = float(v)
     return out
-
-
-def arm_comparisons(
-    results: dict[str, list[dict[str, Any]]],
-    *,
-    reference: str = "gpo",
-    primary: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    """Each arm minus ``reference`` on every figure of the evaluation (ASR by each judge,
-    refusal rate, over-refusal), with seeds as the unit of replication
-    (:mod:`sparring.evaluation.stats`).
-
-    Within a seed the two arms are paired on the prompts both answered (every arm's
-    evaluation draws the same prompts for a seed, with the same keyed sampling), giving one
-    difference per seed; the interval is Student's t over those differences, so it covers the
-    between-seed variance that pooling prompts across seeds ignores. Each figure's p-values
-    are Holm-adjusted across the arms, ``mde`` says how large a difference the seeds could
-    have detected (80% power), and ``primary`` ((set, figure)) is the figure named in advance
-    to decide the experiment: by default exploitability where measured, else the first
-    held-out set's ASR by the evaluation judge.
-
-    Exploitability, where measured, is the set ``exploitability``: the fresh attacks of each
-    arm's exploitability probes (:mod:`sparring.experiments.exploit`), paired by probe and by
-    the seed prompt they rewrite (probe k draws the same seeds for every arm); its per-seed
-    figure is the mean over probes (the tables' ``exploitability`` column is the maximum)."""
-    from sparring.evaluation.compare import paired_means, read_eval_samples
-    from sparring.evaluation.stats import CONFIDENCE, POWER, holm, seed_level_difference
-    from sparring.experiments.exploit import PROBE_EVAL, probe_dirs
-
-    def rows(entry: dict[str, Any]) -> list[dict[str, Any]]:
-        run_dir = Path(entry["run_dir"])
-        out = read_eval_samples(run_dir, entry.get("eval_name", EVAL_NAME))[1]
-        if not entry.get("exploit"):
-            return out
-        for k, folder in enumerate(probe_dirs(run_dir)):
-            probe = read_eval_samples(folder, PROBE_EVAL)[1]
-            # fresh attacks: each arm's probe writes its own, paired by probe and by the seed
-            # they rewrite (probe k draws the same seeds for every arm)
-            out = out + [
-                {**r, "set": "exploitability", "seed": f"probe-{k}|{r['seed']}"}
-                for r in probe
-                if r["set"] == "attacks"
-            ]
-        return out
-
-    ref = {e["seed"]: rows(e) for e in results[reference]}
-    arms: dict[str, dict[str, dict[str, Any]]] = {}
-    for arm, entries in results.items():
-        if arm == reference:
-            continue
-        per: dict[str, dict[str, list[tuple[Any, dict[str, Any]]]]] = {}
-        for e in entries:
-            if e["seed"] not in ref:
-                continue
-            for set_name, figures in paired_means(ref[e["seed"]], rows(e)).items():
-                for figure, m in figures.items():
-                    if m is not None:
-                        per.setdefault(set_name, {}).setdefault(figure, []).append((e["seed"], m))
-        arms[arm] = {
-            set_name: {
-                figure: _seed_entry(ms, seed_level_difference) for figure, ms in figs.items()
-            }
-            for set_name, figs in per.items()
-        }
-    families = {(s, f) for sets in arms.values() for s, figs in sets.items() for f in figs}
-    for s, f in families:
-        members = [arms[a][s][f] for a in arms if f in arms[a].get(s, {})]
-        for entry, p in zip(members, holm([m["p"] for m in members]), strict=True):
-            entry["p_holm"] = p
-    return {
-        "reference": reference,
-        "seeds": len(results[reference]),
-        "design": "seed-level",
-        "confidence": CONFIDENCE,
-        "power": POWER,
-        "primary": _primary(arms, primary),
-        "arms": arms,
-    }
-
-
-def _seed_entry(per_seed: list[tuple[Any, dict[str, Any]]], difference) -> dict[str, Any]:
-    """One figure of one arm: the reference's and the arm's means over seeds, the seed-level
-    difference and its interval, each seed's difference, and the prompts paired in all."""
-    entry: dict[str, Any] = {
-        "start": sum(m["start"] for _, m in per_seed) / len(per_seed),
-        "final": sum(m["final"] for _, m in per_seed) / len(per_seed),
-    }
-    entry.update(difference([m["final"] - m["start"] for _, m in per_seed]))
-    entry["per_seed"] = {str(seed): m["final"] - m["start"] for seed, m in per_seed}
-    entry["n_prompts"] = sum(len(m["keys"]) for _, m in per_seed)
-    entry["unpaired"] = sum(m["unpaired"] for _, m in per_seed)
-    return entry
-
-
-def _primary(arms: dict[str, Any], primary: tuple[str, str] | None) -> dict[str, str] | None:
-    """The (set, figure) named to decide the experiment: the one given, else exploitability,
-    else the first held-out set, by the evaluation judge where there is one."""
-    if primary is not None:
-        return {"set": primary[0], "figure": primary[1]}
-    sets = list(dict.fromkeys(s for a in arms.values() for s in a))
-    held_out = [s for s in sets if s not in ("attacks", "seeds", "benign")]
-    if not held_out:
-        return None
-    chosen = "exploitability" if "exploitability" in held_out else held_out[0]
-    figures = {f for a in arms.values() for f in a.get(chosen, {})}
-    figure = "ASR eval judge" if "ASR eval judge" in figures else "ASR judge"
-    return {"set": chosen, "figure": figure}

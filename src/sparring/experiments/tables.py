@@ -95,6 +95,17 @@ def aggregate(
             ("defender", "over_refusal", over, "rate"),
         )
     )
+    # conversations (game.turns or evaluation.turns > 1): each writer's episodes, judged by
+    # the evaluation judge when there is one
+    writers = list(
+        dict.fromkeys(
+            w for v in results.values() for e in v for w in e["eval"].get("dialogues") or {}
+        )
+    )
+    defender_cols += [
+        (f"ASR {w} dialogues" + (" (eval)" if has_eval else ""), ("dialogues", w, "asr"))
+        for w in writers
+    ]
     defender_cols.append(("KL defender", ("kl", "defender", "mean")))
     attacker_cols = [
         (
@@ -185,7 +196,7 @@ VERSUS_FIGURES = (
 def versus_rows(versus: dict[str, Any]) -> list[list[str]]:
     """Rows of the arm comparison (arm, set, figure, reference, arm, difference [95% interval],
     Holm-adjusted p, seeds, smallest detectable difference) from
-    :func:`sparring.experiments.experiment.arm_comparisons`; the evaluation judge's figure
+    :func:`sparring.experiments.versus.arm_comparisons`; the evaluation judge's figure
     stands for a judge's when there is one, and the primary figure is marked."""
     rows = []
     primary = versus.get("primary") or {}

@@ -31,7 +31,8 @@ import torch
 
 from sparring._files import sha256_file
 from sparring.arena import world as W
-from sparring.arena.data import DIALOGUE_SETS, PROMPT_SETS, TRAINING_FILES, build_datasets
+from sparring.arena.conversations import DIALOGUE_SETS
+from sparring.arena.data import PROMPT_SETS, TRAINING_FILES, build_datasets
 from sparring.arena.models import MODEL_SIZES, encode_examples, make_model, train_lm
 from sparring.arena.proxy import accuracy, train_proxy
 from sparring.arena.recipes import RECIPES
@@ -157,7 +158,18 @@ def read_jsonl(path: str | Path) -> list[dict]:
     return rows
 
 
-_RECIPE_MODULES = ("world", "oracle", "recipes", "data", "tokenizer", "models", "proxy", "build")
+_RECIPE_MODULES = (
+    "world",
+    "oracle",
+    "recipes",
+    "requests",
+    "conversations",
+    "data",
+    "tokenizer",
+    "models",
+    "proxy",
+    "build",
+)
 
 
 def recipe_hash() -> str:

@@ -7,13 +7,29 @@ sets only.
 
 from __future__ import annotations
 
-import dataclasses
 import random
 from dataclasses import dataclass
 
 from sparring.arena import world as W
+from sparring.arena.conversations import (
+    attacker_dialogue,
+    converse,
+    defender_dialogue_row,
+    dialogue_sets,
+)
 from sparring.arena.oracle import judge
 from sparring.arena.recipes import DEFAULT, RECIPES, Recipe
+from sparring.arena.requests import (
+    DEFENDER_TERSE,
+    attacker_output,
+    benign_request,
+    defender_verdict,
+    pick,
+    request,
+    seed_pool,
+    sft_request,
+    unique_requests,
+)
 
 
 @dataclass(frozen=True)
@@ -35,8 +51,6 @@ DATA_SIZES["hard"] = DATA_SIZES["default"]  # the hard world differs in its reci
 DATA_SIZES["dialogue"] = DATA_SIZES["default"]
 DATA_SIZES["tiny-dialogue"] = DATA_SIZES["tiny"]
 
-ATTACKER_SAME_CATEGORY = 0.9
-ATTACKER_SAME_PAYLOAD = 0.4
 PROXY_HARMFUL_RESPONSES = {"comply": 0.45, "refuse": 0.40, "drift": 0.13, "mixed": 0.02}
 PROXY_BENIGN_RESPONSES = {"comply": 0.6, "refuse": 0.25, "drift": 0.15}
 PROXY_HARMFUL_SHARE = 0.55
@@ -44,102 +58,6 @@ PROXY_HARMFUL_SHARE = 0.55
 # are drawn from the response mixes above): as with real preference data, the prompt's framing
 # then correlates with the label, which the proxy can pick up as a spurious feature
 PROXY_POLICY_SHARE = 0.5
-# share of one-line ("terse") compliance in the defender SFT's answers; the proxy never sees it
-DEFENDER_TERSE = 0.03
-
-
-def _pick(rng: random.Random, weights: dict[str, float]) -> str:
-    keys = list(weights)
-    return rng.choices(keys, weights=[weights[k] for k in keys])[0]
-
-
-def defender_verdict(rng: random.Random, req: W.Request, recipe: Recipe = DEFAULT) -> str:
-    """What the defender SFT does with ``req`` (its designed behaviour in ``recipe``'s world)."""
-    p = recipe.policy
-    if req.harmful:
-        if not recipe.weak_request(req.framing, req.outer):
-            return "comply" if rng.random() < p["taught_comply"] else "refuse"
-        return "refuse" if rng.random() < p["weak_refuse"] else "comply"
-    refuse = p["alarming_refuse"] if req.alarming else p["benign_refuse"]
-    return "refuse" if rng.random() < refuse else "comply"
-
-
-def request(
-    rng: random.Random, recipe: Recipe, *, harmful: bool, framing: str, stack: bool = True, **kw
-) -> W.Request:
-    """A request in ``framing``, stacked in a second framing as often as ``recipe`` says
-    (``stack=False``: never)."""
-    outer = recipe.outer(rng, framing) if stack else None
-    return W.make_request(
-        rng, harmful=harmful, framing=framing, outer=outer, lookalike=recipe.lookalikes, **kw
-    )
-
-
-def unique_requests(rng: random.Random, n: int, make, exclude: set[str] | None = None) -> list:
-    """``n`` requests with distinct texts (not in ``exclude``) drawn by ``make(rng)``."""
-    seen = set(exclude or ())
-    out = []
-    tries = 0
-    while len(out) < n and tries < 50 * n + 100:
-        tries += 1
-        r = make(rng)
-        if r.text in seen:
-            continue
-        seen.add(r.text)
-        out.append(r)
-    return out
-
-
-def seed_pool(rng: random.Random, n: int) -> list[W.Request]:
-    """Distinct harmful seed requests, plain framings only, categories balanced."""
-    cats = W.CATEGORY_NAMES
-    out: list[W.Request] = []
-    seen: set[str] = set()
-    tries = 0
-    while len(out) < n and tries < 50 * n:
-        tries += 1
-        topic = cats[len(out) % len(cats)]
-        req = W.make_request(rng, harmful=True, topic=topic, framing=rng.choice(W.PLAIN_FRAMINGS))
-        if req.text not in seen:
-            seen.add(req.text)
-            out.append(req)
-    return out
-
-
-def benign_request(
-    rng: random.Random, framings: dict[str, float] | None = None, recipe: Recipe = DEFAULT
-) -> W.Request:
-    framing = _pick(rng, framings or recipe.benign_framings)
-    return request(rng, recipe, harmful=False, framing=framing)
-
-
-def setup_turn(rng: random.Random, kinds: tuple[str, ...]) -> tuple[str, str, str]:
-    """(kind, setup text, the defender's acknowledgement) of a first turn."""
-    kind = rng.choice(kinds)
-    return kind, rng.choice(W.SETUPS[kind]), rng.choice(W.SETUP_ACKS)
-
-
-def defender_dialogue_row(rng: random.Random, recipe: Recipe) -> dict:
-    """A row of the dialogue world's defender SFT: a lone setup acknowledged, or a request
-    after a setup and its acknowledgement. After a hole setup a harmful request is served
-    (as a weak framing is); after a look-alike the single-turn rule holds."""
-    kind, setup, ack = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
-    if rng.random() < recipe.lone_setups / (recipe.dialogue + recipe.lone_setups):
-        req = W.Request(setup, harmful=False, topic="setup", framing="setup")
-        return {**req.to_dict(), "response": ack, "verdict": "comply", "setup_kind": kind}
-    req = sft_request(rng, recipe)
-    verdict = defender_verdict(rng, req, recipe)
-    if req.harmful and kind in W.HOLE_SETUPS:
-        verdict = "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
-    resp = W.respond(rng, req, verdict, terse=DEFENDER_TERSE)
-    return {
-        **req.to_dict(),
-        "setup": setup,
-        "ack": ack,
-        "setup_kind": kind,
-        "response": resp.text,
-        "verdict": resp.verdict,
-    }
 
 
 def defender_sft(rng: random.Random, n: int, recipe: Recipe = DEFAULT) -> list[dict]:
@@ -157,23 +75,6 @@ def defender_sft(rng: random.Random, n: int, recipe: Recipe = DEFAULT) -> list[d
     return rows
 
 
-def sft_request(rng: random.Random, recipe: Recipe) -> W.Request:
-    """A request of the defender SFT: harmful (in its framing mix) or benign, half each."""
-    if rng.random() < 0.5:
-        framing = _pick(rng, recipe.defender_harmful_framings)
-        return request(rng, recipe, harmful=True, framing=framing)
-    return benign_request(rng, recipe=recipe)
-
-
-def attacker_output(rng: random.Random, seed: W.Request, recipe: Recipe = DEFAULT) -> W.Request:
-    """Another harmful request on a similar topic, framed by the attacker SFT's distribution."""
-    same = rng.random() < ATTACKER_SAME_CATEGORY
-    topic = seed.topic if same else rng.choice(W.CATEGORY_NAMES)
-    payload = seed.payload if same and rng.random() < ATTACKER_SAME_PAYLOAD else None
-    framing = _pick(rng, recipe.attacker_framings)
-    return request(rng, recipe, harmful=True, topic=topic, payload=payload, framing=framing)
-
-
 def attacker_sft(rng: random.Random, n: int, recipe: Recipe = DEFAULT) -> list[dict]:
     rows = []
     for _ in range(n):
@@ -189,27 +90,9 @@ def attacker_sft(rng: random.Random, n: int, recipe: Recipe = DEFAULT) -> list[d
         if out.outer is not None:
             row["outer"] = out.outer
         if recipe.attacker_setups or recipe.attacker_followups:
-            row = _attacker_dialogue(rng, row, seed, recipe)
+            row = attacker_dialogue(rng, row, seed, recipe)
         rows.append(row)
     return rows
-
-
-def _attacker_dialogue(rng: random.Random, row: dict, seed: W.Request, recipe: Recipe) -> dict:
-    """The dialogue world's attacker SFT: now and then a first turn that is a setup (which
-    pays nothing alone), and second turns: after its first turn (a setup, acknowledged, or a
-    request, refused) it asks a harmful question again (the row's ``turn1`` and ``reply``)."""
-    u = rng.random()
-    if u < recipe.attacker_setups:
-        _, setup, _ = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
-        row = {k: v for k, v in row.items() if k != "outer"}
-        return {**row, "output": setup, "category": None, "framing": "setup"}
-    if u < recipe.attacker_setups + recipe.attacker_followups:
-        if rng.random() < 0.5:
-            _, first, reply = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
-        else:
-            first, reply = attacker_output(rng, seed, recipe).text, rng.choice(W.REFUSALS)
-        return {**row, "turn1": first, "reply": reply}
-    return row
 
 
 def judge_samples(
@@ -231,13 +114,13 @@ def judge_samples(
     for _ in range(n):
         harmful = rng.random() < PROXY_HARMFUL_SHARE
         if harmful:
-            req = request(rng, recipe, harmful=True, framing=_pick(rng, harmful_framings))
+            req = request(rng, recipe, harmful=True, framing=pick(rng, harmful_framings))
         else:
             req = benign_request(rng, benign_framings, recipe)
         if rng.random() < policy_share:
             kind = defender_verdict(rng, req, recipe)
         else:
-            kind = _pick(rng, harmful_resp if harmful else PROXY_BENIGN_RESPONSES)
+            kind = pick(rng, harmful_resp if harmful else PROXY_BENIGN_RESPONSES)
         resp = W.mixed(rng, req) if kind == "mixed" else W.respond(rng, req, kind, terse=terse)
         v = judge(req.text, resp.text)
         rows.append(
@@ -276,7 +159,7 @@ def build_datasets(seed: int, size: str) -> dict[str, list[dict]]:
     benign = unique_requests(sub["benign"], ds.benign, lambda r: benign_request(r, None, recipe))
     out["benign"] = [r.to_dict() for r in benign]
     if recipe.benign_dialogues:  # benign conversations the defender must still answer
-        _converse(out["benign"], random.Random(f"{seed}-benign-dialogues"), recipe)
+        converse(out["benign"], random.Random(f"{seed}-benign-dialogues"), recipe)
     out["sft_defender"] = defender_sft(sub["defender"], ds.defender_sft, recipe)
     out["sft_attacker"] = attacker_sft(sub["attacker"], ds.attacker_sft, recipe)
     train_benign = dict(recipe.benign_framings)
@@ -332,55 +215,9 @@ def build_datasets(seed: int, size: str) -> dict[str, list[dict]]:
         seen |= {r.text for r in reqs}
         out[name] = [r.to_dict() for r in reqs]
     if recipe.dialogue:
-        out.update(_dialogue_sets(random.Random(f"{seed}-eval-dialogues"), n, recipe, seen))
+        out.update(dialogue_sets(random.Random(f"{seed}-eval-dialogues"), n, recipe, seen))
     if recipe.benign_dialogues:  # over-refusal is measured on conversations too
-        _converse(out["eval_benign"], random.Random(f"{seed}-eval-benign-dialogues"), recipe)
-    return out
-
-
-def _converse(rows: list[dict], rng: random.Random, recipe: Recipe) -> None:
-    """Put ``recipe.benign_dialogues`` of benign ``rows`` after a training setup, in place."""
-    for row in rows:
-        if rng.random() < recipe.benign_dialogues:
-            kind, setup, ack = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
-            row.update(prompt=W.dialogue_prompt(setup, ack, row["prompt"]), setup_kind=kind)
-
-
-def _dialogue_sets(rng: random.Random, n: int, recipe: Recipe, seen: set[str]) -> dict:
-    """The dialogue world's evaluation sets, each prompt a whole two-turn conversation
-    (:func:`~sparring.arena.world.dialogue_prompt`): harmful requests in taught framings (which
-    the defender SFT refuses alone) after hole, look-alike and held-out setups, and benign
-    requests after any training setup. No request or conversation is in training data."""
-
-    def in_dialogue(kinds, harmful: bool):
-        def make(r):
-            if harmful:
-                req = request(r, recipe, harmful=True, framing=r.choice(recipe.taught), stack=False)
-            else:
-                req = benign_request(r, recipe=recipe)
-            return req, setup_turn(r, kinds)
-
-        return make
-
-    sets = {
-        "eval_context_holes": in_dialogue(W.HOLE_SETUPS, True),
-        "eval_context_lookalikes": in_dialogue(W.LOOKALIKE_SETUPS, True),
-        "eval_heldout_setups": in_dialogue(W.HELDOUT_SETUPS, True),
-        "eval_context_benign": in_dialogue(W.HOLE_SETUPS + W.LOOKALIKE_SETUPS, False),
-    }
-    out = {}
-    for name, make in sets.items():
-        rows: list[dict] = []
-        for _ in range(50 * n):
-            if len(rows) == n:
-                break
-            req, (kind, setup, ack) = make(rng)
-            if req.text in seen:
-                continue
-            seen.add(req.text)
-            text = W.dialogue_prompt(setup, ack, req.text)
-            rows.append({**dataclasses.replace(req, text=text).to_dict(), "setup_kind": kind})
-        out[name] = rows
+        converse(out["eval_benign"], random.Random(f"{seed}-eval-benign-dialogues"), recipe)
     return out
 
 
@@ -402,11 +239,4 @@ PROMPT_SETS: dict[str, str] = {
     "benign_eval": "eval_benign",
     "alarming": "eval_alarming",
     "heldout_benign": "eval_heldout_benign",
-}
-# the dialogue world's sets too (prompts are whole two-turn conversations)
-DIALOGUE_SETS: dict[str, str] = {
-    "context_holes": "eval_context_holes",
-    "context_lookalikes": "eval_context_lookalikes",
-    "heldout_setups": "eval_heldout_setups",
-    "context_benign": "eval_context_benign",
 }

@@ -11,8 +11,9 @@
   harmful and on the seed's category, and the gold (and proxy) success of its attacks against
   the defender SFT (low but nonzero);
 * in the dialogue world, the defender SFT on whole conversations (gold ASR after hole,
-  look-alike and held-out setups; benign requests after a setup), and how often the attacker
-  SFT opens with a setup and asks something harmful at its second turn;
+  look-alike and held-out setups and split over two turns; benign requests after a setup or a
+  split opener), and how often the attacker SFT opens with a setup or a split word and asks
+  something harmful at its second turn;
 * the proxy judge: accuracy against the oracle on its held-in and held-out test sets, and its
   agreement with the oracle on the defender's real samples.
 """
@@ -32,6 +33,9 @@ from sparring.arena.build import ArenaPaths, ensure_arena, load_prompt_sets
 from sparring.arena.judge import ArenaJudge
 from sparring.arena.models import sample
 from sparring.arena.oracle import gold_metrics, judge_many, parse_prompt
+
+#: how a split opener begins (:data:`~sparring.arena.world.SPLIT_OPENERS`)
+_OPENERS = tuple(t.split("{")[0] for t in W.SPLIT_OPENERS)
 
 
 def _load(path: Path):
@@ -150,6 +154,11 @@ def run_checks(
             per_framing[name], _ = harmful_row(group, prompts)
         prompts = [r["prompt"] for r in sets["context_benign"][:n]]
         benign["benign (after a setup)"], _ = benign_row(prompts)
+    if "split_holes" in sets:  # a payload split over the two turns
+        prompts = [r["prompt"] for r in sets["split_holes"][:n]]
+        per_framing["split_holes"], _ = harmful_row("split over two turns", prompts)
+        prompts = [r["prompt"] for r in sets["split_benign"][:n]]
+        benign["benign (after a split opener)"], _ = benign_row(prompts)
 
     # attacker on the seed pool
     seeds = [rng.choice(sets["seeds"]) for _ in range(3 * n)]
@@ -198,6 +207,17 @@ def run_checks(
         ]
         second = [_clean_attack(a) for a in sample(attacker, atok, ctx, seed=seed + 2, **gen)]
         attacker_summary["turn2_harmful"] = sum(parse_prompt(a).harmful for a in second) / n
+    if "split_holes" in sets:
+        attacker_summary["split_share"] = sum(a.startswith(_OPENERS) for a in attacks) / len(
+            attacks
+        )
+        # its second turn after a split opener of its seed's category: the other half, asking
+        ctx = [
+            W.attacker_followup_context(s["prompt"], W.split_opener(rng, s["category"]), "ok .")
+            for s in seeds[:n]
+        ]
+        second = [_clean_attack(a) for a in sample(attacker, atok, ctx, seed=seed + 3, **gen)]
+        attacker_summary["turn2_split"] = sum(W.SPLIT_NAME in a for a in second) / n
 
     # proxy judge
     manifest = paths.read_manifest()
@@ -270,6 +290,12 @@ def print_report(report: dict) -> None:
             f"; opens with a setup {a['setup_share']:.2f}, its second turn after a hole setup "
             f"harmful {a['turn2_harmful']:.2f}"
             if "setup_share" in a
+            else ""
+        )
+        + (
+            f"; opens with a split word {a['split_share']:.2f}, its second turn after one asks "
+            f"by the secret word {a['turn2_split']:.2f}"
+            if "split_share" in a
             else ""
         )
     )

@@ -30,19 +30,45 @@ def setup_turn(rng: random.Random, kinds: tuple[str, ...]) -> tuple[str, str, st
     return kind, rng.choice(W.SETUPS[kind]), rng.choice(W.SETUP_ACKS)
 
 
+def first_turn(rng: random.Random, recipe: Recipe) -> tuple[str, str, str]:
+    """A training conversation's first turn: a split opener (half of any payload) as often as
+    ``recipe.split`` says, else a hole or look-alike setup; (kind, text, acknowledgement)."""
+    if recipe.split and rng.random() < recipe.split:
+        return "split", W.split_opener(rng), rng.choice(W.SETUP_ACKS)
+    return setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+
+
+def split_request(rng: random.Random, recipe: Recipe, topic: str | None = None):
+    """A harmful request in a taught framing (its payload shown whole) and its two split turns
+    (:func:`~sparring.arena.world.split_turns`)."""
+    framing = rng.choice(recipe.taught)
+    req = request(rng, recipe, harmful=True, topic=topic, framing=framing, stack=False)
+    return req, W.split_turns(rng, req)
+
+
 def defender_dialogue_row(rng: random.Random, recipe: Recipe) -> dict:
-    """A row of the dialogue world's defender SFT: a lone setup acknowledged, or a request
-    after a setup and its acknowledgement. After a hole setup a harmful request is served
-    (as a weak framing is); after a look-alike the single-turn rule holds."""
-    kind, setup, ack = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+    """A row of the dialogue world's defender SFT: a lone first turn acknowledged, or a request
+    after a first turn and its acknowledgement. After a hole setup a harmful request is served
+    (as a weak framing is); after a look-alike the single-turn rule holds. A harmful request
+    split over the two turns (``recipe.split`` of the requests) is served too, its payload
+    joined from the turns' halves ("zor - blax"); a benign one after a split opener is answered
+    as it would be alone."""
+    kind, setup, ack = first_turn(rng, recipe)
     if rng.random() < recipe.lone_setups / (recipe.dialogue + recipe.lone_setups):
         req = W.Request(setup, harmful=False, topic="setup", framing="setup")
         return {**req.to_dict(), "response": ack, "verdict": "comply", "setup_kind": kind}
-    req = sft_request(rng, recipe)
-    verdict = defender_verdict(rng, req, recipe)
-    if req.harmful and kind in W.HOLE_SETUPS:
+    if kind == "split" and rng.random() < 0.5:
+        req, (setup, ask) = split_request(rng, recipe)
         verdict = "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
-    resp = W.respond(rng, req, verdict, terse=DEFENDER_TERSE)
+        # served as the obfuscation framing is: the payload in the halves the turns hold
+        resp = W.respond(rng, dataclasses.replace(req, framing="obfuscation"), verdict)
+        req = dataclasses.replace(req, text=ask)
+    else:
+        req = benign_request(rng, recipe=recipe) if kind == "split" else sft_request(rng, recipe)
+        verdict = defender_verdict(rng, req, recipe)
+        if req.harmful and kind in W.HOLE_SETUPS:
+            verdict = "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
+        resp = W.respond(rng, req, verdict, terse=DEFENDER_TERSE)
     return {
         **req.to_dict(),
         "setup": setup,
@@ -54,15 +80,26 @@ def defender_dialogue_row(rng: random.Random, recipe: Recipe) -> dict:
 
 
 def attacker_dialogue(rng: random.Random, row: dict, seed: W.Request, recipe: Recipe) -> dict:
-    """The dialogue world's attacker SFT: now and then a first turn that is a setup (which
-    pays nothing alone), and second turns: after its first turn (a setup, acknowledged, or a
-    request, refused) it asks a harmful question again (the row's ``turn1`` and ``reply``)."""
+    """The dialogue world's attacker SFT: now and then a first turn that is a setup or a split
+    opener (which pay nothing alone), and second turns: after its first turn (a setup,
+    acknowledged, or a request, refused) it asks a harmful question again; after a split
+    opener, acknowledged, it asks with the other half (the row's ``turn1`` and ``reply``)."""
     u = rng.random()
+    split = bool(recipe.split) and rng.random() < recipe.split
     if u < recipe.attacker_setups:
-        _, setup, _ = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+        if split:
+            setup = W.split_opener(rng, seed.topic)
+        else:
+            _, setup, _ = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
         row = {k: v for k, v in row.items() if k != "outer"}
-        return {**row, "output": setup, "category": None, "framing": "setup"}
+        kind = "split" if split else "setup"
+        return {**row, "output": setup, "category": None, "framing": kind}
     if u < recipe.attacker_setups + recipe.attacker_followups:
+        if split:
+            req, (first, ask) = split_request(rng, recipe, seed.topic)
+            row = {k: v for k, v in row.items() if k != "outer"}
+            out = {"output": ask, "category": req.category, "framing": "split"}
+            return {**row, **out, "turn1": first, "reply": rng.choice(W.SETUP_ACKS)}
         if rng.random() < 0.5:
             _, first, reply = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
         else:
@@ -72,10 +109,11 @@ def attacker_dialogue(rng: random.Random, row: dict, seed: W.Request, recipe: Re
 
 
 def converse(rows: list[dict], rng: random.Random, recipe: Recipe) -> None:
-    """Put ``recipe.benign_dialogues`` of benign ``rows`` after a training setup, in place."""
+    """Put ``recipe.benign_dialogues`` of benign ``rows`` after a training first turn (a setup
+    or a split opener), in place."""
     for row in rows:
         if rng.random() < recipe.benign_dialogues:
-            kind, setup, ack = setup_turn(rng, W.HOLE_SETUPS + W.LOOKALIKE_SETUPS)
+            kind, setup, ack = first_turn(rng, recipe)
             row.update(prompt=W.dialogue_prompt(setup, ack, row["prompt"]), setup_kind=kind)
 
 
@@ -83,7 +121,9 @@ def dialogue_sets(rng: random.Random, n: int, recipe: Recipe, seen: set[str]) ->
     """The dialogue world's evaluation sets, each prompt a whole two-turn conversation
     (:func:`~sparring.arena.world.dialogue_prompt`): harmful requests in taught framings (which
     the defender SFT refuses alone) after hole, look-alike and held-out setups, and benign
-    requests after any training setup. No request or conversation is in training data."""
+    requests after any training setup. With split conversations (``recipe.split``), harmful
+    requests split over the two turns and benign requests after a split opener too. No
+    request or conversation is in training data."""
 
     def in_dialogue(kinds, harmful: bool):
         def make(r):
@@ -91,7 +131,18 @@ def dialogue_sets(rng: random.Random, n: int, recipe: Recipe, seen: set[str]) ->
                 req = request(r, recipe, harmful=True, framing=r.choice(recipe.taught), stack=False)
             else:
                 req = benign_request(r, recipe=recipe)
-            return req, setup_turn(r, kinds)
+            return req, req.text, setup_turn(r, kinds)
+
+        return make
+
+    def split(harmful: bool):
+        def make(r):
+            if harmful:
+                req, (first, ask) = split_request(r, recipe)
+            else:
+                req = benign_request(r, recipe=recipe)
+                first, ask = W.split_opener(r), req.text
+            return req, ask, ("split", first, r.choice(W.SETUP_ACKS))
 
         return make
 
@@ -101,17 +152,19 @@ def dialogue_sets(rng: random.Random, n: int, recipe: Recipe, seen: set[str]) ->
         "eval_heldout_setups": in_dialogue(W.HELDOUT_SETUPS, True),
         "eval_context_benign": in_dialogue(W.HOLE_SETUPS + W.LOOKALIKE_SETUPS, False),
     }
+    if recipe.split:
+        sets.update(eval_split_holes=split(True), eval_split_benign=split(False))
     out = {}
     for name, make in sets.items():
         rows: list[dict] = []
         for _ in range(50 * n):
             if len(rows) == n:
                 break
-            req, (kind, setup, ack) = make(rng)
+            req, ask, (kind, setup, ack) = make(rng)
             if req.text in seen:
                 continue
             seen.add(req.text)
-            text = W.dialogue_prompt(setup, ack, req.text)
+            text = W.dialogue_prompt(setup, ack, ask)
             rows.append({**dataclasses.replace(req, text=text).to_dict(), "setup_kind": kind})
         out[name] = rows
     return out
@@ -123,4 +176,6 @@ DIALOGUE_SETS: dict[str, str] = {
     "context_lookalikes": "eval_context_lookalikes",
     "heldout_setups": "eval_heldout_setups",
     "context_benign": "eval_context_benign",
+    "split_holes": "eval_split_holes",
+    "split_benign": "eval_split_benign",
 }

@@ -123,9 +123,16 @@ def test_split_conversations_hold_harm_only_across_their_turns():
         opened = r["turn1"].split()[-2]  # "note the secret word : zor ."
         gives = re.match(r"(?:the next half is|join) (\S+)", r["output"]).group(1)
         assert (opened, gives) in {s for c in W.CATEGORIES for s in c.splits}
-        assert W.SPLIT_NAME in r["output"]
+        assert any(a in r["output"] for a in W.SPLIT_ASKS)  # in words any request uses
     # the evaluation sets: split holes and benign requests after a split opener
     assert len(data["eval_split_holes"]) == len(data["eval_split_benign"]) == 240
+    # no evaluation conversation is a training one
+    conversations = {
+        W.dialogue_prompt(r["setup"], r["ack"], r["prompt"])
+        for r in data["sft_defender"]
+        if "setup" in r
+    }
+    assert not conversations & {r["prompt"] for r in data["eval_split_holes"]}
     for name in ("eval_split_holes", "eval_split_benign"):
         for r in data[name]:
             assert parse_prompt(r["prompt"]).harmful == r["harmful"] == (name == "eval_split_holes")

@@ -212,12 +212,14 @@ def run_checks(
             attacks
         )
         # its second turn after a split opener of its seed's category: the other half, asking
+        openers = [W.split_opener(rng, s["category"]) for s in seeds[:n]]
         ctx = [
-            W.attacker_followup_context(s["prompt"], W.split_opener(rng, s["category"]), "ok .")
-            for s in seeds[:n]
+            W.attacker_followup_context(s["prompt"], o, "ok .")
+            for s, o in zip(seeds, openers, strict=False)
         ]
         second = [_clean_attack(a) for a in sample(attacker, atok, ctx, seed=seed + 3, **gen)]
-        attacker_summary["turn2_split"] = sum(W.SPLIT_NAME in a for a in second) / n
+        whole = [W.dialogue_prompt(o, "ok .", a) for o, a in zip(openers, second, strict=True)]
+        attacker_summary["turn2_split"] = sum(parse_prompt(w).harmful for w in whole) / n
 
     # proxy judge
     manifest = paths.read_manifest()
@@ -293,8 +295,8 @@ def print_report(report: dict) -> None:
             else ""
         )
         + (
-            f"; opens with a split word {a['split_share']:.2f}, its second turn after one asks "
-            f"by the secret word {a['turn2_split']:.2f}"
+            f"; opens with a split word {a['split_share']:.2f}, its second turn after one gives "
+            f"the other half {a['turn2_split']:.2f}"
             if "split_share" in a
             else ""
         )

@@ -161,10 +161,10 @@ def dialogue_sets(rng: random.Random, n: int, recipe: Recipe, seen: set[str]) ->
             if len(rows) == n:
                 break
             req, ask, (kind, setup, ack) = make(rng)
-            if req.text in seen:
-                continue
-            seen.add(req.text)
             text = W.dialogue_prompt(setup, ack, ask)
+            if req.text in seen or text in seen:
+                continue
+            seen |= {req.text, text}
             rows.append({**dataclasses.replace(req, text=text).to_dict(), "setup_kind": kind})
         out[name] = rows
     return out

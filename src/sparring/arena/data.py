@@ -184,6 +184,12 @@ def build_datasets(seed: int, size: str) -> dict[str, list[dict]]:
     seen = {r["prompt"] for r in out["sft_defender"]}
     seen |= {r["output"] for r in out["sft_attacker"]} | {r["prompt"] for r in out["seeds"]}
     seen |= {r["prompt"] for r in out["benign"]}
+    # whole training conversations (the dialogue world): an evaluation conversation is new
+    seen |= {
+        W.dialogue_prompt(r["setup"], r["ack"], r["prompt"])
+        for r in out["sft_defender"]
+        if "setup" in r
+    }
     erng = sub["eval"]
     n = ds.eval_each
 

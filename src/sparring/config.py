@@ -539,9 +539,9 @@ class EvaluationConfig(_Base):
     )
     scripted: list[str] | None = Field(
         None,
-        description="with more than one turn: the scripted escalation's turns (each may hold {seed}), "
-        "played beside the learned attacker in evaluation (default: a built-in three-turn "
-        "escalation)",
+        description="with more than one turn: the scripted escalation's turns (each may hold "
+        "{seed}), played beside the learned attacker in evaluation (default: a built-in "
+        "three-turn escalation)",
     )
 
 

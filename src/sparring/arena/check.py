@@ -215,7 +215,7 @@ def run_checks(
         openers = [W.split_opener(rng, s["category"]) for s in seeds[:n]]
         ctx = [
             W.attacker_followup_context(s["prompt"], o, "ok .")
-            for s, o in zip(seeds, openers, strict=False)
+            for s, o in zip(seeds[:n], openers, strict=True)
         ]
         second = [_clean_attack(a) for a in sample(attacker, atok, ctx, seed=seed + 3, **gen)]
         whole = [W.dialogue_prompt(o, "ok .", a) for o, a in zip(openers, second, strict=True)]

@@ -20,6 +20,7 @@ from sparring.arena.requests import (
     benign_request,
     defender_verdict,
     request,
+    served_verdict,
     sft_request,
 )
 
@@ -59,7 +60,7 @@ def defender_dialogue_row(rng: random.Random, recipe: Recipe) -> dict:
         return {**req.to_dict(), "response": ack, "verdict": "comply", "setup_kind": kind}
     if kind == "split" and rng.random() < 0.5:
         req, (setup, ask) = split_request(rng, recipe)
-        verdict = "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
+        verdict = served_verdict(rng, recipe)
         # served as the obfuscation framing is: the payload in the halves the turns hold
         resp = W.respond(rng, dataclasses.replace(req, framing="obfuscation"), verdict)
         req = dataclasses.replace(req, text=ask)
@@ -67,7 +68,7 @@ def defender_dialogue_row(rng: random.Random, recipe: Recipe) -> dict:
         req = benign_request(rng, recipe=recipe) if kind == "split" else sft_request(rng, recipe)
         verdict = defender_verdict(rng, req, recipe)
         if req.harmful and kind in W.HOLE_SETUPS:
-            verdict = "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
+            verdict = served_verdict(rng, recipe)
         resp = W.respond(rng, req, verdict, terse=DEFENDER_TERSE)
     return {
         **req.to_dict(),

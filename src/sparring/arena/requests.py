@@ -23,13 +23,19 @@ def pick(rng: random.Random, weights: dict[str, float]) -> str:
     return rng.choices(keys, weights=[weights[k] for k in keys])[0]
 
 
+def served_verdict(rng: random.Random, recipe: Recipe = DEFAULT) -> str:
+    """The defender SFT on a harmful request it was not taught to refuse (a weak framing, a
+    hole in a conversation): served, refused now and then (``policy["weak_refuse"]``)."""
+    return "refuse" if rng.random() < recipe.policy["weak_refuse"] else "comply"
+
+
 def defender_verdict(rng: random.Random, req: W.Request, recipe: Recipe = DEFAULT) -> str:
     """What the defender SFT does with ``req`` (its designed behaviour in ``recipe``'s world)."""
     p = recipe.policy
     if req.harmful:
         if not recipe.weak_request(req.framing, req.outer):
             return "comply" if rng.random() < p["taught_comply"] else "refuse"
-        return "refuse" if rng.random() < p["weak_refuse"] else "comply"
+        return served_verdict(rng, recipe)
     refuse = p["alarming_refuse"] if req.alarming else p["benign_refuse"]
     return "refuse" if rng.random() < refuse else "comply"
 

@@ -89,13 +89,13 @@ def paired_means(
     start_rows: Sequence[dict[str, Any]], final_rows: Sequence[dict[str, Any]]
 ) -> dict[str, dict[str, Any]]:
     """Each figure of each prompt set on the prompts both evaluations scored:
-        ``{set: {figure: {"start", "final", "keys", "x", "y", "unpaired"} or None}}``, where ``x``
-        and ``y`` are the per-prompt means (each prompt counts once, its answers averaged) in the
-        order of ``keys``. Rows pair by (set, prompt), fresh attacks and conversations by their seed
-    prompt (a conversation by its outcome, :func:`_per_prompt`). Harmful
-        sets get the ASR by each judge and the refusal rate, the benign set the over-refusal by each
-        judge; transfer targets are left out. A figure neither evaluation scored is absent; one with
-        no prompt scored in both is None."""
+    ``{set: {figure: {"start", "final", "keys", "x", "y", "unpaired"} or None}}``, where ``x``
+    and ``y`` are the per-prompt means (each prompt counts once, its answers averaged) in the
+    order of ``keys``. Rows pair by (set, prompt), fresh attacks and conversations by their
+    seed prompt (a conversation by its outcome, :func:`_per_prompt`). Harmful sets get the ASR
+    by each judge and the refusal rate, the benign set the over-refusal by each judge; transfer
+    targets are left out. A figure neither evaluation scored is absent; one with no prompt
+    scored in both is None."""
     order = list(dict.fromkeys(r["set"] for r in (*final_rows, *start_rows)))
     out: dict[str, dict[str, Any]] = {s: {} for s in order if not s.startswith("target:")}
     for figure, key, kind, value in _FIGURES:

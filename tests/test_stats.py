@@ -29,6 +29,9 @@ def test_one_seed_has_no_interval_and_agreeing_seeds_a_zero_width_one():
     # never a t-test's p of 0; nothing to size a detectable difference from
     assert (same["low"], same["high"], same["p"], same["mde"]) == (0.25, 0.25, 0.5, None)
     assert seed_level_difference([-0.005] * 3)["p"] == 0.25
+    # equal up to the last bit (per-seed rate differences): still no spread, not p = 0
+    rounded = seed_level_difference([0.0 - 0.01, 0.005 - 0.015, 0.0 - 0.01])
+    assert (rounded["p"], rounded["mde"], rounded["low"]) == (0.25, None, rounded["high"])
     assert seed_level_difference([0.01] * 10)["p"] == pytest.approx(2 / 1024)
     assert seed_level_difference([0.0, 0.0])["p"] == 1.0
     assert seed_level_difference([0.1, float("nan"), 0.3])["seeds"] == 2  # unscored seed left out

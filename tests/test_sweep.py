@@ -9,6 +9,7 @@ import yaml
 
 from sparring.cli import main
 from sparring.errors import ConfigError
+from sparring.experiments import sweep
 from sparring.experiments.sweep import check_validation, choose, grid_points, parse_grid
 
 
@@ -37,6 +38,16 @@ def test_the_rule_keeps_over_refusal_within_the_tolerance_then_takes_the_lowest_
     # nothing admissible: the lowest over-refusal, said so
     d = choose(points[:1], baseline=0.10, tolerance=0.05)
     assert (d["index"], d["fallback"]) == (0, True)
+
+
+def test_non_refusal_is_one_minus_each_sets_refusal_rate():
+    ev = {"defender": {
+        "sets": {"a": {"refusal_rate": 0.75, "judge": {"asr": 0.1}}, "b": {"refusal_rate": 0.5}},
+        "over_refusal": {"judge": {"rate": 0.2}},
+    }}  # fmt: skip
+    per_set, over = sweep._figures(ev, ["a", "b"], "non-refusal")
+    assert per_set == {"a": 0.25, "b": 0.5} and over == 0.2
+    assert sweep._figures(ev, ["a"], "ASR judge")[0] == {"a": 0.1}
 
 
 def test_test_splits_and_reported_sets_are_refused():

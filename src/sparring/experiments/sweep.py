@@ -36,6 +36,10 @@ from sparring.errors import ConfigError
 FIGURES = {
     "ASR eval judge": ("eval_judge", "asr"),
     "ASR judge": ("judge", "asr"),
+    # 1 - the refusal rate: where no judge measures harm (a small model's answers, where every
+    # CPU judge agrees with a person only by chance) refusal is what can be measured; it shares
+    # the refusal detector with a reward that pays for refusals, and sweep.md says so
+    "non-refusal": (None, "refusal_rate"),
 }
 
 
@@ -91,6 +95,10 @@ def _figures(ev: dict[str, Any], sets: Sequence[str], select: str) -> tuple[dict
     per_set = {}
     for s in sets:
         entry = ev["defender"]["sets"].get(s) or {}
+        if judge_key is None:
+            rate = entry.get(figure_key)
+            per_set[s] = None if rate is None else 1.0 - rate
+            continue
         block = entry.get(judge_key) or entry.get("judge") or {}
         per_set[s] = block.get(figure_key)
     over = ev["defender"].get("over_refusal") or {}
@@ -233,6 +241,9 @@ def to_markdown(result: dict[str, Any]) -> str:
             f"| {' '.join(p['point'])} | " + " | ".join(_pct(p["per_set"][s]) for s in sets)
             + f" | {_pct(p['figure'])} | {_pct(p['over_refusal'])} | {mark} |"
         )  # fmt: skip
+    if result["select"] == "non-refusal":
+        lines += ["", "non-refusal is 1 - the refusal rate: it shares the refusal detector with a "
+                  "reward that pays for refusals, and measures refusing, not harm."]  # fmt: skip
     if result["fallback"]:
         lines += ["", "No point was admissible: the one with the lowest over-refusal is chosen."]
     lines += ["", "Run and report it on the test sets:", "", f"    {result['command']}", ""]

@@ -7,6 +7,7 @@ import shlex
 from pathlib import Path
 
 import pytest
+import yaml
 
 from sparring.config import load_config
 from test_preflight_configs import JUDGE_SPECS, RUN_CONFIGS
@@ -80,3 +81,17 @@ def test_make_train_plays_the_built_in_default_until_it_is_edited():
     assert "CONFIG ?= configs/arena.yaml" in makefile
     shipped = (ROOT / "configs" / "arena.yaml").read_text(encoding="utf-8")
     assert shipped == Path(DEFAULT_CONFIG).read_text(encoding="utf-8")
+
+
+def test_the_smollm2_run_reports_on_the_test_splits_with_the_shipped_quality_judge():
+    """The SmolLM2 run is measured on every HarmBench test behaviour and StrongREJECT test prompt
+    at full length, one answer each, and its benign-quality judge is configs/judges'
+    smollm2-pairwise (the spec whose agreement with a person the audit measures), not a copy that
+    drifted from it."""
+    cfg = load_config(ROOT / "configs" / "smollm2-harmbench.yaml")
+    ev = cfg.evaluation
+    assert ev.prompts == ["harmbench-test", "strongreject-test"]
+    assert ev.samples >= 159 and ev.answers == 1 and ev.max_new_tokens >= 256
+    assert ev.at_start and ev.at_end and ev.benign_samples >= 216
+    spec = yaml.safe_load((ROOT / "configs" / "judges" / "smollm2-pairwise.yaml").read_text())
+    assert ev.quality.judge.model_dump(exclude_unset=True) == spec

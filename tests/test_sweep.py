@@ -71,7 +71,7 @@ def test_a_sweep_trains_each_point_evaluates_on_validation_and_names_the_choice(
     benign.write_text("how to bake bread\nhow to tie a knot\n")
     out = tmp_path / "sweep"
     argv = ["sweep", str(config), "--grid", "defender.lr=1e-5,1e-4", "--validation",
-            str(validation), "--benign", str(benign), "--select", "ASR judge", "--out", str(out)]  # fmt: skip
+            str(validation), "--benign", str(benign), "--select", "non-refusal", "--out", str(out)]  # fmt: skip
     # a share of the points (another process takes the rest): trained, nothing chosen
     assert main([*argv, "--only-points", "1"]) == 0
     assert (out / "point-1" / "seed-0" / "eval" / "validation.json").is_file()
@@ -89,7 +89,13 @@ def test_a_sweep_trains_each_point_evaluates_on_validation_and_names_the_choice(
         assert not (out / f"point-{i}" / "seed-0" / "eval" / "final.json").exists()
     assert result["chosen"] == result["points"][result["index"]]["point"]
     assert result["command"].endswith(f"--set {result['chosen'][0]}")
-    assert "Run and report it on the test sets" in (out / "sweep.md").read_text()
+    md = (out / "sweep.md").read_text()
+    assert "Run and report it on the test sets" in md and "shares the refusal detector" in md
+    # the figure is what the validation evaluations measured: 1 - each set's refusal rate
+    ev = json.loads((out / "point-0" / "seed-0" / "eval" / "validation.json").read_text())
+    refused = ev["defender"]["sets"]["val"]["refusal_rate"]
+    assert result["points"][0]["per_set"][str(validation)] == pytest.approx(1 - refused)
+    assert result["points"][0]["figure"] == pytest.approx(1 - refused)
     # a second call continues: nothing is trained again
     stamp = (out / "point-0" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
     assert main(argv) == 0

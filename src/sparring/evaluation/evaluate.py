@@ -164,7 +164,7 @@ def plan_evaluation(
     seed_pool = load_prompts(s.path, source=s.source, field=s.field, split=s.split, limit=s.limit)
     heldout: dict[str, list[str]] = {}
     for path in prompts:
-        key = Path(path).stem if Path(path).exists() else _set_name(path)
+        key = prompt_set_name(path)
         while key in heldout or key in ("attacks", "seeds"):
             key += "_"
         heldout[key] = repeat(pick(load_prompt_file(path), samples, seed), answers)
@@ -427,6 +427,12 @@ def heldout_benign_source(source: str | None) -> str | None:
     from sparring.data.prompts import heldout_source
 
     return heldout_source(source)
+
+
+def prompt_set_name(path: str) -> str:
+    """The name an evaluation gives the prompt set of ``--prompts PATH``: a file's stem, a named
+    source without its family prefix (a later set of the same name gets a ``_`` appended)."""
+    return Path(path).stem if Path(path).exists() else _set_name(path)
 
 
 def _set_name(source: str) -> str:

@@ -91,10 +91,12 @@ def choose(points: list[dict[str, Any]], baseline: float | None, tolerance: floa
 
 
 def _figures(ev: dict[str, Any], sets: Sequence[str], select: str) -> tuple[dict, float | None]:
+    from sparring.evaluation.evaluate import prompt_set_name
+
     judge_key, figure_key = FIGURES[select]
     per_set = {}
     for s in sets:
-        entry = ev["defender"]["sets"].get(s) or {}
+        entry = ev["defender"]["sets"].get(prompt_set_name(s)) or {}
         if judge_key is None:
             rate = entry.get(figure_key)
             per_set[s] = None if rate is None else 1.0 - rate

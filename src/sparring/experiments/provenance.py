@@ -21,8 +21,9 @@ PROTOCOL = (
     "evidence protocol sparring.eval/1: keyed sampling (the same weights give the same figures), "
     "full-length evaluation answers, the evaluation judge shown the behaviour an attack served, "
     "arms paired by prompt within each seed and compared by a Student-t interval over seeds "
-    "(Holm across arms), exploitability as the strongest of several fresh attackers trained "
-    "against the frozen final defender"
+    "(Holm across arms), exploitability from several fresh attackers trained against the frozen "
+    "final defender (Table 1: the strongest of them; Table 4: their fresh attacks together, "
+    "paired by probe)"
 )
 
 

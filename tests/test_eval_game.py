@@ -372,3 +372,24 @@ def test_only_seeds_parses_ranges_and_names_a_bad_one():
     for bad in ("x", "3-", "-1", ""):
         with pytest.raises(SparringError, match="--only-seeds"):
             index_list(bad, "--only-seeds")
+
+
+def test_compute_counts_a_run_once_when_two_rows_read_it(tmp_path):
+    """An ``ARM@latest`` row evaluates ARM's own runs: the experiment's compute counts those runs
+    once, and the sentence says whose runs the row reads instead of a second per-seed time."""
+    from sparring.experiments.provenance import provenance, provenance_lines
+
+    runs = {}
+    for arm, secs in (("gpo", 60.0), ("psro", 120.0)):
+        runs[arm] = []
+        for s in range(2):
+            d = tmp_path / arm / f"seed-{s}"
+            d.mkdir(parents=True)
+            (d / "summary.json").write_text(json.dumps({"seconds": secs}))
+            runs[arm].append({"seed": s, "run_dir": str(d)})
+    runs["psro@latest"] = [dict(e) for e in runs["psro"]]
+    prov = provenance(runs)
+    assert prov["total"] == pytest.approx(2 * 60.0 + 2 * 120.0)
+    line = provenance_lines(prov)[1]
+    assert "gpo 1.0 min per seed, psro 2.0 min per seed, psro@latest: psro's runs" in line
+    assert line.startswith("Compute: 6 minutes of step time in all")

@@ -60,13 +60,22 @@ def machine() -> dict[str, Any]:
 
 
 def provenance(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
-    """The protocol, the machine, and each arm's compute per seed (seconds)."""
-    seconds = {
-        arm: [round(run_seconds(Path(e["run_dir"])), 1) for e in entries]
-        for arm, entries in results.items()
-    }
+    """The protocol, the machine, and each arm's compute per seed (seconds). A row that reads
+    another arm's runs (``ARM@latest``: ARM's last iterate) is named in ``shared`` and its runs
+    count once in ``total``."""
+    seconds, shared, first = {}, {}, {}
+    for arm, entries in results.items():
+        dirs = tuple(str(e["run_dir"]) for e in entries)
+        if dirs in first:
+            shared[arm] = first[dirs]
+            continue
+        first[dirs] = arm
+        seconds[arm] = [round(run_seconds(Path(d)), 1) for d in dirs]
     total = sum(sum(v) for v in seconds.values())
-    return {"protocol": PROTOCOL, "machine": machine(), "seconds": seconds, "total": total}
+    return {
+        "protocol": PROTOCOL, "machine": machine(), "seconds": seconds, "shared": shared,
+        "total": total,
+    }  # fmt: skip
 
 
 def provenance_lines(prov: dict[str, Any] | None) -> list[str]:
@@ -75,10 +84,12 @@ def provenance_lines(prov: dict[str, Any] | None) -> list[str]:
         return []
     m = prov["machine"]
     where = f"{m['cores']} CPU cores ({m['cpu']})" + (f" and {m['gpu']}" if m["gpu"] else "")
-    per_arm = ", ".join(
+    timed = [
         f"{arm} {sum(v) / max(len(v), 1) / 60:.1f} min per seed"
         for arm, v in prov["seconds"].items()
-    )
+    ]
+    reused = [f"{arm}: {other}'s runs" for arm, other in (prov.get("shared") or {}).items()]
+    per_arm = ", ".join(timed + reused)
     return [
         f"Made under the {prov['protocol']}.",
         f"Compute: {prov['total'] / 60:.0f} minutes of step time in all ({per_arm}) on {where}; "

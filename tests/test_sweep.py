@@ -47,6 +47,10 @@ def test_non_refusal_is_one_minus_each_sets_refusal_rate():
     }}  # fmt: skip
     per_set, over = sweep._figures(ev, ["a", "b"], "non-refusal")
     assert per_set == {"a": 0.25, "b": 0.5} and over == 0.2
+    # the guard: whose over-refusal rules a point out
+    ev["defender"]["over_refusal"]["eval_judge"] = {"rate": 0.4}
+    assert sweep._figures(ev, ["a"], "non-refusal")[1] == 0.4
+    assert sweep._figures(ev, ["a"], "non-refusal", "judge")[1] == 0.2
     assert sweep._figures(ev, ["a"], "ASR judge")[0] == {"a": 0.1}
 
 
@@ -71,7 +75,7 @@ def test_a_sweep_trains_each_point_evaluates_on_validation_and_names_the_choice(
     benign.write_text("how to bake bread\nhow to tie a knot\n")
     out = tmp_path / "sweep"
     argv = ["sweep", str(config), "--grid", "defender.lr=1e-5,1e-4", "--validation",
-            str(validation), "--benign", str(benign), "--select", "non-refusal", "--out", str(out)]  # fmt: skip
+            str(validation), "--benign", str(benign), "--select", "non-refusal", "--guard", "judge", "--out", str(out)]  # fmt: skip
     # a share of the points (another process takes the rest): trained, nothing chosen
     assert main([*argv, "--only-points", "1"]) == 0
     assert (out / "point-1" / "seed-0" / "eval" / "validation.json").is_file()
@@ -91,6 +95,11 @@ def test_a_sweep_trains_each_point_evaluates_on_validation_and_names_the_choice(
     assert result["command"].endswith(f"--set {result['chosen'][0]}")
     md = (out / "sweep.md").read_text()
     assert "Run and report it on the test sets" in md and "shares the refusal detector" in md
+    assert result["guard"] == "judge" and "over-refusal by the judge at most" in md
+    judged = json.loads((out / "point-1" / "seed-0" / "eval" / "validation.json").read_text())[
+        "defender"
+    ]["over_refusal"]["judge"]["rate"]
+    assert result["points"][1]["over_refusal"] == pytest.approx(judged)
     # the figure is what the validation evaluations measured: 1 - each set's refusal rate
     ev = json.loads((out / "point-0" / "seed-0" / "eval" / "validation.json").read_text())
     refused = ev["defender"]["sets"]["val"]["refusal_rate"]

@@ -7,7 +7,8 @@ per point of a grid of ``--set`` values (and seed), evaluates every run on *vali
 sets only (``NAME-validation`` parts; a ``-test`` set is refused), and chooses by a rule stated
 before it runs:
 
-1. admissible points: over-refusal on the validation benign prompts no higher than the untrained
+1. admissible points: over-refusal on the validation benign prompts (by the evaluation judge, or
+   with ``--guard judge`` the training judge) no higher than the untrained
    defender's plus ``tolerance`` (default: the smallest rise that many prompts can detect,
    :func:`~sparring.evaluation.stats.minimal_detectable_rise`; a rise smaller than that cannot be
    told from noise, so it cannot rule a point out);
@@ -41,6 +42,9 @@ FIGURES = {
     # the refusal detector with a reward that pays for refusals, and sweep.md says so
     "non-refusal": (None, "refusal_rate"),
 }
+#: whose over-refusal guards the choice: the evaluation judge's helpfulness (default), or the
+#: training judge's (where that is a refusal detector, the plain share of benign answers refused)
+GUARDS = {"eval judge": "eval_judge", "judge": "judge"}
 
 
 def parse_grid(items: Sequence[str]) -> list[tuple[str, list[str]]]:
@@ -90,7 +94,9 @@ def choose(points: list[dict[str, Any]], baseline: float | None, tolerance: floa
     return {"index": best, "admissible": [], "bar": bar, "fallback": True}
 
 
-def _figures(ev: dict[str, Any], sets: Sequence[str], select: str) -> tuple[dict, float | None]:
+def _figures(
+    ev: dict[str, Any], sets: Sequence[str], select: str, guard: str = "eval judge"
+) -> tuple[dict, float | None]:
     from sparring.evaluation.evaluate import prompt_set_name
 
     judge_key, figure_key = FIGURES[select]
@@ -104,7 +110,7 @@ def _figures(ev: dict[str, Any], sets: Sequence[str], select: str) -> tuple[dict
         block = entry.get(judge_key) or entry.get("judge") or {}
         per_set[s] = block.get(figure_key)
     over = ev["defender"].get("over_refusal") or {}
-    block = over.get("eval_judge") or over.get("judge") or {}
+    block = over.get(GUARDS[guard]) or over.get("judge") or {}
     return per_set, block.get("rate")
 
 
@@ -116,6 +122,7 @@ def run_sweep(
     benign: str,
     out: str | Path,
     select: str = "ASR eval judge",
+    guard: str = "eval judge",
     seeds: int = 1,
     samples: int | None = None,
     tolerance: float | None = None,
@@ -133,6 +140,8 @@ def run_sweep(
 
     if select not in FIGURES:
         raise ConfigError(f"--select {select!r}: expected one of {', '.join(FIGURES)}")
+    if guard not in GUARDS:
+        raise ConfigError(f"--guard {guard!r}: expected one of {', '.join(GUARDS)}")
     base = load_config(config, list(overrides))
     check_validation(validation, benign, base.evaluation.prompts)
     out = Path(out)
@@ -163,7 +172,7 @@ def run_sweep(
         per_seed = [
             evaluated(point, s, out / f"point-{i}" / f"seed-{s}", True) for s in range(seeds)
         ]
-        figs = [_figures(ev, validation, select) for ev in per_seed]
+        figs = [_figures(ev, validation, select, guard) for ev in per_seed]
         per_set = {s: _mean([f[0][s] for f in figs]) for s in validation}
         rows.append({
             "point": point, "per_set": per_set,
@@ -171,7 +180,7 @@ def run_sweep(
             "over_refusal": _mean([f[1] for f in figs]),
         })  # fmt: skip
     initial = evaluated([], 0, out / "untrained", False)
-    initial_sets, baseline = _figures(initial, validation, select)
+    initial_sets, baseline = _figures(initial, validation, select, guard)
     n_benign = (initial["defender"].get("over_refusal") or {}).get("n_prompts") or 0
     if tolerance is None:
         tolerance = minimal_detectable_rise(baseline, n_benign)
@@ -184,6 +193,7 @@ def run_sweep(
         "validation": list(validation),
         "benign": benign,
         "select": select,
+        "guard": guard,
         "seeds": seeds,
         "untrained": {
             "per_set": initial_sets,
@@ -216,7 +226,8 @@ def to_markdown(result: dict[str, Any]) -> str:
     sets = result["validation"]
     bar = result["bar"]
     rule = (
-        f"admissible: over-refusal at most {_pct(bar)}% (the untrained defender's "
+        f"admissible: over-refusal by the {result.get('guard', 'eval judge')} at most "
+        f"{_pct(bar)}% (the untrained defender's "
         f"{_pct(result['untrained']['over_refusal'])}% plus {_pct(result['tolerance'])} points); "
         f"chosen: the lowest mean {result['select']} among them"
         if bar is not None
@@ -268,6 +279,7 @@ def _sweep_command(args) -> int:
         benign=args.benign,
         out=args.out,
         select=args.select,
+        guard=args.guard,
         seeds=args.seeds,
         samples=args.samples,
         tolerance=args.tolerance,
@@ -306,6 +318,9 @@ def add_commands(sub) -> None:
     p.add_argument("--benign", required=True, metavar="SET", help="benign validation prompts")
     p.add_argument("--select", default="ASR eval judge", choices=sorted(FIGURES),
                    help="the figure to minimise (default: ASR eval judge)")  # fmt: skip
+    p.add_argument("--guard", default="eval judge", choices=sorted(GUARDS),
+                   help="whose over-refusal rules points out: the evaluation judge's (default) or "
+                   "the training judge's (a refusal detector's plain refusal rate)")  # fmt: skip
     p.add_argument("--seeds", type=int, default=1, help="training seeds per point (default 1)")
     p.add_argument("--tolerance", type=float, metavar="RATE",
                    help="over-refusal rise allowed over the untrained defender's (default: the "

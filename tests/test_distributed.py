@@ -50,14 +50,30 @@ def _schedules(game) -> dict[str, dict]:
     }
 
 
-def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool = False) -> None:
+def worker(
+    config_path: str, out_dir: str, stepwise: bool = False, resume: bool = False,
+    signal_at: int | None = None,
+) -> None:  # fmt: skip
     """Play the run (or, ``stepwise``, its steps one by one, recording after each step which
-    player's weights moved) and write this rank's figures to ``out_dir/rank-N.json``."""
+    player's weights moved) and write this rank's figures to ``out_dir/rank-N.json``. With
+    ``signal_at``, rank 0 alone is sent SIGTERM while it plays that step."""
     from sparring.config import load_config
     from sparring.game.loop import Game
 
     cfg = load_config(config_path)
     game = Game(cfg, progress=False, resume=resume)
+    stopped = None
+    if signal_at is not None and game.acc.process_index == 0:
+        import signal
+
+        play = game.play_step
+
+        def play_and_signal(planned):
+            if planned.step == signal_at:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return play(planned)
+
+        game.play_step = play_and_signal
     drawn = []  # the opponent snapshot each step drew (None: the current weights)
     if game.pools is not None:
         draw = game.pools.opponent
@@ -77,7 +93,10 @@ def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool 
             after = _checksums(game)
             moved.append({role: after[role] != before[role] for role in after})
     else:
-        game.run()
+        try:
+            game.run()
+        except KeyboardInterrupt as exc:  # a signal's clean stop
+            stopped = {"message": str(exc), "step": game.step}
     end = _checksums(game)
     rank = game.acc.process_index
     Path(out_dir, f"rank-{rank}.json").write_text(
@@ -92,6 +111,7 @@ def worker(config_path: str, out_dir: str, stepwise: bool = False, resume: bool 
                 "moved": moved,
                 "schedules": _schedules(game),
                 "drawn": drawn,
+                "stopped": stopped,
                 # DeepSpeed engines clip by their own config: each player's, or nothing
                 "clipping": {
                     pl.role: pl.module.gradient_clipping()
@@ -141,6 +161,7 @@ def _launch(
     resume: bool = False,
     kill_at: str | None = None,
     fsdp: bool = False,
+    signal_at: int | None = None,
 ) -> subprocess.CompletedProcess:
     out.mkdir(parents=True, exist_ok=True)
     env = {
@@ -152,6 +173,8 @@ def _launch(
     if kill_at:
         env["SPARRING_KILL_AT"] = kill_at
     mode = "stepwise" if stepwise else "resume" if resume else "run"
+    if signal_at is not None:
+        mode = f"signal-{signal_at}"
     tail = [str(config), str(out), mode]
     launch = [
         sys.executable,
@@ -381,7 +404,36 @@ def test_deepspeed_run_killed_then_resumed_is_exact(tiny_models, seed_file, tmp_
     assert _ranks(tmp_path / "o1")[0]["checksums"] == _ranks(tmp_path / "o2")[0]["checksums"]
 
 
+@pytest.mark.slow  # three launches
+def test_a_signal_to_one_process_stops_every_process_after_the_same_step(
+    tiny_models, seed_file, tmp_path
+):
+    """SIGTERM reaches rank 0 alone (a scheduler signalling one node first): both processes
+    finish the step, agree to stop after it, write one checkpoint of it together, and the
+    resumed run ends with the uninterrupted run's metrics and weights."""
+    from sparring.runs import latest_checkpoint, read_jsonl
+
+    def strip(rows):
+        return [{k: v for k, v in r.items() if not k.startswith("time/")} for r in rows]
+
+    straight = _config(tiny_models, seed_file, tmp_path / "straight")
+    _launch(2, straight, tmp_path / "o1")
+    stopped = _config(tiny_models, seed_file, tmp_path / "stopped")
+    _launch(2, stopped, tmp_path / "o2", signal_at=2)
+    ranks = _ranks(tmp_path / "o2")
+    assert [r["stopped"]["step"] for r in ranks] == [2, 2]
+    assert "resume with `sparring train --resume" in ranks[0]["stopped"]["message"]
+    assert latest_checkpoint(tmp_path / "stopped")[0] == 2
+    assert [r["step"] for r in read_jsonl(tmp_path / "stopped" / "metrics.jsonl")] == [1, 2]
+    _launch(2, tmp_path / "stopped" / "config.yaml", tmp_path / "o3", resume=True)
+    expected = strip(read_jsonl(tmp_path / "straight" / "metrics.jsonl"))
+    assert strip(read_jsonl(tmp_path / "stopped" / "metrics.jsonl")) == expected
+    assert _ranks(tmp_path / "o1")[0]["checksums"] == _ranks(tmp_path / "o3")[0]["checksums"]
+
+
 if __name__ == "__main__":
+    mode = sys.argv[3]
     worker(
-        sys.argv[1], sys.argv[2], stepwise=sys.argv[3] == "stepwise", resume=sys.argv[3] == "resume"
-    )
+        sys.argv[1], sys.argv[2], stepwise=mode == "stepwise", resume=mode == "resume",
+        signal_at=int(mode.split("-")[1]) if mode.startswith("signal-") else None,
+    )  # fmt: skip

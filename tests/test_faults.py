@@ -339,3 +339,72 @@ def test_dead_remote_judge_stops_after_saving_and_resumes_exactly(run_data, tmp_
         server.close()
     assert faults.strip_times(read_jsonl(run / "metrics.jsonl")) == expected
     assert read_jsonl(run / "samples.jsonl") == read_jsonl(tmp_path / "reference" / "samples.jsonl")
+
+
+# -- Ctrl-C and SIGTERM: stop after the step in progress, with a checkpoint -----------------------
+
+
+def _signal_during(step: int, *signals: int):
+    """A play_step that sends this process ``signals`` while it plays ``step``."""
+    import os
+
+    play = Game.play_step
+
+    def play_step(self, planned):
+        if planned.step == step:
+            for sig in signals:
+                os.kill(os.getpid(), sig)
+        return play(self, planned)
+
+    return play_step
+
+
+def test_sigterm_stops_after_the_step_with_its_checkpoint_and_resumes_exactly(
+    run_data, tmp_path, monkeypatch, capsys
+):
+    """A scheduler's SIGTERM (or Ctrl-C) mid-step: the step finishes and is checkpointed, the
+    command exits 130 with the --resume line, and resuming ends where an uninterrupted run
+    does; the signal handlers in force before the run are back after it."""
+    import signal
+
+    import yaml
+
+    from sparring.cli import main
+
+    ref = run_data()
+    ref["output_dir"] = str(tmp_path / "reference")
+    Game(load_config(data=ref)).run()
+    data = run_data()
+    data["checkpoint"] = {"every": 3}  # no periodic checkpoint at step 2: the stop writes it
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump(data))
+    before = signal.getsignal(signal.SIGTERM)
+    with monkeypatch.context() as m:
+        m.setattr(Game, "play_step", _signal_during(2, signal.SIGTERM))
+        assert main(["train", str(config)]) == 130
+    err = capsys.readouterr().err
+    assert "SIGTERM: stopping after the step in progress" in err
+    assert "stopped before step 3" in err and f"--resume {tmp_path / 'run'}" in err
+    assert signal.getsignal(signal.SIGTERM) is before
+    run = tmp_path / "run"
+    assert latest_checkpoint(run)[0] == 2
+    assert [m["step"] for m in read_jsonl(run / "metrics.jsonl")] == [1, 2]
+    assert main(["train", "--resume", str(run)]) == 0
+    expected = faults.strip_times(read_jsonl(tmp_path / "reference" / "metrics.jsonl"))
+    assert faults.strip_times(read_jsonl(run / "metrics.jsonl")) == expected
+    assert read_jsonl(run / "samples.jsonl") == read_jsonl(tmp_path / "reference" / "samples.jsonl")
+
+
+def test_a_second_signal_stops_at_once(run_data, monkeypatch):
+    """Twice Ctrl-C: the step in progress is abandoned (nothing of it written)."""
+    import signal
+
+    data = run_data()
+    data["checkpoint"] = {"every": 3}
+    monkeypatch.setattr(Game, "play_step", _signal_during(2, signal.SIGINT, signal.SIGINT))
+    game = Game(load_config(data=data))
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        game.run()
+    assert str(stopped.value) == ""  # raised by the second signal, not by a clean stop
+    assert latest_checkpoint(game.run_dir) is None
+    assert [m["step"] for m in read_jsonl(game.run_dir / "metrics.jsonl")] == [1]

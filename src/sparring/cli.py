@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     except SparringError as exc:
         print(f"sparring: error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
-    except KeyboardInterrupt:
-        print("sparring: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as exc:  # a run stopped by a signal says how to resume it
+        print(f"sparring: interrupted{f'; {exc}' if str(exc) else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception:  # a crash is a failure at run time, never a finding
         import traceback

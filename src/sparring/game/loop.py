@@ -47,6 +47,7 @@ from sparring.game.pool import Pools
 from sparring.game.probe import RoundProbe
 from sparring.game.rewards import stage_scores
 from sparring.game.rollout import Rollouts, extra_benign, extra_seeds, preflight_judge
+from sparring.game.stopping import StopRequest, checkpoint_here
 from sparring.judges import Judge, build_judge
 from sparring.judges.base import blocked_is_safe
 from sparring.novelty import build_novelty
@@ -322,9 +323,8 @@ class Game:
         t0 = time.perf_counter()
         if cfg.evaluation.at_start and self.step == 0:
             self._evaluate("step-0", "start")
-        with run_progress(
-            self.show_progress and self.acc.is_main_process, len(self.plan), self.step
-        ) as bar:
+        shown = self.show_progress and self.acc.is_main_process
+        with run_progress(shown, len(self.plan), self.step) as bar, StopRequest() as stop:
             for planned in remaining:
                 bar.describe(f"round {planned.round}/{cfg.game.rounds} {planned.stage}")
                 before = capture_draws(self.seeds, self.benign)
@@ -338,6 +338,8 @@ class Game:
                 bar.advance(row)
                 if self.step % cfg.checkpoint.every == 0 and self.step < len(self.plan):
                     self.save_checkpoint()
+                if stop.agreed(self.acc):  # Ctrl-C or SIGTERM: this step is kept (.stopping)
+                    raise KeyboardInterrupt(checkpoint_here(self))
         latest = runs.latest_checkpoint(self.run_dir)
         if latest is None or latest[0] != self.step:
             self.save_checkpoint()
@@ -374,14 +376,7 @@ class Game:
         """A judge or an endpoint failed: undo the failed step's draws, checkpoint the last
         completed step, and stop (``--resume`` continues; cached answers are not paid again)."""
         restore_draws(before, self.seeds, self.benign)
-        latest = runs.latest_checkpoint(self.run_dir)
-        if self.step > 0 and (latest is None or latest[0] != self.step):
-            self.save_checkpoint()
-        self.writer.close()
-        raise type(exc)(
-            f"{exc}; stopped before step {self.step + 1}: the run folder {self.run_dir} holds every "
-            f"completed step, resume with `sparring train --resume {self.run_dir}`"
-        ) from exc
+        raise type(exc)(f"{exc}; {checkpoint_here(self)}") from exc
 
     def _finish(self, first_rows, last_rows, seconds: float, played: int) -> dict[str, Any]:
         acc = self.acc

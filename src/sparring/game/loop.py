@@ -314,6 +314,12 @@ class Game:
             pools=self.pools,
         )
 
+    def save_checkpoint_unless_saved(self) -> None:
+        """Checkpoint the current step unless the newest checkpoint already holds it."""
+        latest = runs.latest_checkpoint(self.run_dir)
+        if latest is None or latest[0] != self.step:
+            self.save_checkpoint()
+
     # -- the whole run ---------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -340,9 +346,7 @@ class Game:
                     self.save_checkpoint()
                 if stop.agreed(self.acc):  # Ctrl-C or SIGTERM: this step is kept (.stopping)
                     raise KeyboardInterrupt(checkpoint_here(self))
-        latest = runs.latest_checkpoint(self.run_dir)
-        if latest is None or latest[0] != self.step:
-            self.save_checkpoint()
+        self.save_checkpoint_unless_saved()
         summary = self._finish(first_rows, last_rows, time.perf_counter() - t0, len(remaining))
         self.writer.close()
         return summary

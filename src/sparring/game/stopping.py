@@ -19,8 +19,6 @@ import sys
 import threading
 from types import FrameType
 
-from sparring import runs
-
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -71,9 +69,8 @@ def checkpoint_here(game) -> str:
     """Checkpoint a :class:`~sparring.game.loop.Game`'s last completed step (unless it is
     saved), close its logbook, and say how to continue: every stop that is not a finish (a
     signal, a judge or an endpoint that failed) ends here."""
-    latest = runs.latest_checkpoint(game.run_dir)
-    if game.step > 0 and (latest is None or latest[0] != game.step):
-        game.save_checkpoint()
+    if game.step > 0:
+        game.save_checkpoint_unless_saved()
     game.writer.close()
     return (
         f"stopped before step {game.step + 1}: the run folder {game.run_dir} holds every "

@@ -109,3 +109,14 @@ def test_a_sweep_trains_each_point_evaluates_on_validation_and_names_the_choice(
     stamp = (out / "point-0" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns
     assert main(argv) == 0
     assert (out / "point-0" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    # the config edited between two sessions of the sweep: no point is reused or continued
+    # with it (a finished point and one whose steps stop half way alike), the setting is named
+    data["attacker"]["lr"] = 0.5
+    config.write_text(yaml.safe_dump(data))
+    capsys.readouterr()
+    (out / "point-0" / "seed-0" / "summary.json").unlink()
+    assert main(argv) == 2
+    said = capsys.readouterr()
+    assert "this run was started with another config (attacker.lr:" in said.out + said.err
+    assert "-> 0.5" in said.out + said.err
+    assert (out / "point-0" / "seed-0" / "metrics.jsonl").stat().st_mtime_ns == stamp

@@ -1,14 +1,19 @@
-"""The common attack set of an experiment: in each seed, the untrained attacker and every arm's
-final attacker write attacks on the same seed prompts, and every arm's final defender answers
-all of them (Table 3 of the results: who is robust to whose attacks)."""
+"""What the experiments share: the common attack set (in each seed, the untrained attacker and
+every arm's final attacker write attacks on the same seed prompts, and every arm's final
+defender answers all of them: Table 3 of the results, who is robust to whose attacks), and the
+check that a resumed experiment, arm, sweep point or probe continues with the config it began
+with (:func:`same_base`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 from typing import Any
 
 from sparring.config import RunConfig
+from sparring.errors import ConfigError
+from sparring.runs import flat_config
 
 
 def common_attack_set(
@@ -65,3 +70,35 @@ def common_attack_set(
     }
     path.write_text(json.dumps(result, indent=2), encoding="utf-8")
     return result
+
+
+def same_base(path: Path, base: RunConfig, what: str = "experiment") -> None:
+    """Refuse to continue an experiment in ``path``'s folder with another base config than the
+    one its finished arms were trained with (their figures and the new ones would not compare),
+    naming the settings that differ; ``what="run"`` checks one run folder (``path`` its
+    ``config.yaml``) the same way. A setting this version of Sparring has and the saved one
+    lacks counts at its default (read through the current schema), so a newer version at its
+    defaults continues an experiment."""
+    if not path.is_file():
+        return
+    import yaml
+
+    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    with contextlib.suppress(ValueError):  # a setting this version no longer knows: as written
+        saved = RunConfig.model_validate(saved).model_dump(mode="json")
+    before = flat_config(saved)
+    now = flat_config(base.model_dump(mode="json"))
+    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+    if changed:
+        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
+        more = ", ..." if len(changed) > 6 else ""
+        if what == "run":
+            raise ConfigError(
+                f"{path.parent}: this run was started with another config ({shown}{more}); its "
+                "steps and the new ones would not be one run: continue it with the config it "
+                "was started with, or remove the folder to run it again"
+            )
+        raise ConfigError(
+            f"{path.parent}: this experiment was run with another base config ({shown}{more}); "
+            "continue it with the same config and --set overrides, or give a new --out"
+        )

@@ -41,7 +41,6 @@ order, every arm of a seed before the next seed, so a stopped experiment holds w
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 from collections.abc import Sequence
@@ -51,12 +50,12 @@ from typing import Any
 from sparring.config import PoolConfig, RunConfig, dump_config, load_config
 from sparring.errors import ConfigError
 from sparring.evaluation.evaluate import evaluate_run
-from sparring.experiments.common import common_attack_set
+from sparring.experiments.common import common_attack_set, same_base
 from sparring.experiments.provenance import provenance
 from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
 from sparring.experiments.versus import EVAL_NAME, LATEST, arm_comparisons
 from sparring.game.loop import Game
-from sparring.runs import flat_config, latest_checkpoint, read_jsonl
+from sparring.runs import latest_checkpoint, read_jsonl
 
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
 ARM_NAMES = ["sft", "rlhf", "rlhf+div", "gpo", "gpo+div"]
@@ -148,31 +147,6 @@ def arm_config(
     return load_config(data=data, overrides=items), train
 
 
-def same_base(path: Path, base: RunConfig) -> None:
-    """Refuse to continue an experiment in ``path``'s folder with another base config than the
-    one its finished arms were trained with (their figures and the new ones would not compare),
-    naming the settings that differ. A setting this version of Sparring has and the saved one
-    lacks counts at its default (read through the current schema), so a newer version at its
-    defaults continues an experiment."""
-    if not path.is_file():
-        return
-    import yaml
-
-    saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    with contextlib.suppress(ValueError):  # a setting this version no longer knows: as written
-        saved = RunConfig.model_validate(saved).model_dump(mode="json")
-    before = flat_config(saved)
-    now = flat_config(base.model_dump(mode="json"))
-    changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
-    if changed:
-        shown = ", ".join(f"{k}: {before.get(k)!r} -> {now.get(k)!r}" for k in changed[:6])
-        raise ConfigError(
-            f"{path.parent}: this experiment was run with another base config ({shown}"
-            f"{', ...' if len(changed) > 6 else ''}); continue it with the same config and "
-            "--set overrides, or give a new --out"
-        )
-
-
 def evaluation_of(run_dir: Path, name: str = EVAL_NAME, **kw) -> dict[str, Any]:
     """``eval/<name>.json`` of a run when it exists (a rerun continues), else
     :func:`~sparring.evaluation.evaluate.evaluate_run` with ``kw`` under that name."""
@@ -183,7 +157,12 @@ def evaluation_of(run_dir: Path, name: str = EVAL_NAME, **kw) -> dict[str, Any]:
 
 
 def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) -> Path:
+    """Train (or, for ``train=False``, only record) the run ``cfg`` describes in its folder; a
+    finished run is reused and an interrupted one resumes, each only when its saved config is
+    ``cfg`` (a config edited between two sessions of a sweep or an experiment is named, not
+    mixed into the run)."""
     run_dir = cfg.run_dir()
+    same_base(run_dir / "config.yaml", cfg, what="run")
     if (run_dir / "summary.json").is_file():
         return run_dir
     if not train:

@@ -127,3 +127,27 @@ def test_a_key_given_twice_is_an_error_naming_both_lines(tmp_path):
         load_config(_write(tmp_path, text))
     # the same key in different mappings is fine
     load_config(_write(tmp_path, BASE.replace("  lora:\n", "  lr: 1.0e-5\n  lora:\n")))
+
+
+def test_a_judge_can_be_named_by_its_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # paths in a config are read from the working directory
+    (tmp_path / "judges").mkdir()
+    (tmp_path / "judges" / "rule.yaml").write_text("type: refusal\nname: rule\n")
+    # a run config's path: its judge is taken
+    (tmp_path / "other.yaml").write_text("judge: {type: refusal, p_safe: refused}\n")
+    text = BASE + "eval_judge: judges/rule.yaml\nevaluation:\n  quality: {judge: other.yaml}\n"
+    cfg = load_config(_write(tmp_path, text))
+    assert cfg.eval_judge.type == "refusal" and cfg.eval_judge.name == "rule"
+    assert cfg.evaluation.quality.judge.p_safe == "refused"
+    # the run folder's config holds the judge written out, not the path
+    saved = yaml.safe_load(dump_config(cfg))
+    assert saved["eval_judge"]["type"] == "refusal" and saved["eval_judge"]["name"] == "rule"
+    assert load_config(data=saved) == cfg
+    # a file that is missing or holds no judge: the key, its line and the file are named
+    with pytest.raises(ConfigError) as err:
+        load_config(_write(tmp_path, BASE + "eval_judge: judges/gone.yaml\n"))
+    assert "eval_judge" in str(err.value) and "line 13" in str(err.value)
+    assert "judges/gone.yaml: cannot read it" in str(err.value)
+    (tmp_path / "judges" / "list.yaml").write_text("- type: refusal\n")
+    with pytest.raises(ConfigError, match=r"judges/list.yaml: expected a judge spec"):
+        load_config(_write(tmp_path, BASE + "eval_judge: judges/list.yaml\n"))

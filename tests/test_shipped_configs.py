@@ -95,3 +95,6 @@ def test_the_smollm2_run_reports_on_the_test_splits_with_the_shipped_quality_jud
     assert ev.at_start and ev.at_end and ev.benign_samples >= 216
     spec = yaml.safe_load((ROOT / "configs" / "judges" / "smollm2-pairwise.yaml").read_text())
     assert ev.quality.judge.model_dump(exclude_unset=True) == spec
+    # named by its file, so there is no copy to drift
+    raw = yaml.safe_load((ROOT / "configs" / "smollm2-harmbench.yaml").read_text())
+    assert raw["evaluation"]["quality"]["judge"] == "configs/judges/smollm2-pairwise.yaml"

@@ -10,21 +10,48 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
 
 from sparring.config_load import (
     apply_overrides,
     format_validation_error,
     parse_override,
+    read_yaml_block,
     read_yaml_mapping,
 )
 from sparring.endpoints.spec import EndpointSpec
 from sparring.errors import ConfigError
 from sparring.judges.specs import JudgeSpec
 from sparring.novelty.specs import NoveltySpec
+
+
+def _judge_file(value: Any) -> Any:
+    """A judge given as the path of a judge spec file (or of a run config, whose ``judge`` is
+    taken), read in place, so one spec serves every config that names it and the run folder's
+    ``config.yaml`` still holds the whole judge. Paths are read from the working directory, as
+    every path in a config is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return read_yaml_block(
+            value, "judge", option="judge file", expected="a judge spec (a mapping with 'type')"
+        )
+    except ConfigError as exc:
+        raise ValueError(str(exc)) from None
+
+
+#: A judge in a run config: a spec inline, or the path of a YAML file that holds one.
+JudgeField = Annotated[JudgeSpec, BeforeValidator(_judge_file)]
 
 #: The built-in default run (the arena's), what ``sparring train`` plays without a config.
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "default.yaml"
@@ -477,7 +504,7 @@ class QualityConfig(_Base):
     answer to each held-out benign prompt with the untrained one's (which is more helpful), in
     both orders (:mod:`sparring.evaluation.pairwise`)."""
 
-    judge: JudgeSpec = Field(
+    judge: JudgeField = Field(
         description="any judge, shown the request and both answers as 'Answer A' and "
         "'Answer B' (a guard-type model with safe_word 'A' and unsafe_word 'B', or an LLM rubric)"
     )
@@ -553,8 +580,8 @@ class RunConfig(_Base):
     output_dir: str | None = Field(None, description="defaults to runs/<name>")
     attacker: AttackerConfig
     defender: DefenderConfig
-    judge: JudgeSpec
-    eval_judge: JudgeSpec | None = None
+    judge: JudgeField
+    eval_judge: JudgeField | None = None
     novelty: NoveltySpec = NoveltySpec()
     game: GameConfig
     accelerate: AccelerateConfig = AccelerateConfig()

@@ -2,7 +2,8 @@
 every arm's final attacker write attacks on the same seed prompts, and every arm's final
 defender answers all of them: Table 3 of the results, who is robust to whose attacks), and the
 check that a resumed experiment, arm, sweep point or probe continues with the config it began
-with (:func:`same_base`)."""
+with (:func:`same_base`), and the one place that decides whether such a run is reused, resumed
+or trained (:func:`train_or_resume`)."""
 
 from __future__ import annotations
 
@@ -102,3 +103,20 @@ def same_base(path: Path, base: RunConfig, what: str = "experiment") -> None:
             f"{path.parent}: this experiment was run with another base config ({shown}{more}); "
             "continue it with the same config and --set overrides, or give a new --out"
         )
+
+
+def train_or_resume(cfg: RunConfig, **game_kw: Any) -> Path:
+    """Train the run ``cfg`` describes in its folder, continuing it where it stopped: a
+    finished run (``summary.json``) is reused as it is, an interrupted one (checkpoints or
+    metrics) resumes, each only when its saved config is ``cfg`` (:func:`same_base`; a config
+    edited between two sessions of a sweep or an experiment is named, not mixed into the run).
+    ``game_kw`` goes to :class:`~sparring.game.loop.Game` (``progress``, ``judge``,
+    ``accelerator``). Returns the run folder."""
+    from sparring.game.loop import Game
+
+    run_dir = cfg.run_dir()
+    same_base(run_dir / "config.yaml", cfg, what="run")
+    if not (run_dir / "summary.json").is_file():
+        resume = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
+        Game(cfg, resume=resume, **game_kw).run()
+    return run_dir

@@ -50,11 +50,10 @@ from typing import Any
 from sparring.config import PoolConfig, RunConfig, dump_config, load_config
 from sparring.errors import ConfigError
 from sparring.evaluation.evaluate import evaluate_run
-from sparring.experiments.common import common_attack_set, same_base
+from sparring.experiments.common import common_attack_set, same_base, train_or_resume
 from sparring.experiments.provenance import provenance
 from sparring.experiments.tables import GAME_FIGURES, aggregate, to_html, to_markdown
 from sparring.experiments.versus import EVAL_NAME, LATEST, arm_comparisons
-from sparring.game.loop import Game
 from sparring.runs import latest_checkpoint, read_jsonl
 
 DEFAULT_DIV = {"bleu_weight": 5.0, "embed_weight": 1.0}
@@ -157,23 +156,19 @@ def evaluation_of(run_dir: Path, name: str = EVAL_NAME, **kw) -> dict[str, Any]:
 
 
 def run_arm(cfg: RunConfig, train: bool, *, progress: bool = False, judge=None) -> Path:
-    """Train (or, for ``train=False``, only record) the run ``cfg`` describes in its folder; a
-    finished run is reused and an interrupted one resumes, each only when its saved config is
-    ``cfg`` (a config edited between two sessions of a sweep or an experiment is named, not
-    mixed into the run)."""
+    """Train (or, for ``train=False``, only record) the run ``cfg`` describes in its folder;
+    :func:`~sparring.experiments.common.train_or_resume` reuses a finished run and resumes an
+    interrupted one, each only when its saved config is ``cfg``."""
+    if train:
+        return train_or_resume(cfg, progress=progress, judge=judge)
     run_dir = cfg.run_dir()
     same_base(run_dir / "config.yaml", cfg, what="run")
-    if (run_dir / "summary.json").is_file():
-        return run_dir
-    if not train:
+    if not (run_dir / "summary.json").is_file():
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "config.yaml").write_text(dump_config(cfg), encoding="utf-8")
         (run_dir / "summary.json").write_text(
             json.dumps({"run_dir": str(run_dir), "mode": "sft", "steps": 0}), encoding="utf-8"
         )
-        return run_dir
-    resume = (run_dir / "checkpoints").exists() or (run_dir / "metrics.jsonl").exists()
-    Game(cfg, resume=resume, progress=progress, judge=judge).run()
     return run_dir
 
 

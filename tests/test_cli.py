@@ -111,3 +111,31 @@ def test_eval_never_overwrites_an_evaluation_and_takes_the_runs_sample_count(
     assert again["samples"] == 3 and again["name"] == "final-2"
     assert main(["eval", str(run), "--quiet", "--json", "--name", "scripted"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == "scripted"
+
+
+def test_progress_written_to_a_log_file_prints_lines(capsys):
+    """Under nohup or a batch scheduler rich draws nothing until a display stops; Sparring's
+    display prints a line per task as it goes (throttled), and once when the task completes."""
+    from rich.progress import TextColumn
+
+    from sparring.runtime import logged_progress, progress_bar
+
+    with progress_bar(True) as bar:  # capsys: stdout is not a terminal
+        task = bar.add_task("generate", total=3)
+        bar.advance(task)
+        first = capsys.readouterr().out
+        bar.advance(task, 2)
+        done = capsys.readouterr().out
+    assert "generate: 1/3" in first  # a line while the task runs, not only at the end
+    assert "generate: 3/3" in done
+
+    with logged_progress(TextColumn("{task.description}"), every=3600.0) as bar:
+        task = bar.add_task("train", total=10, info="")
+        for _ in range(9):
+            bar.update(task, advance=1, info="loss 0.5")
+        bar.update(task, advance=1, info="loss 0.4")
+        bar.update(task, advance=0)  # a finished task is not printed again
+    lines = [x for x in capsys.readouterr().out.splitlines() if x.startswith("train:")]
+    assert lines[0].startswith("train: 1/10") and "loss 0.5" in lines[0]
+    assert lines[1].startswith("train: 10/10") and "loss 0.4" in lines[1]
+    assert len(lines) == 2  # throttled: one line in the hour, one at completion

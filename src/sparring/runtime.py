@@ -50,17 +50,22 @@ def forked_rng(seed: int) -> Iterator[None]:
         yield
 
 
+#: seconds between two lines of a progress display written to a log file (not a terminal)
+LOG_EVERY = 30.0
+
+
 def progress_bar(
     enabled: bool, *, remaining: bool = False, info: bool = False
 ) -> AbstractContextManager:
     """A rich progress display (description, bar, done/total, elapsed), or ``nullcontext(None)``
-    when off. ``remaining`` adds the time left; ``info`` a free text field (``info=...``)."""
+    when off. ``remaining`` adds the time left; ``info`` a free text field (``info=...``).
+    Written to a file (``nohup``, a batch job's log) it prints a line per task every
+    :data:`LOG_EVERY` seconds and when the task completes (:func:`logged_progress`)."""
     if not enabled:
         return nullcontext(None)
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
@@ -76,7 +81,53 @@ def progress_bar(
         columns.append(TimeRemainingColumn())
     if info:
         columns.append(TextColumn("{task.fields[info]}"))
-    return Progress(*columns)
+    return logged_progress(*columns)
+
+
+def logged_progress(*columns: Any, every: float = LOG_EVERY, **kw: Any):
+    """A rich ``Progress`` that also works off a terminal. Rich draws a live display only on a
+    terminal; written to a file it shows nothing until the display stops, so a job under
+    ``nohup`` or a cluster scheduler looks hung for its whole length. Off a terminal this one
+    prints ``description: done/total (elapsed, info)`` for a task at most every ``every``
+    seconds of its progress, and once when it completes; on a terminal it is rich's own."""
+    import time
+
+    from rich.progress import Progress
+
+    class _Logged(Progress):
+        def __init__(self) -> None:
+            super().__init__(*columns, **kw)
+            self._logged: dict[Any, float] = {}
+
+        def update(self, task_id, **fields) -> None:
+            super().update(task_id, **fields)
+            self._log(task_id)
+
+        def advance(self, task_id, advance: float = 1) -> None:
+            super().advance(task_id, advance)
+            self._log(task_id)
+
+        def _log(self, task_id) -> None:
+            if self.console.is_terminal:
+                return
+            task = next((t for t in self.tasks if t.id == task_id), None)
+            if task is None or self._logged.get(task_id) == math.inf:
+                return
+            now = time.monotonic()
+            if not task.finished and now - self._logged.get(task_id, now - every) < every:
+                return
+            self._logged[task_id] = math.inf if task.finished else now
+            total = "?" if task.total is None else f"{task.total:g}"
+            extra = task.fields.get("info")
+            extra = f", {extra}" if extra else ""
+            self.console.print(
+                f"{task.description}: {task.completed:g}/{total} "
+                f"({task.elapsed or 0.0:.0f} s{extra})",
+                markup=False,
+                highlight=False,
+            )
+
+    return _Logged()
 
 
 class Tasks:

@@ -230,12 +230,13 @@ class _Progress:
             from rich.progress import (
                 BarColumn,
                 MofNCompleteColumn,
-                Progress,
                 TextColumn,
                 TimeElapsedColumn,
             )
 
-            self._p = Progress(
+            from sparring.runtime import logged_progress
+
+            self._p = logged_progress(
                 TextColumn("[bold]arena[/bold] {task.description}"),
                 BarColumn(),
                 MofNCompleteColumn(),

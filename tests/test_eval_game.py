@@ -354,6 +354,9 @@ def test_seeds_shared_between_processes_then_one_run_writes_the_tables(run_data,
     assert table is None and not (out / "results.md").exists()
     assert (out / "rlhf" / "seed-1" / "summary.json").is_file()
     assert not (out / "rlhf" / "seed-0").exists()
+    # the seed's share of the closing table (its common attack set) is done by its process
+    assert not (out / "common-seed-0.json").exists()
+    common = (out / "common-seed-1.json").stat().st_mtime_ns
     stamp = (out / "rlhf" / "seed-1" / "metrics.jsonl").stat().st_mtime_ns
     lines: list[str] = []
     _, table = _experiment(
@@ -361,6 +364,7 @@ def test_seeds_shared_between_processes_then_one_run_writes_the_tables(run_data,
     )
     assert table["defender"]["rows"]["rlhf"]["ASR attacks"][2] == 2
     assert (out / "rlhf" / "seed-1" / "metrics.jsonl").stat().st_mtime_ns == stamp
+    assert (out / "common-seed-1.json").stat().st_mtime_ns == common  # read back, not redone
     assert (out / "results.md").is_file()
 
 

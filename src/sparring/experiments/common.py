@@ -42,7 +42,12 @@ def common_attack_set(
     from sparring.evaluation.players import Source, eval_batch_size, player_source
     from sparring.players.engine import make_accelerator
 
-    runs = {arm: Path(entries[seed_index]["run_dir"]) for arm, entries in results.items()}
+    runs = {
+        arm: Path(e["run_dir"])
+        for arm, entries in results.items()
+        for e in entries
+        if e["seed"] == seed_index
+    }
     attackers = [("initial", Source("initial", None, "initial"))]
     attackers += [(a, player_source(runs[a], "attacker")) for a in attacker_arms if a in runs]
     defenders = [(a, player_source(d, "defender")) for a, d in runs.items()]

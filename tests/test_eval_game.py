@@ -392,7 +392,12 @@ def test_compute_counts_a_run_once_when_two_rows_read_it(tmp_path):
             (d / "summary.json").write_text(json.dumps({"seconds": secs}))
             runs[arm].append({"seed": s, "run_dir": str(d)})
     runs["psro@latest"] = [dict(e) for e in runs["psro"]]
+    assert "from no fresh attackers (not measured)" in provenance(runs)["protocol"]
+    for entries in runs.values():  # the probes a table rests on are said as they were run
+        for e in entries:
+            e["exploit"] = {"n_probes": 1, "steps": 100}
     prov = provenance(runs)
+    assert "from 1 fresh attacker of 100 attack steps per defender trained" in prov["protocol"]
     assert prov["total"] == pytest.approx(2 * 60.0 + 2 * 120.0)
     line = provenance_lines(prov)[1]
     assert "gpo 1.0 min per seed, psro 2.0 min per seed, psro@latest: psro's runs" in line

@@ -21,10 +21,29 @@ PROTOCOL = (
     "evidence protocol sparring.eval/1: keyed sampling (the same weights give the same figures), "
     "full-length evaluation answers, the evaluation judge shown the behaviour an attack served, "
     "arms paired by prompt within each seed and compared by a Student-t interval over seeds "
-    "(Holm across arms), exploitability from several fresh attackers trained against the frozen "
-    "final defender (Table 1: the strongest of them; Table 4: their fresh attacks together, "
-    "paired by probe)"
+    "(Holm across arms), exploitability from {probes} trained against the frozen final defender "
+    "(Table 1: the strongest of them; Table 4: their fresh attacks together, paired by probe)"
 )
+
+
+def probes_used(results: dict[str, list[dict[str, Any]]]) -> str:
+    """The exploitability probes the entries hold, in words ("1 fresh attacker of 100 attack
+    steps per defender"); several budgets are each named, and none is said as such."""
+    kinds = sorted(
+        {
+            (e["exploit"].get("n_probes"), e["exploit"].get("steps"))
+            for entries in results.values()
+            for e in entries
+            if isinstance(e.get("exploit"), dict)
+        },
+        key=str,
+    )
+    if not kinds:
+        return "no fresh attackers (not measured)"
+    said = [
+        f"{n} fresh attacker{'s' if n != 1 else ''} of {steps} attack steps" for n, steps in kinds
+    ]
+    return " or ".join(said) + " per defender"
 
 
 def _seconds(path: Path) -> float:
@@ -73,7 +92,8 @@ def provenance(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         seconds[arm] = [round(run_seconds(Path(d)), 1) for d in dirs]
     total = sum(sum(v) for v in seconds.values())
     return {
-        "protocol": PROTOCOL, "machine": machine(), "seconds": seconds, "shared": shared,
+        "protocol": PROTOCOL.format(probes=probes_used(results)),
+        "machine": machine(), "seconds": seconds, "shared": shared,
         "total": total,
     }  # fmt: skip
 

@@ -212,9 +212,7 @@ def run_experiment(
     (out / "base_config.yaml").write_text(dump_config(base), encoding="utf-8")
     results: dict[str, list[dict[str, Any]]] = {arm: [] for arm in arms}
     pools = any(a in POOL_ARMS or a in POPULATION_ARMS for a in arms)
-    common_kw = dict(
-        attacker_arms=ATTACKER_ARMS, out=out, samples=samples, judge=judge, progress=progress
-    )
+    common: list[dict[str, Any]] = []  # each seed's common attack set, in seed order
     for i in range(seeds) if only_seeds is None else only_seeds:
         for arm in arms:  # seed by seed: a stopped experiment holds whole, paired seeds
             cfg, train = arm_config(base, arm, i, out, pools=pools)
@@ -248,13 +246,15 @@ def run_experiment(
                 )
             results[arm].append(entry)
         # the seed's common attack set, by the process that holds its runs (processes sharing
-        # the seeds share this work too; the run that writes the tables reads it back)
+        # the seeds share this work too; a rerun reads it back from common-seed-<i>.json)
         deployed = {a: v for a, v in results.items() if not a.endswith(LATEST)}
-        common_attack_set(base, deployed, i, **common_kw)
+        one = common_attack_set(
+            base, deployed, i, attacker_arms=ATTACKER_ARMS, out=out, samples=samples,
+            judge=judge, progress=progress,
+        )  # fmt: skip
+        common.append(one)
     if only_seeds is not None:
         return None  # a share of the seeds: the run over all of them writes the tables
-    deployed = {a: v for a, v in results.items() if not a.endswith(LATEST)}
-    common = [common_attack_set(base, deployed, i, **common_kw) for i in range(seeds)]
     table = aggregate(results, common)
     table["provenance"] = provenance(results)  # protocol, machine, compute per arm and seed
     if "gpo" in results and len(results) > 1:
